@@ -1,0 +1,68 @@
+# Rotor: `make run` starts everything locally; `make test` is what CI runs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat constraints.txt pyproject.toml | sha1sum | cut -c1-12)
+DEVENV ?= .devenv
+export ROTOR_TESTBIN_CACHE ?= $(HOME)/.cache/rotor/testbin
+
+.PHONY: help deps venv testbin crds run test unit integration lint bench e2e image clean
+
+help:
+	@echo "make run      start etcd, kube-apiserver, Vault, PostgreSQL; apply CRDs + samples; run Rotor"
+	@echo "make test     install deps, build/reuse the testbin, run unit + integration tests"
+	@echo "make lint     ruff, mypy (strict) and import-linter layer contracts"
+	@echo "make bench    N=1000 SecretSources against the local control plane; prints a table"
+	@echo "make crds     regenerate crds/ from the pydantic models"
+
+# Debian packages the local control plane needs (PostgreSQL server); a no-op when present.
+deps:
+	@if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  echo "installing PostgreSQL from Debian packages"; \
+	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
+	  $(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	fi
+
+$(STAMP): pyproject.toml constraints.txt
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[test]'
+	touch $@
+
+venv: $(STAMP)
+
+testbin:
+	bash hack/testbin.sh
+
+crds: venv
+	$(PY) -m rotor crds -o crds
+
+run: deps venv testbin
+	$(PY) hack/run.py --state $(DEVENV)
+
+unit: venv
+	$(PY) -m pytest tests/unit -q
+
+integration: deps venv testbin
+	$(PY) -m pytest tests/integration -q
+
+test: deps venv testbin
+	$(PY) -m pytest tests -q --durations=15
+
+lint: venv
+	$(VENV)/bin/ruff check operator tests e2e hack
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+bench: deps venv testbin
+	$(PY) hack/bench.py --sources $${N:-1000}
+
+e2e: venv
+	$(PY) -m pytest e2e -q
+
+image:
+	docker build -t rotor:$$($(PY) -m rotor version | cut -d' ' -f2) .
+
+clean:
+	rm -rf $(VENV) $(DEVENV) .pytest_cache .mypy_cache .ruff_cache

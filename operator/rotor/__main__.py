@@ -1,0 +1,5 @@
+import sys
+
+from rotor.cli import main
+
+sys.exit(main())

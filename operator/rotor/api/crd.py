@@ -1,0 +1,130 @@
+"""Generate CustomResourceDefinitions from the pydantic models.
+
+Kubernetes wants structural OpenAPI v3 schemas: no $ref, no anyOf over types, no
+additionalProperties next to properties. Pydantic emits JSON Schema 2020-12, so this module
+inlines references and rewrites the few constructs that differ.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from rotor import GROUP, VERSION
+from rotor.api.kinds import KINDS, Kind, printer_columns
+
+_DROP = {"title", "$defs", "discriminator", "examples"}
+
+
+def structural_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's validation schema, as a Kubernetes structural schema."""
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    converted: dict[str, Any] = _convert(raw, raw.get("$defs", {}))
+    return converted
+
+
+def _convert(node: Any, defs: dict[str, Any]) -> Any:
+    if isinstance(node, list):
+        return [_convert(item, defs) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = dict(node)
+    if "$ref" in node:
+        target = defs[node.pop("$ref").rsplit("/", 1)[-1]]
+        node = {**target, **node}  # sibling keys (description, default) win
+    if "anyOf" in node:
+        branches = [b for b in node.pop("anyOf") if b != {"type": "null"}]
+        if len(branches) != 1:
+            raise ValueError(f"unions are not structural; use one type with CEL rules: {branches}")
+        node = {**_convert(branches[0], defs), **node}
+        if node.get("default", 0) is None:
+            node.pop("default")
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in _DROP:
+            continue
+        if key == "const":
+            out["enum"] = [value]
+        elif key in ("exclusiveMinimum", "exclusiveMaximum"):
+            out["minimum" if key == "exclusiveMinimum" else "maximum"] = value
+            out[key] = True
+        elif key == "additionalProperties" and value is False:
+            continue  # unknown fields: pruned, and rejected under strict field validation
+        elif key == "properties":
+            out[key] = {name: _convert(prop, defs) for name, prop in value.items()}
+        elif key in ("items", "additionalProperties"):
+            out[key] = _convert(value, defs)
+        else:
+            out[key] = value
+    if "enum" in out and "type" not in out:
+        out["type"] = _json_type(out["enum"][0])
+    return out
+
+
+def _json_type(value: Any) -> str:
+    return {bool: "boolean", int: "integer", float: "number", str: "string"}[type(value)]
+
+
+def crd(kind: Kind) -> dict[str, Any]:
+    spec = structural_schema(kind.spec)
+    spec["description"] = kind.description
+    status = structural_schema(kind.status)
+    status["description"] = f"Observed state of the {kind.kind}, written by Rotor. Never holds a secret value."
+    columns = []
+    for column in printer_columns(kind):
+        entry: dict[str, Any] = {"name": column.name, "type": column.type, "jsonPath": column.json_path}
+        if column.priority:
+            entry["priority"] = column.priority
+        columns.append(entry)
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": kind.crd_name, "labels": {"app.kubernetes.io/part-of": "rotor"}},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": kind.kind,
+                "listKind": f"{kind.kind}List",
+                "plural": kind.plural,
+                "singular": kind.singular,
+                "shortNames": list(kind.short_names),
+                "categories": ["rotor"],
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": columns,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": kind.description,
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": spec,
+                                "status": status,
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def render_all() -> dict[str, str]:
+    """File name -> YAML text for every kind, as `rotor crds` writes them."""
+    import yaml
+
+    return {
+        f"{GROUP}_{kind.plural}.yaml": "# Generated by `rotor crds` from rotor.api; do not edit.\n"
+        + yaml.safe_dump(crd(kind), sort_keys=False, width=120)
+        for kind in KINDS
+    }

@@ -1,0 +1,125 @@
+"""SecretSource: where a secret lives (a backend) and where it goes (a Kubernetes Secret)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from rotor.api.common import Condition, DNSLabel, Duration, Model, ObjectName, cel, validations
+
+SecretType = Literal[
+    "Opaque", "kubernetes.io/tls", "kubernetes.io/dockerconfigjson", "kubernetes.io/basic-auth"
+]
+
+
+class VaultSource(Model):
+    """A secret in Vault or OpenBao, read through a named connection from the operator's config."""
+
+    model_config = Model.model_config | {
+        "json_schema_extra": validations(
+            cel("!has(self.version) || self.kvVersion != '1'", "version pins need KV version 2 (or auto)",
+                ".version"),
+        )
+    }
+
+    connection: DNSLabel = Field(
+        default="default",
+        description="Name of a backend connection in the operator's configuration (not an address: "
+        "tenants cannot point Rotor at their own servers).",
+    )
+    mount: str = Field(default="secret", min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$",
+                       description="Path of the KV secrets engine mount.")
+    path: str = Field(min_length=1, max_length=512, pattern=r"^[A-Za-z0-9_.@+=-]+(/[A-Za-z0-9_.@+=-]+)*$",
+                      description="Path of the secret inside the mount, without the mount.")
+    kv_version: Literal["auto", "1", "2"] = Field(
+        default="auto", description="KV engine version; auto asks the server."
+    )
+    version: int | None = Field(default=None, ge=1, description="Pin a KV v2 version (default: latest).")
+    role: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$",
+                      description="Vault Kubernetes auth role the ServiceAccount logs in with.")
+    auth_mount: str = Field(default="kubernetes", min_length=1, max_length=128,
+                            pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$",
+                            description="Mount path of the Kubernetes auth method.")
+    audience: str = Field(default="vault", min_length=1, max_length=253,
+                          description="Audience of the ServiceAccount token requested for the login.")
+
+
+class KubernetesSource(Model):
+    """A Secret in another namespace whose owner allows this namespace to read it (annotation
+    rotor.dev/allowed-namespaces on that Secret)."""
+
+    namespace: DNSLabel = Field(description="Namespace of the source Secret.")
+    name: ObjectName = Field(description="Name of the source Secret.")
+
+
+class KeyMapping(Model):
+    """Take one property of the backend secret and store it under a key of the target Secret."""
+
+    key: str = Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$",
+                     description="Key in the target Secret.")
+    property: str = Field(min_length=1, max_length=253, description="Property (field) of the backend secret.")
+
+
+class Template(Model):
+    """Render target keys from the fetched values with a sandboxed Jinja template ({{ values.password }})."""
+
+    data: dict[str, str] = Field(default_factory=dict,
+                                 description="Target key -> template. Rendered keys replace fetched ones.")
+
+
+class Target(Model):
+    """The Kubernetes Secret Rotor writes."""
+
+    name: ObjectName | None = Field(default=None, description="Secret name (default: the SecretSource's name).")
+    type: SecretType = Field(default="Opaque")
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    template: Template | None = None
+    creation_policy: Literal["Owner", "Merge", "Orphan"] = Field(
+        default="Owner",
+        description="Owner: Rotor owns the Secret (garbage-collected with the source); Merge: write keys into "
+        "an existing Secret; Orphan: create it without an owner reference.",
+    )
+    deletion_policy: Literal["Delete", "Retain"] = Field(
+        default="Delete", description="What happens to the Secret when the SecretSource is deleted."
+    )
+
+
+class Refresh(Model):
+    interval: Duration = Field(default="1h", description="How often the backend is read again.")
+    jitter: float = Field(default=0.1, ge=0, le=0.5, description="Fraction of the interval to randomise by.")
+
+
+class SecretSourceSpec(Model):
+    model_config = Model.model_config | {
+        "json_schema_extra": validations(
+            cel("self.provider != 'vault' || has(self.vault)", "provider vault needs spec.vault", ".vault"),
+            cel("self.provider != 'kubernetes' || has(self.kubernetes)",
+                "provider kubernetes needs spec.kubernetes", ".kubernetes"),
+            cel("!(has(self.vault) && has(self.kubernetes))", "set only one of spec.vault and spec.kubernetes"),
+        )
+    }
+
+    provider: Literal["vault", "kubernetes"] = Field(description="Which backend holds the secret.")
+    vault: VaultSource | None = None
+    kubernetes: KubernetesSource | None = None
+    service_account_name: ObjectName = Field(
+        default="default",
+        description="ServiceAccount in this namespace whose identity reads the secret (never another namespace).",
+    )
+    data: list[KeyMapping] = Field(default_factory=list, max_length=256,
+                                   description="Keys to take; empty takes every key as is.")
+    target: Target = Field(default_factory=Target)
+    refresh: Refresh = Field(default_factory=Refresh)
+
+
+class SecretSourceStatus(Model):
+    conditions: list[Condition] = Field(default_factory=list)
+    observed_generation: int | None = None
+    synced_version: str | None = Field(default=None, description="Backend version last synced.")
+    data_hmac: str | None = Field(default=None, description="Keyed HMAC of the synced data (never the data).")
+    target_secret: str | None = None
+    last_sync_time: str | None = None
+    next_sync_time: str | None = None
+    consumers: dict[str, int] | None = None

@@ -1,0 +1,255 @@
+"""Vault / OpenBao KV backend: logs in as the SecretSource's ServiceAccount, reads KV v1 or v2.
+
+The only module that imports hvac. hvac is synchronous, so calls run in a thread; per connection
+a semaphore bounds concurrency and a token bucket bounds the rate, so an operator restart with
+thousands of sources does not stampede the server. Vault tokens are cached per identity until
+shortly before they expire; identical concurrent reads by the same identity collapse into one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+import hvac
+import hvac.exceptions
+import requests
+import requests.adapters
+
+from rotor.api.secretsource import SecretSourceSpec, VaultSource
+from rotor.backends.base import BackendError, InvalidSpec, NotFound, PermissionDenied, Unavailable
+from rotor.concurrency import SingleFlight, TokenBucket
+from rotor.config import VaultConnection
+from rotor.metrics import (
+    BACKEND_REQUESTS,
+    BACKEND_SECONDS,
+    BACKEND_UP,
+    COLLAPSED_READS,
+    LOGINS,
+    TOKEN_CACHE_HITS,
+)
+from rotor.planning.sync import Fetched
+
+T = TypeVar("T")
+# (namespace, service account, audience, seconds) -> (jwt, expiry); supplied by rotor.kube.
+TokenRequester = Callable[[str, str, str, int], Awaitable[tuple[str, Any]]]
+
+TOKEN_RENEW_MARGIN = 0.2  # log in again once 80% of a Vault token's TTL has passed
+JWT_SECONDS = 600  # the shortest TokenRequest lifetime the API server grants
+
+
+@dataclass(frozen=True)
+class Identity:
+    connection: str
+    namespace: str
+    service_account: str
+    role: str
+    auth_mount: str
+    audience: str
+
+
+@dataclass
+class _CachedToken:
+    token: str
+    renew_at: float
+
+
+class _Connection:
+    def __init__(self, name: str, settings: VaultConnection) -> None:
+        self.name = name
+        self.settings = settings
+        self.session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=settings.max_concurrency)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.limit = asyncio.Semaphore(settings.max_concurrency)
+        self.bucket = TokenBucket(settings.rate_per_second)
+        self.kv_versions: dict[str, str] = {}
+
+    def client(self, token: str | None = None) -> hvac.Client:
+        verify: str | bool = str(self.settings.ca_file) if self.settings.ca_file else True
+        return hvac.Client(url=self.settings.address.rstrip("/"), token=token, verify=verify,
+                           timeout=self.settings.timeout_seconds, session=self.session,
+                           namespace=self.settings.namespace)
+
+
+class VaultBackend:
+    provider: ClassVar[str] = "vault"
+
+    def __init__(self, connections: dict[str, VaultConnection], request_token: TokenRequester) -> None:
+        self._connections = {name: _Connection(name, c) for name, c in connections.items()}
+        self._request_token = request_token
+        self._tokens: dict[Identity, _CachedToken] = {}
+        self._logins: SingleFlight[str] = SingleFlight()
+        self._reads: SingleFlight[Fetched] = SingleFlight()
+
+    def describe(self, namespace: str, spec: SecretSourceSpec) -> str:
+        source = _vault(spec)
+        return f"vault:{source.connection}/{source.mount}/{source.path}"
+
+    async def close(self) -> None:
+        for connection in self._connections.values():
+            connection.session.close()
+
+    # -- public ---------------------------------------------------------------------------------
+
+    async def fetch(self, namespace: str, spec: SecretSourceSpec) -> Fetched:
+        source = _vault(spec)
+        conn = self._connection(source.connection)
+        identity = Identity(source.connection, namespace, spec.service_account_name, source.role,
+                            source.auth_mount, source.audience)
+        key = (identity, source.mount, source.path, source.kv_version, source.version)
+        result, shared = await self._reads.do(key, lambda: self._fetch(conn, identity, source))
+        if shared:
+            COLLAPSED_READS.labels(conn.name).inc()
+        return result
+
+    def forget_token(self, identity: Identity) -> None:
+        self._tokens.pop(identity, None)
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _connection(self, name: str) -> _Connection:
+        try:
+            return self._connections[name]
+        except KeyError:
+            known = ", ".join(sorted(self._connections)) or "none configured"
+            raise InvalidSpec(f"spec.vault.connection {name!r} is not a backend connection of this operator "
+                              f"(known: {known}); ask the platform team or fix the name") from None
+
+    async def _fetch(self, conn: _Connection, identity: Identity, source: VaultSource) -> Fetched:
+        for attempt in (1, 2):
+            token = await self._token(conn, identity)
+            try:
+                return await self._read(conn, token, source)
+            except PermissionDenied:
+                # A cached token may have been revoked; one fresh login tells the two cases apart.
+                if attempt == 2 or identity not in self._tokens:
+                    raise
+                self.forget_token(identity)
+        raise AssertionError("unreachable")
+
+    async def _token(self, conn: _Connection, identity: Identity) -> str:
+        cached = self._tokens.get(identity)
+        if cached is not None and time.monotonic() < cached.renew_at:
+            TOKEN_CACHE_HITS.labels(conn.name).inc()
+            return cached.token
+        token, _ = await self._logins.do(identity, lambda: self._login(conn, identity))
+        return token
+
+    async def _login(self, conn: _Connection, identity: Identity) -> str:
+        jwt, _ = await self._request_token(identity.namespace, identity.service_account, identity.audience,
+                                           JWT_SECONDS)
+        try:
+            response = await self._call(conn, "login", lambda c: c.auth.kubernetes.login(
+                role=identity.role, jwt=jwt, use_token=False, mount_point=identity.auth_mount))
+        except BackendError as err:
+            LOGINS.labels(conn.name, err.reason).inc()
+            who = f"{identity.namespace}/{identity.service_account}"
+            if isinstance(err, (PermissionDenied, InvalidSpec, NotFound)):
+                raise PermissionDenied(f"Vault login as ServiceAccount {who} with role {identity.role!r} at "
+                                       f"auth/{identity.auth_mount} was refused: {err.message}") from None
+            raise
+        LOGINS.labels(conn.name, "ok").inc()
+        auth = response["auth"]
+        ttl = float(auth.get("lease_duration") or 0) or 300.0
+        token = str(auth["client_token"])
+        self._tokens[identity] = _CachedToken(token, time.monotonic() + ttl * (1 - TOKEN_RENEW_MARGIN))
+        return token
+
+    async def _kv_version(self, conn: _Connection, token: str, source: VaultSource) -> str:
+        if source.kv_version != "auto":
+            return source.kv_version
+        known = conn.kv_versions.get(source.mount)
+        if known:
+            return known
+        info = await self._call(conn, "mount-info", lambda c: c.adapter.get(
+            f"/v1/sys/internal/ui/mounts/{source.mount}"), token=token)
+        data = info.get("data") or {}
+        if data.get("type") not in ("kv", "generic"):
+            raise InvalidSpec(f"spec.vault.mount {source.mount!r} is not a KV secrets engine")
+        version = str((data.get("options") or {}).get("version") or "1")
+        conn.kv_versions[source.mount] = version
+        return version
+
+    async def _read(self, conn: _Connection, token: str, source: VaultSource) -> Fetched:
+        version = await self._kv_version(conn, token, source)
+        where = f"{source.mount}/{source.path}"
+        if version == "2":
+            response = await self._call(conn, "read", lambda c: c.secrets.kv.v2.read_secret_version(
+                path=source.path, mount_point=source.mount, version=source.version,
+                raise_on_deleted_version=True), token=token, where=where)
+            data = response["data"]["data"] or {}
+            found = str(response["data"]["metadata"]["version"])
+        else:
+            if source.version is not None:
+                raise InvalidSpec(f"spec.vault.version: mount {source.mount!r} is KV version 1, which has no "
+                                  "versions; remove the pin")
+            response = await self._call(conn, "read", lambda c: c.secrets.kv.v1.read_secret(
+                path=source.path, mount_point=source.mount), token=token, where=where)
+            data, found = response["data"] or {}, None
+        return Fetched({k: _to_bytes(v) for k, v in data.items()}, found)
+
+    async def _call(self, conn: _Connection, operation: str, fn: Callable[[hvac.Client], T], *,
+                    token: str | None = None, where: str = "") -> T:
+        await conn.bucket.acquire()
+        async with conn.limit:
+            started = time.monotonic()
+            code = "error"
+            try:
+                result = await asyncio.to_thread(fn, conn.client(token))
+                code = "200"
+                BACKEND_UP.labels(conn.name).set(1)
+                return result
+            except hvac.exceptions.VaultError as exc:
+                code = str(getattr(exc, "status_code", None) or _status_of(exc))
+                BACKEND_UP.labels(conn.name).set(0 if code.startswith("5") else 1)
+                raise _translate(exc, code, operation, where) from None
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                BACKEND_UP.labels(conn.name).set(0)
+                raise Unavailable(f"Vault connection {conn.name!r} unreachable during {operation}: "
+                                  f"{type(exc).__name__}") from None
+            finally:
+                BACKEND_REQUESTS.labels(conn.name, operation, code).inc()
+                BACKEND_SECONDS.labels(conn.name, operation).observe(time.monotonic() - started)
+
+
+_STATUS = {
+    hvac.exceptions.InvalidRequest: 400, hvac.exceptions.Unauthorized: 401, hvac.exceptions.Forbidden: 403,
+    hvac.exceptions.InvalidPath: 404, hvac.exceptions.RateLimitExceeded: 429,
+    hvac.exceptions.InternalServerError: 500, hvac.exceptions.VaultNotInitialized: 501,
+    hvac.exceptions.BadGateway: 502, hvac.exceptions.VaultDown: 503,
+}
+
+
+def _status_of(exc: Exception) -> int:
+    return next((code for cls, code in _STATUS.items() if isinstance(exc, cls)), 0)
+
+
+def _translate(exc: hvac.exceptions.VaultError, code: str, operation: str, where: str) -> BackendError:
+    # Vault's error strings name paths and policies; they never carry secret data.
+    detail = "; ".join(str(e) for e in (exc.errors or [])) if exc.errors else ""
+    target = f" {where}" if where else ""
+    if code == "404":
+        return NotFound(f"Vault has no secret at{target or ' that path'} (404); check spec.vault.mount and path")
+    if code in ("401", "403"):
+        return PermissionDenied(f"Vault denied {operation}{target} ({code}): {detail or 'permission denied'}")
+    if code == "400":
+        return InvalidSpec(f"Vault rejected {operation}{target} (400): {detail or 'invalid request'}")
+    return Unavailable(f"Vault failed {operation}{target} ({code or 'no status'}): {detail or type(exc).__name__}")
+
+
+def _to_bytes(value: Any) -> bytes:
+    if isinstance(value, str):
+        return value.encode()
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _vault(spec: SecretSourceSpec) -> VaultSource:
+    if spec.vault is None:
+        raise InvalidSpec("spec.vault is required when spec.provider is vault")
+    return spec.vault

@@ -1,0 +1,81 @@
+"""The `rotor` command: run the operator, write the CRDs, print the version."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from rotor import __version__
+
+
+def _cmd_crds(args: argparse.Namespace) -> int:
+    from rotor.api.crd import render_all
+
+    rendered = render_all()
+    if str(args.output) == "-":
+        sys.stdout.write("---\n".join(rendered.values()))
+        return 0
+    args.output.mkdir(parents=True, exist_ok=True)
+    for name, text in rendered.items():
+        (args.output / name).write_text(text)
+        print(f"wrote {args.output / name}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from rotor import config
+
+    try:
+        settings = config.load(
+            args.config,
+            namespaces=[] if args.all_namespaces else (args.namespace or None),
+            log_format=args.log_format,
+            log_level=args.log_level,
+            metrics_port=args.metrics_port,
+        )
+    except (ValidationError, ValueError) as exc:
+        print(f"rotor: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    from rotor.handlers.app import run
+
+    run(settings)
+    return 0
+
+
+def _cmd_version(_: argparse.Namespace) -> int:
+    print(f"rotor {__version__}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="rotor", description="Deliver and rotate secrets in Kubernetes.")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the operator (settings also from ROTOR_* variables)")
+    run.add_argument("-n", "--namespace", action="append", help="namespace to watch (repeatable)")
+    run.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace (default)")
+    run.add_argument("--log-format", choices=["text", "json"])
+    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    run.add_argument("--metrics-port", type=int, help="port for /metrics (0 disables)")
+    run.add_argument("--config", type=Path, help="YAML settings file (backend connections live here)")
+    run.set_defaults(func=_cmd_run)
+
+    crds = sub.add_parser("crds", help="write the CRDs generated from the API models")
+    crds.add_argument("-o", "--output", type=Path, default=Path("crds"), help="directory, or - for stdout")
+    crds.set_defaults(func=_cmd_crds)
+
+    version = sub.add_parser("version", help="print the version")
+    version.set_defaults(func=_cmd_version)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

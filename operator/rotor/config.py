@@ -1,0 +1,65 @@
+"""Operator settings: from flags, ROTOR_* environment variables and an optional YAML file.
+
+Backend connections live here, not in tenants' manifests: a SecretSource names a connection, so a
+tenant can never point Rotor (and the ServiceAccount tokens it presents) at a server of theirs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class VaultConnection(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    address: str = Field(pattern=r"^https?://[^\s/]+(:[0-9]+)?/?$", description="Vault/OpenBao base URL")
+    ca_file: Path | None = Field(default=None, description="PEM bundle to verify the server (https only)")
+    namespace: str | None = Field(default=None, description="Vault Enterprise / OpenBao namespace")
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    max_concurrency: int = Field(default=16, ge=1, le=1024, description="Requests in flight at once")
+    rate_per_second: float = Field(default=100.0, gt=0, description="Sustained request rate limit")
+
+
+class Settings(BaseSettings):
+    """Everything `rotor run` needs; each field is also ROTOR_<FIELD> (ROTOR_VAULT_CONNECTIONS as JSON)."""
+
+    model_config = SettingsConfigDict(env_prefix="ROTOR_", extra="forbid", frozen=True)
+
+    namespaces: list[str] = Field(default_factory=list, description="Namespaces to watch; empty watches all")
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    metrics_port: int = Field(default=8080, ge=0, le=65535, description="0 disables /metrics")
+    operator_namespace: str = Field(default="rotor-system", description="Where Rotor keeps its own state")
+    vault_connections: dict[str, VaultConnection] = Field(default_factory=dict)
+    hmac_key_secret: str = Field(default="rotor-hmac-key", description="Secret holding the HMAC key")
+    standalone: bool = Field(default=True, description="No peering (single replica)")
+    peering_name: str = "rotor"
+    priority: int = 0
+    sync_workers: int = Field(default=16, ge=1, le=512, description="Concurrent SecretSource syncs")
+    metrics_secret_names: bool = Field(default=False, description="Label metrics with object names")
+
+    @field_validator("namespaces", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+
+def load(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from the YAML file (if any), then environment, then explicit overrides (flags)."""
+    from_file: dict[str, Any] = {}
+    if config_file is not None:
+        loaded = yaml.safe_load(config_file.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{config_file}: expected a mapping of settings at the top level")
+        from_file = {k.replace("-", "_"): v for k, v in loaded.items()}
+    from_env = Settings().model_dump(exclude_unset=True)
+    merged = {**from_file, **from_env,
+              **{k: v for k, v in overrides.items() if v is not None}}
+    return Settings.model_validate(merged)

@@ -1,0 +1,87 @@
+"""Operator start-up and shutdown: Kopf settings in one place, the engine in kopf's memo."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import kopf
+
+from rotor import GROUP
+from rotor.config import Settings
+from rotor.logs import configure_logging
+from rotor.planning.labels import FINALIZER, MANAGED_BY, MANAGED_BY_VALUE
+
+log = logging.getLogger("rotor")
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    from rotor import backends, metrics
+    from rotor.kube import Kube
+    from rotor.refresh import RefreshScheduler
+    from rotor.secretsync import SecretSync
+
+    config: Settings = memo.config
+    # Watches: long server-side timeouts, a client timeout just above them, quick reconnects.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 10
+    settings.networking.request_timeout = 30
+    # Only Secrets Rotor manages are watched (server-side selector): others cost no memory.
+    settings.watching.label_selectors["", "v1", "secrets"] = f"{MANAGED_BY}={MANAGED_BY_VALUE}"
+    # Routine success is not worth a Kubernetes Event per object; Rotor posts its own on change.
+    settings.posting.level = logging.WARNING
+    # Progress and diff-base in annotations under our prefix; status stays schema-exact.
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration")
+    settings.execution.max_workers = 8
+
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(32, thread_name_prefix="rotor-io"))
+    kube = Kube()
+    await kube.ensure_namespace(config.operator_namespace)
+    key = await kube.get_or_create_key(config.operator_namespace, config.hmac_key_secret)
+    engine = SecretSync(kube, backends.build(config, kube), key)
+    scheduler = RefreshScheduler(engine.sync, workers=config.sync_workers)
+    scheduler.start()
+    memo.kube, memo.engine, memo.scheduler = kube, engine, scheduler
+    if config.metrics_port:
+        metrics.serve(config.metrics_port)
+    log.info("Rotor started: watching %s; backends: %s", ", ".join(config.namespaces) or "all namespaces",
+             ", ".join(f"vault/{n}" for n in config.vault_connections) or "kubernetes only")
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    scheduler = getattr(memo, "scheduler", None)
+    if scheduler is not None:
+        await scheduler.stop()
+    engine = getattr(memo, "engine", None)
+    if engine is not None:
+        for backend in engine.backends.values():
+            await backend.close()
+        engine.kube.close()
+
+
+def run(config: Settings, *, stop_flag: threading.Event | None = None,
+        ready_flag: threading.Event | None = None, configure_logs: bool = True) -> None:
+    """Run the operator until stopped (Ctrl-C, SIGTERM, or stop_flag)."""
+    from rotor.handlers import secretsource  # noqa: F401 - registers the handlers
+
+    if configure_logs:
+        configure_logging(config.log_format, config.log_level)
+    kopf.run(
+        clusterwide=not config.namespaces,
+        namespaces=config.namespaces,
+        standalone=config.standalone,
+        priority=config.priority,
+        peering_name=config.peering_name,
+        memo=kopf.Memo(config=config),
+        stop_flag=stop_flag,
+        ready_flag=ready_flag,
+    )

@@ -1,0 +1,253 @@
+"""The Kubernetes I/O layer: the only module that imports the kubernetes client.
+
+The client is synchronous; calls run in a dedicated thread pool so the operator's event loop never
+blocks. Errors become KubeError with the API's Status message only: an ApiException's text holds the
+response body, which for a Secret could hold data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime
+import os
+import secrets as _random
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from rotor import GROUP, VERSION
+from rotor.metrics import KUBE_REQUESTS
+from rotor.planning.labels import MANAGED_BY, MANAGED_KEYS, SOURCE_LABEL
+from rotor.planning.sync import DesiredSecret, ObservedSecret, Owner
+
+T = TypeVar("T")
+
+
+class KubeError(Exception):
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"HTTP {status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def conflict(self) -> bool:
+        return self.status == 409
+
+
+def _kube_error(exc: ApiException) -> KubeError:
+    reason, message = str(exc.reason or ""), ""
+    try:
+        import json
+
+        status = json.loads(exc.body or "{}")
+        reason = status.get("reason", reason)
+        message = status.get("message", "")
+    except ValueError:
+        pass
+    return KubeError(int(exc.status or 0), reason, message)
+
+
+def load_config(kubeconfig: str | None = None) -> kubernetes.client.Configuration:
+    """In-cluster config when running in a pod, else the kubeconfig ($KUBECONFIG or ~/.kube/config)."""
+    config = kubernetes.client.Configuration()
+    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
+        kubernetes.config.load_incluster_config(client_configuration=config)
+    else:
+        kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=config)
+    return config
+
+
+class Kube:
+    def __init__(self, config: kubernetes.client.Configuration | None = None, *, threads: int = 16) -> None:
+        config = config or load_config()
+        config.connection_pool_maxsize = threads
+        self.api = kubernetes.client.ApiClient(config)
+        self.core = kubernetes.client.CoreV1Api(self.api)
+        self.custom = kubernetes.client.CustomObjectsApi(self.api)
+        self.apps = kubernetes.client.AppsV1Api(self.api)
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rotor-kube")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.api.close()
+
+    async def _call(self, verb: str, resource: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        KUBE_REQUESTS.labels(verb, resource).inc()
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+        except ApiException as exc:
+            raise _kube_error(exc) from None
+
+    async def ensure_namespace(self, name: str) -> None:
+        body = kubernetes.client.V1Namespace(metadata=kubernetes.client.V1ObjectMeta(name=name))
+        try:
+            await self._call("create", "namespaces", self.core.create_namespace, body)
+        except KubeError as err:
+            if err.status not in (403, 409):  # exists, or we may not create it (then it must exist)
+                raise
+
+    # -- identity -------------------------------------------------------------------------------
+
+    async def request_token(self, namespace: str, service_account: str, audience: str,
+                            seconds: int = 600) -> tuple[str, datetime.datetime]:
+        """A short-lived token for the ServiceAccount (TokenRequest), and when it expires."""
+        body = kubernetes.client.AuthenticationV1TokenRequest(
+            spec=kubernetes.client.V1TokenRequestSpec(audiences=[audience], expiration_seconds=seconds))
+        result = await self._call("create", "serviceaccounts/token",
+                                  self.core.create_namespaced_service_account_token,
+                                  service_account, namespace, body)
+        return result.status.token, result.status.expiration_timestamp
+
+    # -- Secrets --------------------------------------------------------------------------------
+
+    async def read_secret(self, namespace: str, name: str) -> ObservedSecret | None:
+        try:
+            secret = await self._call("get", "secrets", self.core.read_namespaced_secret, name, namespace)
+        except KubeError as err:
+            if err.not_found:
+                return None
+            raise
+        return observed(secret)
+
+    async def write_secret(self, namespace: str, action: str, desired: DesiredSecret, owner: Owner,
+                           existing: ObservedSecret | None) -> ObservedSecret:
+        """Create, replace (optimistically, on the observed resourceVersion) or recreate the Secret."""
+        body = kubernetes.client.V1Secret(
+            metadata=kubernetes.client.V1ObjectMeta(
+                name=desired.name, namespace=namespace, labels=dict(desired.labels),
+                annotations=dict(desired.annotations),
+                owner_references=[_owner_ref(owner)] if desired.owned else None,
+            ),
+            type=desired.type,
+            data={k: base64.b64encode(v).decode() for k, v in desired.data.items()},
+        )
+        if action == "create":
+            return observed(await self._call("create", "secrets", self.core.create_namespaced_secret,
+                                             namespace, body))
+        if action == "recreate":
+            await self.delete_secret(namespace, desired.name)
+            return observed(await self._call("create", "secrets", self.core.create_namespaced_secret,
+                                             namespace, body))
+        assert existing is not None
+        # Keep labels, annotations and owners others put there; replace only what Rotor manages.
+        body.metadata.labels = {**existing.labels, **desired.labels}
+        body.metadata.annotations = {**existing.annotations, **desired.annotations}
+        body.metadata.resource_version = existing.resource_version
+        refs = [kubernetes.client.V1OwnerReference(
+            api_version=r["apiVersion"], kind=r["kind"], name=r["name"], uid=r["uid"],
+            controller=r.get("controller"), block_owner_deletion=r.get("blockOwnerDeletion"))
+            for r in existing.owner_refs]
+        if desired.owned and owner.uid not in existing.owner_uids:
+            refs.append(_owner_ref(owner))
+        body.metadata.owner_references = refs or None
+        return observed(await self._call("replace", "secrets", self.core.replace_namespaced_secret,
+                                         desired.name, namespace, body))
+
+    async def release_secret(self, namespace: str, secret: ObservedSecret, owner_uid: str, *, delete: bool,
+                             merge: bool) -> None:
+        """Undo Rotor's hold on a Secret when its SecretSource goes (deletionPolicy)."""
+        if delete and not merge:
+            await self.delete_secret(namespace, secret.name)
+            return
+        managed = set(filter(None, secret.annotations.get(MANAGED_KEYS, "").split(",")))
+        data = {k: v for k, v in secret.data.items() if not (delete and k in managed)}
+        body = kubernetes.client.V1Secret(
+            metadata=kubernetes.client.V1ObjectMeta(
+                name=secret.name, namespace=namespace, resource_version=secret.resource_version,
+                labels={k: v for k, v in secret.labels.items() if k not in (SOURCE_LABEL, MANAGED_BY)} or None,
+                annotations={k: v for k, v in secret.annotations.items() if not k.startswith("rotor.dev/")} or None,
+                owner_references=[kubernetes.client.V1OwnerReference(
+                    api_version=r["apiVersion"], kind=r["kind"], name=r["name"], uid=r["uid"],
+                    controller=r.get("controller"), block_owner_deletion=r.get("blockOwnerDeletion"))
+                    for r in secret.owner_refs if r.get("uid") != owner_uid] or None,
+            ),
+            type=secret.type, data={k: base64.b64encode(v).decode() for k, v in data.items()},
+        )
+        await self._call("replace", "secrets", self.core.replace_namespaced_secret, secret.name, namespace, body)
+
+    async def delete_secret(self, namespace: str, name: str) -> bool:
+        try:
+            await self._call("delete", "secrets", self.core.delete_namespaced_secret, name, namespace)
+        except KubeError as err:
+            if err.not_found:
+                return False
+            raise
+        return True
+
+    async def get_or_create_key(self, namespace: str, name: str, key: str = "hmac-key") -> bytes:
+        """The operator's HMAC key, kept in a Secret so every replica and restart agrees on digests."""
+        existing = await self.read_secret(namespace, name)
+        if existing is not None and key in existing.data:
+            return bytes(existing.data[key])
+        body = kubernetes.client.V1Secret(
+            metadata=kubernetes.client.V1ObjectMeta(name=name, namespace=namespace,
+                                                    labels={"app.kubernetes.io/part-of": "rotor"}),
+            data={key: base64.b64encode(_random.token_bytes(32)).decode()})
+        try:
+            await self._call("create", "secrets", self.core.create_namespaced_secret, namespace, body)
+        except KubeError as err:
+            if not err.conflict:
+                raise
+        again = await self.read_secret(namespace, name)
+        assert again is not None
+        return bytes(again.data[key])
+
+    # -- Rotor objects --------------------------------------------------------------------------
+
+    async def patch_status(self, plural: str, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        await self._call("patch", f"{plural}/status", self.custom.patch_namespaced_custom_object_status,
+                         GROUP, VERSION, namespace, plural, name, {"status": dict(status)})
+
+    async def get_object(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            obj = await self._call("get", plural, self.custom.get_namespaced_custom_object,
+                                   GROUP, VERSION, namespace, plural, name)
+        except KubeError as err:
+            if err.not_found:
+                return None
+            raise
+        return dict(obj)
+
+    async def post_event(self, *, kind: str, namespace: str, name: str, uid: str, type: str, reason: str,
+                         message: str) -> None:
+        now = datetime.datetime.now(datetime.UTC)
+        body = kubernetes.client.CoreV1Event(
+            metadata=kubernetes.client.V1ObjectMeta(generate_name=f"{name}.", namespace=namespace),
+            involved_object=kubernetes.client.V1ObjectReference(
+                api_version=f"{GROUP}/{VERSION}", kind=kind, name=name, namespace=namespace, uid=uid),
+            type=type, reason=reason, message=message[:1024], first_timestamp=now, last_timestamp=now, count=1,
+            source=kubernetes.client.V1EventSource(component="rotor"), reporting_component="rotor.dev/operator",
+            reporting_instance=os.environ.get("HOSTNAME", "rotor"),
+        )
+        try:
+            await self._call("create", "events", self.core.create_namespaced_event, namespace, body)
+        except KubeError:
+            pass  # events are best effort; the status already says the same
+
+
+def _owner_ref(owner: Owner) -> kubernetes.client.V1OwnerReference:
+    return kubernetes.client.V1OwnerReference(api_version=owner.api_version, kind=owner.kind, name=owner.name,
+                                              uid=owner.uid, controller=True, block_owner_deletion=True)
+
+
+def observed(secret: Any) -> ObservedSecret:
+    meta = secret.metadata
+    refs = tuple({"apiVersion": r.api_version, "kind": r.kind, "name": r.name, "uid": r.uid,
+                  "controller": r.controller, "blockOwnerDeletion": r.block_owner_deletion}
+                 for r in meta.owner_references or ())
+    return ObservedSecret(
+        name=meta.name, type=secret.type or "Opaque",
+        data={k: base64.b64decode(v) for k, v in (secret.data or {}).items()},
+        labels=dict(meta.labels or {}), annotations=dict(meta.annotations or {}),
+        owner_refs=refs, resource_version=meta.resource_version,
+    )

@@ -1,0 +1,10 @@
+"""Label and annotation keys Rotor writes: one place, so watches and selectors agree."""
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE = "rotor"
+SOURCE_LABEL = "rotor.dev/secret-source"
+DATA_HMAC = "rotor.dev/data-hmac"
+SOURCE_VERSION = "rotor.dev/source-version"
+MANAGED_KEYS = "rotor.dev/managed-keys"
+ALLOWED_NAMESPACES = "rotor.dev/allowed-namespaces"
+FINALIZER = "rotor.dev/finalizer"

@@ -1,0 +1,222 @@
+"""plan_sync: from what the backend holds and what the cluster has, decide the one write (or none).
+
+Everything here is plain data. Values are bytes in memory; nothing in a SyncPlan's `reason` or
+`message` ever contains a value (only key names, policies and digests).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import SandboxedEnvironment
+
+from rotor.api.secretsource import SecretSourceSpec
+from rotor.planning import labels
+from rotor.planning.hashing import data_hmac, value_hmac
+
+Action = Literal["create", "update", "recreate", "none", "fail"]
+
+# Keys the API server insists on for each Secret type (checked here to give a clear status).
+REQUIRED_KEYS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "kubernetes.io/tls": (("tls.crt",), ("tls.key",)),
+    "kubernetes.io/dockerconfigjson": ((".dockerconfigjson",),),
+    "kubernetes.io/basic-auth": (("username", "password"),),
+}
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """What a backend returned: values as bytes, and the backend's version of them (if it has one)."""
+
+    values: Mapping[str, bytes]
+    version: str | None = None
+
+    def __repr__(self) -> str:  # never print values, even by accident
+        return f"Fetched(keys={sorted(self.values)}, version={self.version!r})"
+
+
+@dataclass(frozen=True)
+class ObservedSecret:
+    """The target Secret as the cluster has it."""
+
+    name: str
+    type: str
+    data: Mapping[str, bytes]
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    owner_refs: tuple[Mapping[str, Any], ...] = ()
+    resource_version: str | None = None
+
+    @property
+    def owner_uids(self) -> tuple[str, ...]:
+        return tuple(str(ref.get("uid")) for ref in self.owner_refs)
+
+    def __repr__(self) -> str:
+        return f"ObservedSecret(name={self.name!r}, keys={sorted(self.data)}, rv={self.resource_version})"
+
+
+@dataclass(frozen=True)
+class Owner:
+    namespace: str
+    name: str
+    uid: str
+    api_version: str = "rotor.dev/v1alpha1"
+    kind: str = "SecretSource"
+
+
+@dataclass(frozen=True)
+class DesiredSecret:
+    name: str
+    type: str
+    data: Mapping[str, bytes]
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    owned: bool
+
+    def __repr__(self) -> str:
+        return f"DesiredSecret(name={self.name!r}, type={self.type!r}, keys={sorted(self.data)})"
+
+
+@dataclass(frozen=True)
+class SyncPlan:
+    action: Action
+    target: str
+    reason: str = "Synced"
+    message: str = ""
+    secret: DesiredSecret | None = None
+    data_hmac: str | None = None
+    version: str | None = None
+
+
+class PlanError(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def target_name(spec: SecretSourceSpec, source_name: str) -> str:
+    return spec.target.name or source_name
+
+
+def select_values(spec: SecretSourceSpec, fetched: Fetched) -> dict[str, bytes]:
+    """The keys the target gets: every fetched key, or the mapped properties."""
+    if not spec.data:
+        return dict(fetched.values)
+    out: dict[str, bytes] = {}
+    for mapping in spec.data:
+        if mapping.property not in fetched.values:
+            available = ", ".join(sorted(fetched.values)) or "none"
+            raise PlanError("NotFound", f"spec.data: property {mapping.property!r} is not in the backend secret "
+                                        f"(it has: {available}); fix the mapping or the backend secret")
+        out[mapping.key] = fetched.values[mapping.property]
+    return out
+
+
+_TEMPLATES = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+_TEMPLATES.filters["b64encode"] = lambda v: base64.b64encode(str(v).encode()).decode()
+_TEMPLATES.filters["b64decode"] = lambda v: base64.b64decode(str(v)).decode()
+
+
+def render_templates(spec: SecretSourceSpec, values: Mapping[str, bytes]) -> dict[str, bytes]:
+    """Render spec.target.template.data; errors name the key and the cause, never a value."""
+    template = spec.target.template
+    if template is None or not template.data:
+        return dict(values)
+    context = {"values": {k: v.decode("utf-8", errors="replace") for k, v in values.items()}}
+    out = dict(values)
+    for key, text in sorted(template.data.items()):
+        try:
+            out[key] = _TEMPLATES.from_string(text).render(context).encode()
+        except TemplateSyntaxError as exc:
+            raise PlanError("TemplateError", f"spec.target.template.data[{key!r}]: syntax error on line "
+                                             f"{exc.lineno}: {exc.message}") from None
+        except UndefinedError as exc:
+            raise PlanError("TemplateError", f"spec.target.template.data[{key!r}]: {exc.message}; available: "
+                                             f"{', '.join(sorted(values))}") from None
+        except SecurityError:
+            raise PlanError("TemplateError", f"spec.target.template.data[{key!r}]: uses an operation the "
+                                             "sandbox forbids") from None
+        except Exception as exc:  # a filter failing on a value: its message may quote the value
+            raise PlanError("TemplateError", f"spec.target.template.data[{key!r}]: rendering failed with "
+                                             f"{type(exc).__name__} (message withheld: it may quote a value)"
+                            ) from None
+    return out
+
+
+def check_type(secret_type: str, data: Mapping[str, bytes]) -> None:
+    for alternatives in REQUIRED_KEYS.get(secret_type, ()):
+        if not any(k in data for k in alternatives):
+            need = " or ".join(alternatives)
+            raise PlanError("InvalidSpec", f"spec.target.type {secret_type} needs key {need}; map it with spec.data "
+                                           f"or render it with spec.target.template (have: {', '.join(sorted(data))})")
+
+
+def plan_sync(
+    *,
+    spec: SecretSourceSpec,
+    owner: Owner,
+    fetched: Fetched,
+    existing: ObservedSecret | None,
+    hmac_key: bytes,
+    denylist: frozenset[str] = frozenset(),
+) -> SyncPlan:
+    """Decide how the target Secret must change so that it holds what the backend holds."""
+    name = target_name(spec, owner.name)
+    try:
+        values = render_templates(spec, select_values(spec, fetched))
+        check_type(spec.target.type, values)
+    except PlanError as err:
+        return SyncPlan("fail", name, err.reason, err.message)
+    digest = data_hmac(hmac_key, values, spec.target.type)
+    denied = sorted(k for k, v in values.items() if value_hmac(hmac_key, v) in denylist)
+    if denied or digest in denylist:
+        return SyncPlan("fail", name, "Denylisted",
+                        f"the backend returned a value reported leaked (keys: {', '.join(denied) or 'all'}); "
+                        "rotate it in the backend; the existing Secret is kept")
+
+    policy = spec.target.creation_policy
+    if existing is None and policy == "Merge":
+        return SyncPlan("fail", name, "Conflict", f"Secret {name} does not exist and creationPolicy is Merge; "
+                                                  "create it, or use creationPolicy Owner")
+    if existing is not None and policy != "Merge" and existing.labels.get(labels.SOURCE_LABEL) != owner.name:
+        return SyncPlan("fail", name, "Conflict", f"Secret {name} exists and is not managed by this SecretSource; "
+                                                  "delete it, rename spec.target.name, or use creationPolicy Merge")
+
+    data = dict(values)
+    if existing is not None and policy == "Merge":
+        previously = set(filter(None, existing.annotations.get(labels.MANAGED_KEYS, "").split(",")))
+        data = {k: v for k, v in existing.data.items() if k not in previously} | values
+    desired = DesiredSecret(
+        name=name,
+        type=existing.type if (existing is not None and policy == "Merge") else spec.target.type,
+        data=data,
+        labels={**spec.target.labels, labels.MANAGED_BY: labels.MANAGED_BY_VALUE, labels.SOURCE_LABEL: owner.name},
+        annotations={**spec.target.annotations, labels.DATA_HMAC: digest,
+                     labels.SOURCE_VERSION: fetched.version or "", labels.MANAGED_KEYS: ",".join(sorted(values))},
+        owned=policy == "Owner",
+    )
+    if existing is None:
+        return SyncPlan("create", name, secret=desired, data_hmac=digest, version=fetched.version,
+                        message=f"created Secret {name}")
+    if existing.type != desired.type:
+        return SyncPlan("recreate", name, secret=desired, data_hmac=digest, version=fetched.version,
+                        message=f"Secret {name} type changes {existing.type} -> {desired.type} (recreated)")
+    current = {k: existing.data[k] for k in values if k in existing.data}
+    unchanged = (
+        data_hmac(hmac_key, current, spec.target.type) == digest
+        and existing.annotations.get(labels.DATA_HMAC) == digest
+        and all(existing.labels.get(k) == v for k, v in desired.labels.items())
+        and all(existing.annotations.get(k) == v for k, v in desired.annotations.items())
+        and (not desired.owned or owner.uid in existing.owner_uids)
+        and (policy == "Merge" or set(existing.data) == set(values))
+    )
+    if unchanged:
+        return SyncPlan("none", name, data_hmac=digest, version=fetched.version, message="up to date")
+    return SyncPlan("update", name, secret=desired, data_hmac=digest, version=fetched.version,
+                    message=f"updated Secret {name}")

@@ -1,0 +1,296 @@
+"""Carry out SecretSource syncs: fetch -> plan_sync -> one Kubernetes write (or none) -> status.
+
+Holds the operator's in-memory view (sources from their watch, managed Secrets from theirs) so
+that a refresh where nothing changed costs one backend read and no Kubernetes request at all.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import random
+import time
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from rotor.api.common import parse_duration
+from rotor.api.secretsource import SecretSourceSpec
+from rotor.backends.base import Backend, BackendError
+from rotor.kube import Kube, KubeError
+from rotor.metrics import DRIFT, SECRET_WRITES, SOURCES, SYNC_SECONDS, SYNCS
+from rotor.planning import labels
+from rotor.planning.conditions import get_condition, same_conditions, set_condition
+from rotor.planning.hashing import data_hmac
+from rotor.planning.schedule import backoff_delay, refresh_delay
+from rotor.planning.sync import ObservedSecret, Owner, SyncPlan, plan_sync, target_name
+
+log = logging.getLogger("rotor.sync")
+PLURAL = "secretsources"
+
+Key = tuple[str, str]  # (namespace, name)
+
+
+@dataclass
+class SourceState:
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    spec: SecretSourceSpec | None
+    spec_error: str | None = None
+    status: dict[str, Any] = field(default_factory=dict)
+    failures: int = 0
+    deleting: bool = False
+
+    @property
+    def owner(self) -> Owner:
+        return Owner(self.namespace, self.name, self.uid)
+
+
+def parse_spec(raw: Mapping[str, Any]) -> tuple[SecretSourceSpec | None, str | None]:
+    """The spec, or a message naming each bad field (the CRD catches most; this is the backstop)."""
+    try:
+        return SecretSourceSpec.model_validate(dict(raw)), None
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"spec.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors(include_input=False))
+        return None, problems
+
+
+def now_iso() -> str:
+    return datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+class SecretSync:
+    def __init__(self, kube: Kube, backends: Mapping[str, Backend], hmac_key: bytes, *,
+                 denylist: frozenset[str] = frozenset()) -> None:
+        self.kube = kube
+        self.backends = backends
+        self.hmac_key = hmac_key
+        self.sources: dict[Key, SourceState] = {}
+        self.secrets: dict[Key, ObservedSecret] = {}  # managed Secrets, from their watch
+        self.denylist = denylist
+        self._rng = random.Random()
+
+    # -- the in-memory view, fed by the handlers ------------------------------------------------
+
+    def upsert_source(self, body: Mapping[str, Any]) -> Key:
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        spec, error = parse_spec(body.get("spec") or {})
+        previous = self.sources.get(key)
+        state = SourceState(meta["namespace"], meta["name"], meta["uid"], int(meta.get("generation") or 0),
+                            spec, error, dict(body.get("status") or {}))
+        if previous is not None and previous.uid == state.uid:
+            state.failures = previous.failures
+        self.sources[key] = state
+        return key
+
+    def observe_status(self, body: Mapping[str, Any]) -> None:
+        meta = body["metadata"]
+        state = self.sources.get((meta["namespace"], meta["name"]))
+        if state is not None and state.uid == meta.get("uid"):
+            state.status = dict(body.get("status") or {})
+
+    def forget_source(self, key: Key) -> None:
+        self.sources.pop(key, None)
+        self._update_gauge()
+
+    def observe_secret(self, event_type: str | None, body: Mapping[str, Any]) -> Key | None:
+        """Record a managed Secret's change; returns the source to sync if the Secret drifted."""
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        source_name = (meta.get("labels") or {}).get(labels.SOURCE_LABEL)
+        if event_type == "DELETED":
+            self.secrets.pop(key, None)
+        else:
+            self.secrets[key] = _observed_from_body(body)
+        if not source_name:
+            return None
+        source_key = (meta["namespace"], source_name)
+        state = self.sources.get(source_key)
+        if state is None or state.spec is None or state.deleting:
+            return None
+        if target_name(state.spec, state.name) != meta["name"]:
+            return None
+        expected = state.status.get("dataHmac")
+        if event_type == "DELETED":
+            return source_key
+        observed = self.secrets[key]
+        managed = [k for k in observed.annotations.get(labels.MANAGED_KEYS, "").split(",") if k]
+        actual = data_hmac(self.hmac_key, {k: observed.data[k] for k in managed if k in observed.data},
+                           state.spec.target.type)
+        if expected and (actual != expected or observed.annotations.get(labels.DATA_HMAC) != expected):
+            return source_key
+        return None
+
+    # -- one sync -------------------------------------------------------------------------------
+
+    async def sync(self, key: Hashable) -> float | None:
+        """Sync one source; returns seconds until it is due again (None: no longer exists)."""
+        state = self.sources.get(key) if isinstance(key, tuple) else None
+        if state is None or state.deleting:
+            return None
+        if state.spec is None:
+            await self._report(state, SyncPlan("fail", state.name, "InvalidSpec", state.spec_error or ""), None)
+            return None  # nothing will change until the spec does
+        spec = state.spec
+        started = time.monotonic()
+        backend = self.backends.get(spec.provider)
+        plan: SyncPlan
+        try:
+            if backend is None:
+                raise KeyError(spec.provider)
+            fetched = await backend.fetch(state.namespace, spec)
+            existing = await self._existing(state.namespace, target_name(spec, state.name))
+            plan = plan_sync(spec=spec, owner=state.owner, fetched=fetched, existing=existing,
+                             hmac_key=self.hmac_key, denylist=self.denylist)
+            plan = await self._apply(state, plan, existing)
+        except BackendError as err:
+            plan = SyncPlan("fail", target_name(spec, state.name), err.reason, err.message)
+        except KubeError as err:
+            reason = "PermissionDenied" if err.status == 403 else (
+                "InvalidSpec" if err.status == 422 else "KubernetesError")
+            plan = SyncPlan("fail", target_name(spec, state.name), reason,
+                            f"writing Secret {target_name(spec, state.name)}: {err.message or err.reason}")
+        SYNC_SECONDS.labels(spec.provider).observe(time.monotonic() - started)
+        result = plan.action if plan.action != "fail" else plan.reason
+        SYNCS.labels(spec.provider, {"none": "unchanged", "create": "changed", "update": "changed",
+                                     "recreate": "changed"}.get(result, result)).inc()
+        if plan.action == "fail":
+            state.failures += 1
+            delay = backoff_delay(state.failures, self._rng.random(),
+                                  cap=min(300.0, parse_duration(spec.refresh.interval).total_seconds()))
+            log.warning("sync of SecretSource %s/%s failed: %s: %s (retry in %.0fs)",
+                        state.namespace, state.name, plan.reason, plan.message, delay)
+        else:
+            state.failures = 0
+            delay = refresh_delay(parse_duration(spec.refresh.interval).total_seconds(), spec.refresh.jitter,
+                                  self._rng.random())
+            if plan.action != "none":
+                log.info("SecretSource %s/%s: %s (version %s, %s)", state.namespace, state.name, plan.message,
+                         plan.version or "-", plan.data_hmac)
+        await self._report(state, plan, delay)
+        return delay
+
+    async def _existing(self, namespace: str, name: str) -> ObservedSecret | None:
+        cached = self.secrets.get((namespace, name))
+        if cached is not None:
+            return cached
+        return await self.kube.read_secret(namespace, name)
+
+    async def _apply(self, state: SourceState, plan: SyncPlan, existing: ObservedSecret | None) -> SyncPlan:
+        if plan.secret is None or plan.action in ("none", "fail"):
+            return plan
+        try:
+            written = await self.kube.write_secret(state.namespace, plan.action, plan.secret, state.owner, existing)
+        except KubeError as err:
+            if not err.conflict:
+                raise
+            # Our view was stale (someone else wrote, or the watch lags): read and plan once more.
+            fresh = await self.kube.read_secret(state.namespace, plan.target)
+            self._remember(state.namespace, fresh, plan.target)
+            assert state.spec is not None
+            backend = self.backends[state.spec.provider]
+            fetched = await backend.fetch(state.namespace, state.spec)
+            plan = plan_sync(spec=state.spec, owner=state.owner, fetched=fetched, existing=fresh,
+                             hmac_key=self.hmac_key, denylist=self.denylist)
+            if plan.secret is None or plan.action in ("none", "fail"):
+                return plan
+            written = await self.kube.write_secret(state.namespace, plan.action, plan.secret, state.owner, fresh)
+        self._remember(state.namespace, written, plan.target)
+        SECRET_WRITES.labels(plan.action).inc()
+        if existing is not None and state.status.get("dataHmac") == plan.data_hmac:
+            DRIFT.inc()  # the backend did not change; the Secret had been edited
+        return plan
+
+    def _remember(self, namespace: str, secret: ObservedSecret | None, name: str) -> None:
+        if secret is None:
+            self.secrets.pop((namespace, name), None)
+        else:
+            self.secrets[(namespace, name)] = secret
+
+    async def _report(self, state: SourceState, plan: SyncPlan, delay: float | None) -> None:
+        """Write status only when it changes; post an Event for changes and new failures."""
+        now = now_iso()
+        old = state.status
+        ok = plan.action != "fail"
+        conditions = set_condition(old.get("conditions") or [], type="Ready", status="True" if ok else "False",
+                                   reason="Synced" if ok else plan.reason,
+                                   message=plan.message if not ok else f"Secret {plan.target} is up to date",
+                                   now=now, generation=state.generation)
+        status: dict[str, Any] = {"conditions": conditions, "observedGeneration": state.generation,
+                                  "targetSecret": plan.target}
+        if ok:
+            status["dataHmac"] = plan.data_hmac
+            status["syncedVersion"] = plan.version
+        changed_data = plan.action in ("create", "update", "recreate")
+        material = (not same_conditions(old.get("conditions"), conditions)
+                    or any(old.get(k) != v for k, v in status.items() if k != "conditions"))
+        if changed_data or material or "lastSyncTime" not in old:
+            if ok:
+                status["lastSyncTime"] = now
+            if delay is not None:
+                status["nextSyncTime"] = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(
+                    seconds=delay)).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+            try:
+                await self.kube.patch_status(PLURAL, state.namespace, state.name, status)
+                state.status = {**old, **status}
+            except KubeError as err:
+                if not err.not_found:
+                    log.warning("status of SecretSource %s/%s not written: %s", state.namespace, state.name,
+                                err.reason)
+        previous = get_condition(old.get("conditions"), "Ready")
+        if changed_data:
+            await self.kube.post_event(kind="SecretSource", namespace=state.namespace, name=state.name,
+                                       uid=state.uid, type="Normal", reason="Synced",
+                                       message=f"{plan.message} (version {plan.version or '-'})")
+        elif not ok and (previous is None or previous.get("reason") != plan.reason):
+            await self.kube.post_event(kind="SecretSource", namespace=state.namespace, name=state.name,
+                                       uid=state.uid, type="Warning", reason=plan.reason, message=plan.message)
+        self._update_gauge()
+
+    def _update_gauge(self) -> None:
+        counts: dict[tuple[str, str], int] = {}
+        for state in self.sources.values():
+            ready = get_condition(state.status.get("conditions"), "Ready")
+            label = (ready.get("status", "Unknown"), ready.get("reason", "")) if ready else ("Unknown", "")
+            counts[label] = counts.get(label, 0) + 1
+        SOURCES.clear()
+        for (ready_status, reason), count in counts.items():
+            SOURCES.labels(ready_status, reason).set(count)
+
+    # -- deletion -------------------------------------------------------------------------------
+
+    async def delete_source(self, body: Mapping[str, Any]) -> None:
+        """Apply deletionPolicy: Delete removes what Rotor wrote; Retain leaves it and drops our owner ref."""
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        state = self.sources.get(key)
+        if state is not None:
+            state.deleting = True
+        spec, _ = parse_spec(body.get("spec") or {})
+        if spec is not None:
+            name = target_name(spec, meta["name"])
+            secret = await self.kube.read_secret(meta["namespace"], name)
+            if secret is not None and secret.labels.get(labels.SOURCE_LABEL) == meta["name"]:
+                await self.kube.release_secret(meta["namespace"], secret, meta["uid"],
+                                               delete=spec.target.deletion_policy == "Delete",
+                                               merge=spec.target.creation_policy == "Merge")
+        self.forget_source(key)
+
+
+def _observed_from_body(body: Mapping[str, Any]) -> ObservedSecret:
+    import base64
+
+    meta = body["metadata"]
+    return ObservedSecret(
+        name=meta["name"], type=body.get("type") or "Opaque",
+        data={k: base64.b64decode(v) for k, v in (body.get("data") or {}).items()},
+        labels=dict(meta.get("labels") or {}), annotations=dict(meta.get("annotations") or {}),
+        owner_refs=tuple(dict(r) for r in meta.get("ownerReferences") or ()),
+        resource_version=meta.get("resourceVersion"),
+    )
