@@ -40,6 +40,7 @@ class StackInfo:
     vault_addr: str
     vault_root_token: str
     vault_audit_log: str
+    kube_audit_log: str
     pg_host: str
     pg_port: int
     pg_user: str
@@ -102,6 +103,7 @@ class Stack:
                 state_dir=str(self.dir), kubeconfig=str(self.dir / "kubeconfig"), api_url=self._api_url,
                 ca_file=str(self.dir / "ca.crt"), admin_token=self._admin_token, vault_addr=self._vault_addr,
                 vault_root_token=self._vault_root, vault_audit_log=str(self.dir / "logs" / "vault-audit.log"),
+                kube_audit_log=str(self.dir / "logs" / "kube-audit.log"),
                 pg_host="127.0.0.1", pg_port=getattr(self, "_pg_port", 0), pg_user="rotor",
                 pg_password=getattr(self, "_pg_password", ""),
             )
@@ -147,6 +149,11 @@ class Stack:
         tokens = self.dir / "tokens.csv"
         tokens.write_text(f'{self._admin_token},rotor-admin,rotor-admin,"system:masters"\n')
         tokens.chmod(0o600)
+        # Audit every request at Metadata level: tests derive the operator's real API usage (RBAC)
+        # and an auditor can see who touched which Secret, never the Secret's data.
+        audit_policy = self.dir / "audit-policy.yaml"
+        audit_policy.write_text(json.dumps({"apiVersion": "audit.k8s.io/v1", "kind": "Policy",
+                                            "omitStages": ["RequestReceived"], "rules": [{"level": "Metadata"}]}))
         port = free_port()
         self._api_url = f"https://127.0.0.1:{port}"
         proc = self._spawn("kube-apiserver", [
@@ -159,6 +166,7 @@ class Stack:
             f"--service-account-signing-key-file={sa_key}", "--service-cluster-ip-range=10.0.0.0/24",
             "--allow-privileged=true", "--endpoint-reconciler-type=none", "--profiling=false",
             "--enable-priority-and-fairness=false", "--v=0",
+            f"--audit-policy-file={audit_policy}", f"--audit-log-path={self.dir / 'logs' / 'kube-audit.log'}",
         ])
         proc.wait_until(lambda: http_status(f"{self._api_url}/readyz", ca_file=ca_file, headers={
             "Authorization": f"Bearer {self._admin_token}"}) == 200, 120, "ready")

@@ -1,0 +1,22 @@
+# shellcheck shell=bash
+# Sourced by hack/testbin.sh (which defines build, have, prepare).
+# OpenBao is the preferred server, but the Go module proxy answers 403 "This module version is not
+# available" for github.com/openbao/openbao, so Rotor builds HashiCorp Vault (same API) instead.
+VAULT_VERSION="${VAULT_VERSION:-v1.21.4}"
+BINARIES+=("vault $VAULT_VERSION")
+
+# vault: its go.mod replaces api/ and sdk/ with nested modules the module zip leaves out, so use
+# their published versions and keep only the upstream replaces that point at other modules.
+if ! have vault "$VAULT_VERSION"; then
+  prepare vault "$VAULT_VERSION"
+  upstream=$(cd "$src" && go mod download -json "github.com/hashicorp/vault@$VAULT_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  {
+    echo "module rotor.dev/testbin/vault"
+    grep -E '^go ' "$upstream"
+    echo "require github.com/hashicorp/vault $VAULT_VERSION"
+    grep -E '^replace ' "$upstream" | grep -v '=> \./' || true
+  } > "$src/go.mod"
+  printf '//go:build tools\n\npackage tools\nimport _ "github.com/hashicorp/vault"\n' > "$src/tools.go"
+  build vault "$VAULT_VERSION" github.com/hashicorp/vault \
+    "-X github.com/hashicorp/vault/version.Version=${VAULT_VERSION#v}"
+fi

@@ -1,0 +1,1 @@
+"""Shared test configuration: the package under operator/ is importable as `rotor`."""

@@ -1,0 +1,294 @@
+"""SecretSource end to end: real kube-apiserver, real Vault, Rotor running in-process."""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+
+import hvac
+import kubernetes
+import pytest
+
+from rotor.metrics import REGISTRY
+
+from .conftest import (
+    RunningOperator,
+    get_source,
+    ready,
+    secret_data,
+    secret_source,
+    vault_role,
+    wait_for,
+    wait_ready,
+)
+
+pytestmark = pytest.mark.usefixtures("operator")
+
+
+def vault_spec(namespace: str, role: str, path: str = "db", **extra: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {"provider": "vault", "serviceAccountName": "app",
+                            "vault": {"path": f"{namespace}/{path}", "role": role}}
+    for key, value in extra.items():
+        if key == "vault":
+            spec["vault"] = {**spec["vault"], **value}
+        else:
+            spec[key] = value
+    return spec
+
+
+def test_kv2_secret_is_delivered_with_status_and_no_value(custom: Any, core: Any, vault: hvac.Client,
+                                                          namespace: str, app_identity: str) -> None:
+    vault.secrets.kv.v2.create_or_update_secret(f"{namespace}/db", {"user": "app", "password": "pw-1"},
+                                                mount_point="secret")
+    secret_source(custom, namespace, "db", vault_spec(namespace, app_identity))
+    condition = wait_ready(custom, namespace, "db")
+    assert condition["reason"] == "Synced"
+    assert secret_data(core, namespace, "db") == {"user": b"app", "password": b"pw-1"}
+    status = get_source(custom, namespace, "db")["status"]
+    assert status["syncedVersion"] == "1" and status["dataHmac"].startswith("sha256:")
+    assert status["observedGeneration"] == 1 and status["targetSecret"] == "db"
+    assert "pw-1" not in str(status)
+    secret = core.read_namespaced_secret("db", namespace)
+    assert secret.metadata.owner_references[0].kind == "SecretSource"
+    assert secret.metadata.labels["rotor.dev/secret-source"] == "db"
+    assert "pw-1" not in str(secret.metadata.annotations)
+    events = core.list_namespaced_event(namespace).items
+    assert any(e.reason == "Synced" and e.involved_object.name == "db" for e in events)
+
+
+def test_backend_update_is_followed_within_the_refresh_interval(custom: Any, core: Any, vault: hvac.Client,
+                                                                namespace: str, app_identity: str) -> None:
+    vault.secrets.kv.v2.create_or_update_secret(f"{namespace}/db", {"password": "v1"}, mount_point="secret")
+    secret_source(custom, namespace, "db", vault_spec(namespace, app_identity,
+                                                      refresh={"interval": "2s", "jitter": 0}))
+    wait_for(lambda: secret_data(core, namespace, "db") == {"password": b"v1"}, what="first value")
+    vault.secrets.kv.v2.create_or_update_secret(f"{namespace}/db", {"password": "v2"}, mount_point="secret")
+    started = time.monotonic()
+    wait_for(lambda: secret_data(core, namespace, "db") == {"password": b"v2"}, timeout=10, what="new value")
+    assert time.monotonic() - started < 5
+    wait_for(lambda: get_source(custom, namespace, "db")["status"].get("syncedVersion") == "2")
+
+
+def test_kv_version_1(custom: Any, core: Any, vault: hvac.Client, namespace: str, app_identity: str) -> None:
+    vault.secrets.kv.v1.create_or_update_secret(f"{namespace}/legacy", {"token": "t-1"}, mount_point="kv1")
+    secret_source(custom, namespace, "legacy", vault_spec(namespace, app_identity, "legacy", vault={"mount": "kv1"}))
+    wait_ready(custom, namespace, "legacy")
+    assert secret_data(core, namespace, "legacy") == {"token": b"t-1"}
+
+
+def test_pinned_version_stays_put(custom: Any, core: Any, vault: hvac.Client, namespace: str,
+                                  app_identity: str) -> None:
+    for value in ("one", "two", "three"):
+        vault.secrets.kv.v2.create_or_update_secret(f"{namespace}/db", {"password": value}, mount_point="secret")
+    secret_source(custom, namespace, "db", vault_spec(namespace, app_identity, vault={"version": 2},
+                                                      refresh={"interval": "1s", "jitter": 0}))
+    wait_ready(custom, namespace, "db")
+    assert secret_data(core, namespace, "db") == {"password": b"two"}
+    time.sleep(2.5)
+    assert secret_data(core, namespace, "db") == {"password": b"two"}
+    assert get_source(custom, namespace, "db")["status"]["syncedVersion"] == "2"
+
+
+def test_mappings_template_and_type(custom: Any, core: Any, vault: hvac.Client, namespace: str,
+                                    app_identity: str) -> None:
+    vault.secrets.kv.v2.create_or_update_secret(f"{namespace}/db", {"username": "app", "pass": "pw", "x": "y"},
+                                                mount_point="secret")
+    secret_source(custom, namespace, "db", vault_spec(
+        namespace, app_identity,
+        data=[{"key": "username", "property": "username"}, {"key": "password", "property": "pass"}],
+        target={"name": "db-creds", "type": "kubernetes.io/basic-auth", "labels": {"team": "a"},
+                "template": {"data": {"dsn": "postgres://{{ values.username }}:{{ values.password }}@db:5432/app"}}}))
+    wait_ready(custom, namespace, "db")
+    secret = core.read_namespaced_secret("db-creds", namespace)
+    assert secret.type == "kubernetes.io/basic-auth" and secret.metadata.labels["team"] == "a"
+    data = {k: base64.b64decode(v) for k, v in secret.data.items()}
+    assert data == {"username": b"app", "password": b"pw", "dsn": b"postgres://app:pw@db:5432/app"}
+
+
+def test_template_error_is_a_status_not_a_crash(custom: Any, core: Any, vault: hvac.Client, namespace: str,
+                                                app_identity: str) -> None:
+    vault.secrets.kv.v2.create_or_update_secret(f"{namespace}/db", {"password": "pw"}, mount_point="secret")
+    secret_source(custom, namespace, "db", vault_spec(
+        namespace, app_identity, target={"template": {"data": {"dsn": "{{ values.pasword }}"}}}))
+    condition = wait_ready(custom, namespace, "db", "False", "TemplateError")
+    assert "pasword" in condition["message"] and "spec.target.template.data['dsn']" in condition["message"]
+    assert secret_data(core, namespace, "db") is None
+
+
+def test_kubernetes_backend_needs_the_owners_consent(custom: Any, core: Any, namespace: str) -> None:
+    shared = f"{namespace}-shared"
+    core.create_namespace({"metadata": {"name": shared}})
+    core.create_namespaced_secret(shared, {"metadata": {"name": "registry"}, "stringData": {"token": "reg-1"}})
+    secret_source(custom, namespace, "registry", {"provider": "kubernetes",
+                                                  "kubernetes": {"namespace": shared, "name": "registry"},
+                                                  "refresh": {"interval": "1s", "jitter": 0}})
+    condition = wait_ready(custom, namespace, "registry", "False", "PermissionDenied")
+    assert "rotor.dev/allowed-namespaces" in condition["message"]
+    assert secret_data(core, namespace, "registry") is None
+    core.patch_namespaced_secret("registry", shared,
+                                 {"metadata": {"annotations": {"rotor.dev/allowed-namespaces": namespace}}})
+    wait_ready(custom, namespace, "registry", timeout=60)
+    assert secret_data(core, namespace, "registry") == {"token": b"reg-1"}
+
+
+def test_unknown_path_is_not_found(custom: Any, core: Any, namespace: str, app_identity: str) -> None:
+    secret_source(custom, namespace, "db", vault_spec(namespace, app_identity, "nope"))
+    condition = wait_ready(custom, namespace, "db", "False", "NotFound")
+    assert f"secret/{namespace}/nope" in condition["message"]
+    assert secret_data(core, namespace, "db") is None
+
+
+def test_a_role_that_may_not_read_the_path_is_denied_and_nothing_is_written(
+        custom: Any, core: Any, vault: hvac.Client, namespace: str) -> None:
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": "app"}})
+    role = vault_role(vault, namespace, paths=(f"secret/data/{namespace}/other",))
+    vault.secrets.kv.v2.create_or_update_secret(f"{namespace}/db", {"password": "pw"}, mount_point="secret")
+    secret_source(custom, namespace, "db", vault_spec(namespace, role))
+    condition = wait_ready(custom, namespace, "db", "False", "PermissionDenied")
+    assert "403" in condition["message"]
+    assert secret_data(core, namespace, "db") is None
+    events = core.list_namespaced_event(namespace).items
+    assert any(e.reason == "PermissionDenied" and e.type == "Warning" for e in events)
+
+
+def test_namespace_a_cannot_use_namespace_bs_role(custom: Any, core: Any, vault: hvac.Client,
+                                                  namespace: str) -> None:
+    other = f"{namespace}-b"
+    core.create_namespace({"metadata": {"name": other}})
+    for ns in (namespace, other):
+        core.create_namespaced_service_account(ns, {"metadata": {"name": "app"}})
+    b_role = vault_role(vault, other)
+    vault.secrets.kv.v2.create_or_update_secret(f"{other}/db", {"password": "only-b"}, mount_point="secret")
+    secret_source(custom, namespace, "steal", {"provider": "vault", "serviceAccountName": "app",
+                                               "vault": {"path": f"{other}/db", "role": b_role}})
+    condition = wait_ready(custom, namespace, "steal", "False", "PermissionDenied")
+    assert "login" in condition["message"] and f"{namespace}/app" in condition["message"]
+    assert secret_data(core, namespace, "steal") is None
+    # The owner of the role still gets it.
+    secret_source(custom, other, "db", {"provider": "vault", "serviceAccountName": "app",
+                                        "vault": {"path": f"{other}/db", "role": b_role}})
+    wait_ready(custom, other, "db")
+
+
+def test_the_service_account_name_cannot_name_another_namespace(custom: Any, namespace: str) -> None:
+    with pytest.raises(kubernetes.client.ApiException) as caught:
+        secret_source(custom, namespace, "x", {"provider": "vault", "serviceAccountName": "other-ns:app",
+                                               "vault": {"path": "a", "role": "r"}})
+    assert "serviceAccountName" in caught.value.body
+
+
+def test_drift_is_restored_after_edit_and_after_delete(custom: Any, core: Any, vault: hvac.Client, namespace: str,
+                                                       app_identity: str) -> None:
+    vault.secrets.kv.v2.create_or_update_secret(f"{namespace}/db", {"password": "good"}, mount_point="secret")
+    secret_source(custom, namespace, "db", vault_spec(namespace, app_identity))
+    wait_ready(custom, namespace, "db")
+    core.patch_namespaced_secret("db", namespace, {"data": {"password": base64.b64encode(b"evil").decode()}})
+    wait_for(lambda: secret_data(core, namespace, "db") == {"password": b"good"}, timeout=10, what="restore edit")
+    core.delete_namespaced_secret("db", namespace)
+    wait_for(lambda: secret_data(core, namespace, "db") == {"password": b"good"}, timeout=10, what="restore delete")
+
+
+@pytest.mark.parametrize("policy", ["Delete", "Retain"])
+def test_deletion_policy(custom: Any, core: Any, vault: hvac.Client, namespace: str, app_identity: str,
+                         policy: str) -> None:
+    vault.secrets.kv.v2.create_or_update_secret(f"{namespace}/db", {"password": "pw"}, mount_point="secret")
+    secret_source(custom, namespace, "db", vault_spec(namespace, app_identity, target={"deletionPolicy": policy}))
+    wait_ready(custom, namespace, "db")
+    custom.delete_namespaced_custom_object("rotor.dev", "v1alpha1", namespace, "secretsources", "db")
+
+    def gone() -> bool:
+        try:
+            get_source(custom, namespace, "db")
+        except kubernetes.client.ApiException as exc:
+            return exc.status == 404
+        return False
+
+    wait_for(gone, what="SecretSource finalized")
+    if policy == "Delete":
+        assert secret_data(core, namespace, "db") is None
+    else:
+        secret = core.read_namespaced_secret("db", namespace)
+        assert secret.metadata.owner_references is None
+        assert "rotor.dev/secret-source" not in (secret.metadata.labels or {})
+        assert secret_data(core, namespace, "db") == {"password": b"pw"}
+
+
+def test_merge_writes_into_an_existing_secret(custom: Any, core: Any, vault: hvac.Client, namespace: str,
+                                              app_identity: str) -> None:
+    core.create_namespaced_secret(namespace, {"metadata": {"name": "app-config"}, "stringData": {"mine": "keep"}})
+    vault.secrets.kv.v2.create_or_update_secret(f"{namespace}/db", {"password": "pw"}, mount_point="secret")
+    secret_source(custom, namespace, "db", vault_spec(namespace, app_identity,
+                                                      target={"name": "app-config", "creationPolicy": "Merge"}))
+    wait_ready(custom, namespace, "db")
+    assert secret_data(core, namespace, "app-config") == {"mine": b"keep", "password": b"pw"}
+
+
+def _writes() -> float:
+    """Kubernetes write requests the operator has made so far (any resource)."""
+    return sum(s.value for m in REGISTRY.collect() if m.name == "rotor_kube_requests" for s in m.samples
+               if s.name.endswith("_total") and s.labels["verb"] in ("create", "replace", "patch", "delete"))
+
+
+def _syncs(result: str) -> float:
+    return REGISTRY.get_sample_value("rotor_sync_total", {"provider": "vault", "result": result}) or 0.0
+
+
+def test_no_kubernetes_writes_when_nothing_changed(custom: Any, core: Any, vault: hvac.Client, namespace: str,
+                                                   app_identity: str) -> None:
+    vault.secrets.kv.v2.create_or_update_secret(f"{namespace}/db", {"password": "pw"}, mount_point="secret")
+    secret_source(custom, namespace, "db", vault_spec(namespace, app_identity,
+                                                      refresh={"interval": "1s", "jitter": 0}))
+    wait_ready(custom, namespace, "db")
+    time.sleep(1.5)  # let the first status write and its watch event settle
+    syncs, writes = _syncs("unchanged"), _writes()
+    rv = core.read_namespaced_secret("db", namespace).metadata.resource_version
+    source_rv = get_source(custom, namespace, "db")["metadata"]["resourceVersion"]
+    time.sleep(4.5)
+    assert _syncs("unchanged") - syncs >= 3, "the source was not refreshed"
+    assert _writes() == writes, "a refresh with nothing changed wrote to Kubernetes"
+    assert core.read_namespaced_secret("db", namespace).metadata.resource_version == rv
+    assert get_source(custom, namespace, "db")["metadata"]["resourceVersion"] == source_rv
+
+
+def test_vault_outage_keeps_the_secret_and_recovers(stack: Any, custom: Any, core: Any, vault: hvac.Client,
+                                                    namespace: str, app_identity: str) -> None:
+    vault.secrets.kv.v2.create_or_update_secret(f"{namespace}/db", {"password": "steady"}, mount_point="secret")
+    secret_source(custom, namespace, "db", vault_spec(namespace, app_identity,
+                                                      refresh={"interval": "1s", "jitter": 0}))
+    wait_ready(custom, namespace, "db")
+    rv = core.read_namespaced_secret("db", namespace).metadata.resource_version
+    stack.stop_vault()
+    try:
+        condition = wait_ready(custom, namespace, "db", "False", "BackendUnavailable", timeout=30)
+        assert "unreachable" in condition["message"]
+        failures = REGISTRY.get_sample_value("rotor_sync_total", {"provider": "vault", "result": "BackendUnavailable"})
+        time.sleep(3)
+        # Backoff: a failing source costs one backend call per step, not one per second.
+        more = (REGISTRY.get_sample_value("rotor_sync_total", {"provider": "vault", "result": "BackendUnavailable"})
+                or 0) - (failures or 0)
+        assert more <= 3
+        assert core.read_namespaced_secret("db", namespace).metadata.resource_version == rv
+        assert secret_data(core, namespace, "db") == {"password": b"steady"}
+    finally:
+        stack.start_vault()
+    vault.secrets.kv.v2.create_or_update_secret(f"{namespace}/db", {"password": "after"}, mount_point="secret")
+    wait_for(lambda: secret_data(core, namespace, "db") == {"password": b"after"}, timeout=120, what="recovery")
+    wait_ready(custom, namespace, "db")
+
+
+def test_operator_restart_makes_no_writes(custom: Any, core: Any, vault: hvac.Client, namespace: str,
+                                          app_identity: str, operator: RunningOperator) -> None:
+    vault.secrets.kv.v2.create_or_update_secret(f"{namespace}/db", {"password": "pw"}, mount_point="secret")
+    secret_source(custom, namespace, "db", vault_spec(namespace, app_identity))
+    wait_ready(custom, namespace, "db")
+    time.sleep(1)
+    rv = core.read_namespaced_secret("db", namespace).metadata.resource_version
+    source_rv = get_source(custom, namespace, "db")["metadata"]["resourceVersion"]
+    operator.restart()
+    resumed = _syncs("unchanged")
+    wait_for(lambda: _syncs("unchanged") > resumed, what="the restarted operator re-checked its sources")
+    time.sleep(2)
+    assert core.read_namespaced_secret("db", namespace).metadata.resource_version == rv
+    assert get_source(custom, namespace, "db")["metadata"]["resourceVersion"] == source_rv
+    assert ready(custom, namespace, "db") is not None

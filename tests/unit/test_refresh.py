@@ -1,0 +1,101 @@
+"""The refresh scheduler: due order, no concurrent runs of one key, re-run on request."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Hashable
+
+from rotor.refresh import RefreshScheduler
+
+
+async def _run(scheduler: RefreshScheduler, seconds: float) -> None:
+    scheduler.start()
+    await asyncio.sleep(seconds)
+    await scheduler.stop()
+
+
+def test_runs_in_due_order_and_reschedules() -> None:
+    seen: list[Hashable] = []
+
+    async def work(key: Hashable) -> float | None:
+        seen.append(key)
+        return None if key == "b" else 0.05
+
+    async def main() -> None:
+        s = RefreshScheduler(work, workers=1)
+        s.schedule("a", 0.02)
+        s.schedule("b", 0.0)
+        await _run(s, 0.2)
+
+    asyncio.run(main())
+    assert seen[:2] == ["b", "a"]
+    assert seen.count("b") == 1 and seen.count("a") >= 3
+
+
+def test_a_key_never_runs_twice_at_once_and_a_request_during_a_run_reruns_it() -> None:
+    running = 0
+    peak = 0
+    runs = 0
+
+    async def work(key: Hashable) -> float | None:
+        nonlocal running, peak, runs
+        running += 1
+        runs += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.05)
+        running -= 1
+        return None
+
+    async def main() -> None:
+        s = RefreshScheduler(work, workers=4)
+        s.schedule("k", 0.0)
+        s.start()
+        await asyncio.sleep(0.01)
+        for _ in range(5):
+            s.schedule("k", 0.0)  # asked again while running: one re-run, not five parallel runs
+        await asyncio.sleep(0.2)
+        await s.stop()
+
+    asyncio.run(main())
+    assert peak == 1 and runs == 2
+
+
+def test_removed_keys_do_not_run() -> None:
+    seen: list[Hashable] = []
+
+    async def work(key: Hashable) -> float | None:
+        seen.append(key)
+        return None
+
+    async def main() -> None:
+        s = RefreshScheduler(work, workers=2)
+        s.schedule("gone", 0.05)
+        s.schedule("kept", 0.05)
+        s.remove("gone")
+        await _run(s, 0.15)
+
+    asyncio.run(main())
+    assert seen == ["kept"]
+
+
+def test_ten_thousand_keys_are_one_heap_not_ten_thousand_timers() -> None:
+    count = 0
+
+    async def work(key: Hashable) -> float | None:
+        nonlocal count
+        count += 1
+        return None
+
+    async def main() -> None:
+        s = RefreshScheduler(work, workers=8)
+        for i in range(10_000):
+            s.schedule(i, 0.0)
+        assert len(s) == 10_000
+        tasks_before = len(asyncio.all_tasks())
+        s.start()
+        assert len(asyncio.all_tasks()) - tasks_before == 8
+        await asyncio.sleep(0.5)
+        await s.stop()
+
+    asyncio.run(main())
+    assert count == 10_000
