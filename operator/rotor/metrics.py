@@ -52,3 +52,52 @@ def serve(port: int, addr: str = "0.0.0.0") -> None:
     from prometheus_client import start_http_server
 
     start_http_server(port, addr=addr, registry=REGISTRY)
+
+# -- delivery into workloads (webhook, reloads) -------------------------------------------------
+WEBHOOK_ADMISSIONS = Counter("rotor_webhook_admissions_total", "Pod admissions by the injection webhook, by "
+                             "result (injected, rejected, warned).", ["result"], registry=REGISTRY)
+CONSUMERS = Gauge("rotor_consumers", "Workloads consuming Rotor Secrets, by namespace and whether they run the "
+                  "current version (current) or an older one (stale).", ["namespace", "version"], registry=REGISTRY)
+WORKLOAD_RESTARTS = Counter("rotor_workload_restarts_total", "Rolling restarts Rotor triggered because a Secret "
+                            "changed.", ["namespace", "kind"], registry=REGISTRY)
+RESTARTS_DEFERRED = Counter("rotor_workload_restarts_deferred_total", "Restarts postponed by the per-namespace "
+                            "or cluster-wide rate limit.", ["scope"], registry=REGISTRY)
+
+# -- rotation -----------------------------------------------------------------------------------
+ROTATIONS = Counter("rotor_rotations_total", "Finished rotations by strategy and result (complete, rolled_back, "
+                    "failed, dry_run).", ["strategy", "result"], registry=REGISTRY)
+ROTATION_PHASE_SECONDS = Histogram("rotor_rotation_phase_duration_seconds", "Time spent in each rotation phase.",
+                                   ["strategy", "phase"], buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600),
+                                   registry=REGISTRY)
+ROTATIONS_IN_PROGRESS = Gauge("rotor_rotations_in_progress", "Rotations currently in a phase.",
+                              ["strategy", "phase"], registry=REGISTRY)
+ROLLBACKS = Counter("rotor_rotation_rollbacks_total", "Rotations rolled back, by strategy and reason.",
+                    ["strategy", "reason"], registry=REGISTRY)
+ROTATION_OVERDUE = Gauge("rotor_rotations_overdue", "RotationPolicies whose next rotation time has passed "
+                         "without a successful rotation.", registry=REGISTRY)
+LAST_ROTATION = Gauge("rotor_rotation_last_success_timestamp_seconds", "Unix time of the last successful "
+                      "rotation per policy (only with per-object metrics enabled).", ["namespace", "name"],
+                      registry=REGISTRY)
+NEXT_ROTATION = Gauge("rotor_rotation_next_timestamp_seconds", "Unix time of the next scheduled rotation per "
+                      "policy (only with per-object metrics enabled).", ["namespace", "name"], registry=REGISTRY)
+SECRET_AGE = Gauge("rotor_secret_age_seconds", "Seconds since the target Secret's value last changed, per "
+                   "SecretSource (only with per-object metrics enabled).", ["namespace", "name"], registry=REGISTRY)
+LEASES = Gauge("rotor_leases", "Dynamic-secret leases Rotor holds, by secrets engine mount.", ["mount"],
+               registry=REGISTRY)
+LEASES_EXPIRING = Gauge("rotor_leases_expiring_soon", "Leases within 10% of their max TTL and not yet "
+                        "re-issued.", registry=REGISTRY)
+LEASE_EXPIRY = Gauge("rotor_lease_expiry_timestamp_seconds", "Unix time the current lease of a policy expires "
+                     "(only with per-object metrics enabled).", ["namespace", "name"], registry=REGISTRY)
+
+# -- leak incidents -----------------------------------------------------------------------------
+INCIDENTS_OPEN = Gauge("rotor_leak_incidents_open", "LeakIncidents not yet resolved, by severity.", ["severity"],
+                       registry=REGISTRY)
+_INCIDENT = (1, 5, 15, 30, 60, 120, 300, 900, 1800, 3600)
+TIME_TO_CONTAIN = Histogram("rotor_leak_time_to_contain_seconds", "From detection to the leaked value being "
+                            "denylisted.", buckets=_INCIDENT, registry=REGISTRY)
+TIME_TO_ROTATE = Histogram("rotor_leak_time_to_rotate_seconds", "From detection to readers on a new value.",
+                           buckets=_INCIDENT, registry=REGISTRY)
+TIME_TO_REVOKE = Histogram("rotor_leak_time_to_revoke_seconds", "From detection to the leaked credential being "
+                           "revoked.", buckets=_INCIDENT, registry=REGISTRY)
+DENYLIST_REFUSALS = Counter("rotor_denylist_refusals_total", "Syncs refused because the backend returned a "
+                            "value reported leaked.", registry=REGISTRY)

@@ -1,0 +1,250 @@
+"""`make bench N=1000`: SecretSource sync at scale against the local control plane and Vault.
+
+Prints a table and writes bench-results/secretsync-N.json. Rotor runs as a separate process
+(`rotor run`) so its RSS and CPU are its own. Figures, not pass/fail: this is a benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+
+from rotor.devenv import Stack
+from rotor.devenv.process import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+PER_NAMESPACE = 100
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sources", type=int, default=1000)
+    parser.add_argument("--interval", default="60s", help="refresh interval of every source")
+    parser.add_argument("--probes", type=int, default=50, help="sources whose backend value changes")
+    parser.add_argument("--idle-seconds", type=float, default=30)
+    args = parser.parse_args()
+    n = args.sources
+    interval = float(args.interval.rstrip("s"))
+    namespaces = [f"bench-{i:03d}" for i in range((n + PER_NAMESPACE - 1) // PER_NAMESPACE)]
+    results: dict[str, Any] = {"sources": n, "namespaces": len(namespaces), "refresh_interval_s": interval}
+
+    state = Path(tempfile.mkdtemp(prefix="rotor-bench-"))
+    stack = Stack(state / "devenv", with_postgres=False)
+    info = stack.start()
+    operator: subprocess.Popen[bytes] | None = None
+    try:
+        api = kubernetes.config.new_client_from_config(config_file=info.kubeconfig)
+        api.configuration.connection_pool_maxsize = 32
+        core, custom = kubernetes.client.CoreV1Api(api), kubernetes.client.CustomObjectsApi(api)
+        ext = kubernetes.client.ApiextensionsV1Api(api)
+        import yaml
+
+        for path in sorted((REPO / "crds").glob("*.yaml")):
+            ext.create_custom_resource_definition(yaml.safe_load(path.read_text()))
+        time.sleep(2)
+        t = time.monotonic()
+        setup(stack, core, custom, namespaces, n, args.interval)
+        results["setup_s"] = round(time.monotonic() - t, 1)
+        log(f"created {n} SecretSources in {len(namespaces)} namespaces in {results['setup_s']}s")
+
+        metrics_port = free_port()
+        env = {**os.environ, "KUBECONFIG": info.kubeconfig, "ROTOR_METRICS_PORT": str(metrics_port),
+               "ROTOR_VAULT_CONNECTIONS": json.dumps({"default": {"address": info.vault_addr,
+                                                                  "rate_per_second": 1000, "max_concurrency": 32}}),
+               "ROTOR_SYNC_WORKERS": "32", "ROTOR_LOG_LEVEL": "warning"}
+        started = time.monotonic()
+        operator = subprocess.Popen([sys.executable, "-m", "rotor", "run"], env=env,
+                                    stdout=open(state / "operator.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
+        ready_at = wait_all_ready(custom, n, started, operator)
+        results["cold_start_all_ready_s"] = round(ready_at, 1)
+        results["syncs_per_s_cold"] = round(n / ready_at, 1)
+        log(f"all {n} Ready {ready_at:.1f}s after the operator started")
+
+        time.sleep(5)
+        cpu0, t0 = cpu_seconds(operator.pid), time.monotonic()
+        before = scrape(metrics_port)
+        time.sleep(args.idle_seconds)
+        results["idle_cpu_percent"] = round(100 * (cpu_seconds(operator.pid) - cpu0) / (time.monotonic() - t0), 1)
+        results["rss_mib"] = round(rss_mib(operator.pid), 1)
+        # A full refresh cycle with nothing changed: every source read once from Vault.
+        remaining = max(0.0, interval * 1.15 - args.idle_seconds)
+        time.sleep(remaining)
+        after = scrape(metrics_port)
+        elapsed = args.idle_seconds + remaining
+        cycles = elapsed / interval
+        results["kube_requests_per_cycle"] = round(delta(before, after, "rotor_kube_requests_total") / cycles, 1)
+        results["kube_writes_per_cycle"] = round(delta(before, after, "rotor_kube_requests_total",
+                                                       verbs=("create", "replace", "patch", "delete")) / cycles, 1)
+        results["vault_requests_per_cycle"] = round(delta(before, after, "rotor_backend_requests_total") / cycles, 1)
+        results["vault_logins_per_cycle"] = round(delta(before, after, "rotor_backend_logins_total") / cycles, 1)
+        results["syncs_per_cycle"] = round(delta(before, after, "rotor_sync_total") / cycles, 1)
+
+        delays = propagation(stack, core, namespaces, n, min(args.probes, n), interval)
+        results["propagation_p50_s"] = round(statistics.median(delays), 2)
+        results["propagation_p99_s"] = round(percentile(delays, 99), 2)
+        results["propagation_max_s"] = round(max(delays), 2)
+    finally:
+        if operator is not None:
+            operator.terminate()
+            try:
+                operator.wait(30)
+            except subprocess.TimeoutExpired:
+                operator.kill()
+        stack.stop()
+
+    out = REPO / "bench-results"
+    out.mkdir(exist_ok=True)
+    (out / f"secretsync-{n}.json").write_text(json.dumps(results, indent=2))
+    print_table(results)
+    return 0
+
+
+def log(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def setup(stack: Stack, core: Any, custom: Any, namespaces: list[str], n: int, interval: str) -> None:
+    for ns in namespaces:
+        core.create_namespace({"metadata": {"name": ns}})
+        core.create_namespaced_service_account(ns, {"metadata": {"name": "app"}})
+        stack.vault_request("PUT", f"/v1/sys/policies/acl/{ns}",
+                            {"policy": f'path "secret/data/bench/{ns}/*" {{ capabilities = ["read"] }}'})
+        stack.vault_request("POST", f"/v1/auth/kubernetes/role/{ns}", {
+            "bound_service_account_names": ["app"], "bound_service_account_namespaces": [ns],
+            "policies": [ns], "audience": "vault", "ttl": "1h"})
+
+    def one(i: int) -> None:
+        ns = namespaces[i // PER_NAMESPACE]
+        stack.vault_request("POST", f"/v1/secret/data/bench/{ns}/s{i}", {"data": {"value": f"v0-{i}"}})
+        custom.create_namespaced_custom_object("rotor.dev", "v1alpha1", ns, "secretsources", {
+            "apiVersion": "rotor.dev/v1alpha1", "kind": "SecretSource", "metadata": {"name": f"s{i}"},
+            "spec": {"provider": "vault", "serviceAccountName": "app",
+                     "vault": {"path": f"bench/{ns}/s{i}", "role": ns},
+                     "refresh": {"interval": interval, "jitter": 0.1}}})
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(one, range(n)))
+
+
+def wait_all_ready(custom: Any, n: int, started: float, operator: subprocess.Popen[bytes]) -> float:
+    while True:
+        if operator.poll() is not None:
+            raise RuntimeError("the operator exited during the benchmark")
+        items = custom.list_cluster_custom_object("rotor.dev", "v1alpha1", "secretsources")["items"]
+        ready = sum(1 for o in items for c in (o.get("status") or {}).get("conditions") or []
+                    if c["type"] == "Ready" and c["status"] == "True")
+        if ready >= n:
+            return time.monotonic() - started
+        time.sleep(1)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mib(pid: int) -> float:
+    match = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+    return int(match.group(1)) / 1024 if match else 0.0
+
+
+def scrape(port: int) -> dict[str, float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            values[key] = float(value)
+    return values
+
+
+def delta(before: dict[str, float], after: dict[str, float], metric: str,
+          verbs: tuple[str, ...] | None = None) -> float:
+    total = 0.0
+    for key, value in after.items():
+        if not key.startswith(metric + "{"):
+            continue
+        if verbs is not None and not any(f'verb="{v}"' in key for v in verbs):
+            continue
+        total += value - before.get(key, 0.0)
+    return total
+
+
+def propagation(stack: Stack, core: Any, namespaces: list[str], n: int, probes: int, interval: float) -> list[float]:
+    """Change PROBES backend values at once; time until each target Secret holds the new value."""
+    step = max(1, n // probes)
+    chosen = list(range(0, n, step))[:probes]
+    written: dict[tuple[str, str], float] = {}
+    seen: dict[tuple[str, str], float] = {}
+    done = threading.Event()
+
+    def watch() -> None:
+        w = kubernetes.watch.Watch()
+        for event in w.stream(core.list_secret_for_all_namespaces,
+                              label_selector="app.kubernetes.io/managed-by=rotor", timeout_seconds=int(interval * 3)):
+            secret = event["object"]
+            key = (secret.metadata.namespace, secret.metadata.name)
+            value = base64.b64decode((secret.data or {}).get("value", "")).decode()
+            if key in written and key not in seen and value.startswith("v1-"):
+                seen[key] = time.monotonic() - written[key]
+                if len(seen) == len(chosen):
+                    done.set()
+                    w.stop()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    time.sleep(2)
+    for i in chosen:
+        ns = namespaces[i // PER_NAMESPACE]
+        stack.vault_request("POST", f"/v1/secret/data/bench/{ns}/s{i}", {"data": {"value": f"v1-{i}"}})
+        written[(ns, f"s{i}")] = time.monotonic()
+    done.wait(interval * 3)
+    if len(seen) < len(chosen):
+        log(f"only {len(seen)} of {len(chosen)} changes propagated within {interval * 3:.0f}s")
+    return list(seen.values()) or [float("nan")]
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
+
+
+def print_table(results: dict[str, Any]) -> None:
+    rows = [
+        ("SecretSources / namespaces", f"{results['sources']} / {results['namespaces']}"),
+        ("refresh interval", f"{results['refresh_interval_s']:.0f}s (jitter 10%)"),
+        ("cold start: all Ready after", f"{results['cold_start_all_ready_s']}s"),
+        ("syncs per second (cold start)", results["syncs_per_s_cold"]),
+        ("operator RSS at idle", f"{results['rss_mib']} MiB"),
+        ("operator CPU at idle", f"{results['idle_cpu_percent']}%"),
+        ("syncs per refresh cycle", results["syncs_per_cycle"]),
+        ("Kubernetes requests per cycle (no change)", results["kube_requests_per_cycle"]),
+        ("Kubernetes writes per cycle (no change)", results["kube_writes_per_cycle"]),
+        ("Vault requests per cycle (no change)", results["vault_requests_per_cycle"]),
+        ("Vault logins per cycle (token cache)", results["vault_logins_per_cycle"]),
+        ("propagation p50 / p99 / max", f"{results['propagation_p50_s']}s / {results['propagation_p99_s']}s / "
+                                        f"{results['propagation_max_s']}s"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{'metric':<{width}}  value\n{'-' * width}  -----")
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
