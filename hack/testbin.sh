@@ -27,7 +27,7 @@ build() {
   local out="$CACHE/$name-$version/$name"
   local start=$SECONDS
   say "building $name $version from $pkg (one-time; cached at $out)"
-  (cd "$src" && go mod tidy >/dev/null 2>"$src/tidy.log" || { cat "$src/tidy.log" >&2; exit 1; }
+  (cd "$src" && go mod tidy -e >/dev/null 2>"$src/tidy.log" || { cat "$src/tidy.log" >&2; exit 1; }
    go build -trimpath -ldflags "-s -w $ldflags" -o "$out.tmp" "$pkg") \
     || { say "FAILED to build $name $version (see errors above)"; return 1; }
   mv "$out.tmp" "$out"

@@ -2,7 +2,10 @@
 # Sourced by hack/testbin.sh (which defines build, have, prepare).
 # OpenBao is the preferred server, but the Go module proxy answers 403 "This module version is not
 # available" for github.com/openbao/openbao, so Rotor builds HashiCorp Vault (same API) instead.
-VAULT_VERSION="${VAULT_VERSION:-v1.21.4}"
+# v1.21.0: the first release of its branch, so the published sdk/api its go.mod names match its tree.
+# (v1.21.4 names sdk v0.21.0, which is ahead of the release branch's own sdk and does not compile
+# with it; no published sdk version matches that tree.)
+VAULT_VERSION="${VAULT_VERSION:-v1.21.0}"
 BINARIES+=("vault $VAULT_VERSION")
 
 # vault: its go.mod replaces api/ and sdk/ with nested modules the module zip leaves out, so use
