@@ -47,10 +47,19 @@ class Generator(Model):
 
 
 class Overlap(Model):
+    model_config = Model.model_config | {
+        "json_schema_extra": validations(
+            cel("size(self.staticRoles) == 0 || size(self.staticRoles) == 2",
+                "overlap.staticRoles takes exactly two roles (blue/green) or none"),
+        )
+    }
+
     window: Duration = Field(default="10m", description="How long the old value stays valid after readers moved.")
+    mount: str = Field(default="database", min_length=1, max_length=128,
+                       description="Mount of the database secrets engine holding the static roles.")
     static_roles: list[str] = Field(
         default_factory=list, max_length=2,
-        description="Vault database static roles to alternate (blue/green) for one-password-per-user systems.",
+        description="Two Vault database static roles to alternate (blue/green) for one-password-per-user systems.",
     )
 
 
@@ -69,6 +78,12 @@ class Verify(Model):
     timeout: Duration = Field(default="10m")
 
 
+class Identity(Model):
+    service_account_name: str = Field(min_length=1, max_length=253,
+                                      description="ServiceAccount in this namespace that rotation logs in as.")
+    role: str = Field(min_length=1, max_length=128, description="Vault Kubernetes-auth role allowed to write.")
+
+
 class RotationPolicySpec(Model):
     model_config = Model.model_config | {
         "json_schema_extra": validations(
@@ -77,6 +92,8 @@ class RotationPolicySpec(Model):
     }
 
     secret_source_ref: LocalRef = Field(description="The SecretSource whose secret rotates.")
+    identity: Identity | None = Field(
+        default=None, description="Who rotates (needs write access); default: the SecretSource's identity.")
     schedule: Schedule
     strategy: Literal["overlap", "versioned", "dynamic"]
     generator: Generator = Field(default_factory=Generator)
@@ -89,9 +106,37 @@ class RotationPolicySpec(Model):
     dry_run: bool = Field(default=False, description="Walk every phase and report, touching nothing.")
 
 
+class Step(Model):
+    model_config = Model.model_config | {"extra": "ignore"}
+
+    phase: Phase
+    time: str
+    message: str = Field(default="", max_length=1024)
+
+
+class Rotation(Model):
+    """The rotation in progress (or the last one): references only - versions, role names, lease hashes."""
+
+    model_config = Model.model_config | {"extra": "ignore"}
+
+    id: str
+    trigger: str = Field(default="schedule", max_length=64)
+    started_at: str
+    phase_since: str | None = None
+    old: dict[str, str] = Field(default_factory=dict)
+    new: dict[str, str] = Field(default_factory=dict)
+    steps: list[Step] = Field(default_factory=list, max_length=32)
+    reason: str | None = None
+
+
 class RotationPolicyStatus(Model):
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int | None = None
     phase: Phase | None = None
     last_rotation_time: str | None = None
     next_rotation_time: str | None = None
+    rotation: Rotation | None = None
+    rotations: int = Field(default=0, ge=0, description="Rotations completed.")
+    handled_rotate_now: str | None = Field(default=None, description="Last rotor.dev/rotate-now value acted on.")
+    active: dict[str, str] = Field(default_factory=dict,
+                                   description="What readers use now: KV version, static role, lease hash.")

@@ -34,6 +34,12 @@ class InvalidSpec(BackendError):
     reason = "InvalidSpec"
 
 
+class VersionConflict(BackendError):
+    """A check-and-set write lost: someone (or our own earlier attempt) wrote first."""
+
+    reason = "Conflict"
+
+
 class Backend(Protocol):
     """Reads the secret a SecretSource names, as the identity the SecretSource names."""
 

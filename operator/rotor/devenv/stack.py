@@ -77,6 +77,7 @@ class Stack:
             self._timed("vault", self._start_vault)
             if self.with_postgres:
                 self._timed("postgresql", self._start_postgres)
+                self._configure_database()
         except BaseException:
             self.stop()
             raise
@@ -251,6 +252,16 @@ class Stack:
         self._vault("POST", "/v1/auth/kubernetes/config", {
             "kubernetes_host": self._api_url, "kubernetes_ca_cert": self.ca.cert_pem.decode(),
             "token_reviewer_jwt": reviewer, "disable_local_ca_jwt": True,
+        })
+
+    def _configure_database(self) -> None:
+        """Vault's database secrets engine, managing roles in the local PostgreSQL (dynamic + static)."""
+        self._vault("POST", "/v1/sys/mounts/database", {"type": "database"})
+        self._vault("POST", "/v1/database/config/postgres", {
+            "plugin_name": "postgresql-database-plugin", "allowed_roles": "*", "verify_connection": True,
+            "connection_url": f"postgresql://{{{{username}}}}:{{{{password}}}}@127.0.0.1:{self._pg_port}/postgres"
+                              "?sslmode=disable",
+            "username": "rotor", "password": self._pg_password, "password_authentication": "scram-sha-256",
         })
 
     def stop_vault(self) -> None:

@@ -1,0 +1,180 @@
+"""The rotation state machine, as pure functions over plain data.
+
+    Pending -> Publishing -> Propagating -> Verifying -> Overlapping -> Revoking -> Complete
+                                  \\             \\
+                                   +-------------+--> RollingBack -> RolledBack   (deadline or failed verify)
+
+The engine persists the phase in status before and after every external action, so a restarted
+operator resumes from the recorded phase; each phase's action is idempotent, and the old value
+is revoked only from Revoking, which is reached only after readers verifiably moved.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import secrets
+import string
+from dataclasses import dataclass, field
+from typing import Literal
+
+from croniter import croniter
+
+from rotor.api.common import parse_duration
+from rotor.api.rotationpolicy import Generator, RotationPolicySpec
+
+Phase = Literal["Pending", "Publishing", "Propagating", "Verifying", "Overlapping", "Revoking", "Complete",
+                "RollingBack", "RolledBack", "Failed"]
+IDLE: frozenset[str | None] = frozenset({None, "Complete", "RolledBack", "Failed"})
+ORDER: tuple[Phase, ...] = ("Pending", "Publishing", "Propagating", "Verifying", "Overlapping", "Revoking",
+                            "Complete")
+POLL_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the engine saw just now (plain data)."""
+
+    now: datetime.datetime
+    source_exists: bool
+    source_ready: bool
+    synced_version: str | None
+    rollout_done: bool
+    rollout_failed: bool = False
+    manual: bool = False
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do for the current phase: run ACTION (if any), then move to NEXT; come back in WAIT s."""
+
+    action: Literal["start", "publish", "sync", "revoke", "rollback", "finish", "none", "invalid"]
+    next: Phase | None
+    wait: float = POLL_SECONDS
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class RotationRecord:
+    phase: Phase | None
+    started_at: datetime.datetime | None = None
+    phase_since: datetime.datetime | None = None
+    new: dict[str, str] = field(default_factory=dict)
+    old: dict[str, str] = field(default_factory=dict)
+
+
+def validate(spec: RotationPolicySpec) -> str | None:
+    """A message naming the bad field and the fix, or None (checks the CRD's schema cannot)."""
+    schedule = spec.schedule
+    if schedule.cron is not None and not croniter.is_valid(schedule.cron):
+        return f"spec.schedule.cron {schedule.cron!r} is not a valid five-field cron expression (e.g. '0 3 * * 0')"
+    window = parse_duration(spec.overlap.window)
+    if schedule.interval is not None and window >= parse_duration(schedule.interval):
+        return (f"spec.overlap.window {spec.overlap.window} must be shorter than spec.schedule.interval "
+                f"{schedule.interval}, or rotations would overlap")
+    if parse_duration(spec.deadline) <= parse_duration(spec.verify.timeout) and spec.verify.rollout:
+        return f"spec.deadline {spec.deadline} must be longer than spec.verify.timeout {spec.verify.timeout}"
+    if spec.strategy == "overlap" and spec.generator.type == "backend" and len(spec.overlap.static_roles) != 2:
+        return "strategy overlap with generator.type backend needs spec.overlap.staticRoles: [blue, green]"
+    if spec.strategy == "dynamic" and spec.dynamic is None:
+        return "strategy dynamic needs spec.dynamic.role"
+    return None
+
+
+def next_due(spec: RotationPolicySpec, last: datetime.datetime | None,
+             created: datetime.datetime) -> datetime.datetime:
+    """When the next scheduled rotation is due (before maintenance windows)."""
+    base = last or created
+    if spec.schedule.interval is not None:
+        return base + parse_duration(spec.schedule.interval)
+    assert spec.schedule.cron is not None
+    due: datetime.datetime = croniter(spec.schedule.cron, base).get_next(datetime.datetime)
+    return due
+
+
+def in_window(spec: RotationPolicySpec, now: datetime.datetime) -> bool:
+    window = spec.schedule.window
+    if window is None:
+        return True
+    hours, minutes = (int(x) for x in window.start.split(":"))
+    start = now.replace(hour=hours, minute=minutes, second=0, microsecond=0)
+    if start > now:
+        start -= datetime.timedelta(days=1)
+    return now < start + parse_duration(window.duration)
+
+
+def decide(spec: RotationPolicySpec, record: RotationRecord, seen: Observation, *,
+           due_at: datetime.datetime) -> Decision:
+    """The one step to take now, given the recorded phase and what was observed."""
+    phase = record.phase
+    now = seen.now
+    if phase in IDLE:
+        if not seen.manual and (now < due_at or not in_window(spec, now)):
+            return Decision("none", None, wait=max(POLL_SECONDS, min((due_at - now).total_seconds(), 3600.0)))
+        if not seen.source_exists:
+            return Decision("invalid", None, wait=30, message=f"SecretSource {spec.secret_source_ref.name} "
+                            "does not exist: create it or fix spec.secretSourceRef")
+        if not seen.source_ready:
+            return Decision("none", None, wait=10, message=f"waiting for SecretSource "
+                            f"{spec.secret_source_ref.name} to be Ready before rotating")
+        return Decision("start", "Pending", wait=0, message="manual rotation" if seen.manual else "scheduled")
+    started = record.started_at or now
+    overdue = now - started > parse_duration(spec.deadline)
+    if phase == "Pending":
+        return Decision("none", "Publishing", wait=0, message="publishing a new value")
+    if phase == "Publishing":
+        return Decision("publish", "Propagating", wait=0, message="new value published")
+    if spec.dry_run and phase in ("Propagating", "Verifying", "Overlapping"):
+        following: dict[str, Phase] = {"Propagating": "Verifying", "Verifying": "Overlapping",
+                                       "Overlapping": "Revoking"}
+        after = following[phase]
+        would = {"Propagating": "would wait for the Secret to hold the new version",
+                 "Verifying": "would wait for every consumer to roll out and be Ready",
+                 "Overlapping": f"would keep the old value valid for {spec.overlap.window}"}[phase]
+        return Decision("none", after, wait=0, message=would)
+    if phase == "Propagating":
+        if seen.synced_version is not None and seen.synced_version == record.new.get("version"):
+            return Decision("none", "Verifying", wait=0, message=f"Secret holds version {seen.synced_version}")
+        if overdue:
+            return _rollback(spec, "the new value did not reach the Secret before the deadline")
+        return Decision("sync", None, message="waiting for the Secret to hold the new version")
+    if phase == "Verifying":
+        if not spec.verify.rollout or seen.rollout_done:
+            return Decision("none", "Overlapping", wait=0, message="every consumer runs the new value")
+        since = record.phase_since or now
+        if seen.rollout_failed or overdue or now - since > parse_duration(spec.verify.timeout):
+            return _rollback(spec, "consumers did not become Ready on the new value in time")
+        return Decision("none", None, message="waiting for consumers to roll out")
+    if phase == "Overlapping":
+        remaining = parse_duration(spec.overlap.window) - (now - (record.phase_since or now))
+        if remaining.total_seconds() <= 0:
+            return Decision("none", "Revoking", wait=0, message="overlap window over")
+        return Decision("none", None, wait=min(remaining.total_seconds(), 30.0), message="overlap window")
+    if phase == "Revoking":
+        return Decision("revoke", "Complete", wait=0, message="old value revoked")
+    if phase == "RollingBack":
+        return Decision("rollback", "RolledBack", wait=0, message="rolled back to the old value")
+    return Decision("none", None, wait=60)
+
+
+def _rollback(spec: RotationPolicySpec, why: str) -> Decision:
+    if spec.rollback:
+        return Decision("none", "RollingBack", wait=0, message=why)
+    return Decision("none", "Failed", wait=0, message=why + " (rollback disabled; the old value stays valid)")
+
+
+_CLASSES = {"lower": string.ascii_lowercase, "upper": string.ascii_uppercase, "digits": string.digits,
+            "symbols": "!#%+,-.:=@^_~"}
+
+
+def generate(generator: Generator) -> str:
+    """A new secret value from the system CSPRNG, with at least one character of each class."""
+    if generator.type == "bytes":
+        raw = secrets.token_bytes(generator.length)
+        return raw.hex() if generator.encoding == "hex" else base64.b64encode(raw).decode()
+    pools = [_CLASSES[c] for c in generator.classes]
+    alphabet = "".join(pools)
+    while True:
+        value = "".join(secrets.choice(alphabet) for _ in range(generator.length))
+        if all(any(ch in pool for ch in value) for pool in pools):
+            return value

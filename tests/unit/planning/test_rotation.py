@@ -1,0 +1,109 @@
+"""The rotation state machine: pure decisions over recorded phase and observations."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from rotor.api.rotationpolicy import Generator, RotationPolicySpec
+from rotor.planning.rotation import Observation, RotationRecord, decide, generate, in_window, next_due, validate
+
+T0 = datetime.datetime(2026, 11, 28, 12, 0, tzinfo=datetime.UTC)
+
+
+def spec(**over: Any) -> RotationPolicySpec:
+    raw: dict[str, Any] = {"secretSourceRef": {"name": "db"}, "strategy": "versioned",
+                           "schedule": {"interval": "720h"}, "overlap": {"window": "10m"},
+                           "verify": {"timeout": "5m"}, "deadline": "1h"}
+    raw.update(over)
+    return RotationPolicySpec.model_validate(raw)
+
+
+def seen(**over: Any) -> Observation:
+    values: dict[str, Any] = {"now": T0, "source_exists": True, "source_ready": True, "synced_version": "1",
+                              "rollout_done": True}
+    values.update(over)
+    return Observation(**values)
+
+
+def test_idle_until_due_then_start() -> None:
+    s = spec()
+    assert decide(s, RotationRecord(None), seen(), due_at=T0 + datetime.timedelta(hours=1)).action == "none"
+    d = decide(s, RotationRecord(None), seen(), due_at=T0)
+    assert d.action == "start" and d.next == "Pending"
+
+
+def test_manual_rotation_skips_the_schedule_but_not_a_missing_source() -> None:
+    later = T0 + datetime.timedelta(days=10)
+    assert decide(spec(), RotationRecord("Complete"), seen(manual=True), due_at=later).action == "start"
+    missing = decide(spec(), RotationRecord(None), seen(manual=True, source_exists=False), due_at=T0)
+    assert missing.action == "invalid" and "db" in missing.message
+    not_ready = decide(spec(), RotationRecord(None), seen(manual=True, source_ready=False), due_at=T0)
+    assert not_ready.action == "none" and not_ready.next is None
+
+
+def test_the_happy_path_walks_every_phase_in_order() -> None:
+    s = spec()
+    phases = []
+    record = RotationRecord("Pending", started_at=T0, phase_since=T0, new={"version": "2"})
+    while record.phase != "Complete":
+        d = decide(s, record, seen(synced_version="2"), due_at=T0)
+        if d.next is None:  # overlapping: time passes
+            record = RotationRecord(record.phase, T0, T0 - datetime.timedelta(minutes=11), record.new)
+            continue
+        phases.append((record.phase, d.action))
+        record = RotationRecord(d.next, T0, T0, record.new)
+    assert phases == [("Pending", "none"), ("Publishing", "publish"), ("Propagating", "none"),
+                      ("Verifying", "none"), ("Overlapping", "none"), ("Revoking", "revoke")]
+
+
+def test_propagation_waits_for_the_new_version_then_rolls_back_after_the_deadline() -> None:
+    record = RotationRecord("Propagating", started_at=T0, new={"version": "2"})
+    assert decide(spec(), record, seen(synced_version="1"), due_at=T0).action == "sync"
+    late = seen(synced_version="1", now=T0 + datetime.timedelta(hours=2))
+    assert decide(spec(), record, late, due_at=T0).next == "RollingBack"
+    assert decide(spec(rollback=False), record, late, due_at=T0).next == "Failed"
+
+
+def test_old_value_is_never_revoked_while_readers_are_not_on_the_new_one() -> None:
+    record = RotationRecord("Verifying", started_at=T0, phase_since=T0, new={"version": "2"})
+    waiting = decide(spec(), record, seen(rollout_done=False, now=T0 + datetime.timedelta(minutes=1)), due_at=T0)
+    assert waiting.next is None and waiting.action == "none"
+    timeout = decide(spec(), record, seen(rollout_done=False, now=T0 + datetime.timedelta(minutes=6)), due_at=T0)
+    assert timeout.next == "RollingBack"
+
+
+def test_overlap_window_is_honoured() -> None:
+    record = RotationRecord("Overlapping", started_at=T0, phase_since=T0)
+    d = decide(spec(), record, seen(now=T0 + datetime.timedelta(minutes=4)), due_at=T0)
+    assert d.next is None and d.wait == 30.0  # re-checks at least every 30 s
+    assert decide(spec(), record, seen(now=T0 + datetime.timedelta(minutes=10)), due_at=T0).next == "Revoking"
+
+
+def test_dry_run_walks_phases_without_waiting() -> None:
+    record = RotationRecord("Propagating", started_at=T0, new={"version": "dry-run"})
+    d = decide(spec(dryRun=True), record, seen(synced_version="1"), due_at=T0)
+    assert d.next == "Verifying" and "would" in d.message
+
+
+def test_bad_specs_are_explained() -> None:
+    assert "cron" in (validate(spec(schedule={"cron": "61 * * * *"})) or "")
+    assert "overlap.window" in (validate(spec(schedule={"interval": "5m"}, overlap={"window": "10m"})) or "")
+    assert "staticRoles" in (validate(spec(strategy="overlap", generator={"type": "backend"})) or "")
+    assert validate(spec()) is None
+
+
+def test_schedule_interval_cron_and_window() -> None:
+    assert next_due(spec(), None, T0) == T0 + datetime.timedelta(hours=720)
+    cron = spec(schedule={"cron": "0 3 * * *"})
+    assert next_due(cron, T0, T0) == datetime.datetime(2026, 11, 29, 3, 0, tzinfo=datetime.UTC)
+    windowed = spec(schedule={"interval": "720h", "window": {"start": "02:00", "duration": "2h"}})
+    assert in_window(windowed, T0.replace(hour=3)) and not in_window(windowed, T0.replace(hour=5))
+
+
+def test_generated_passwords_use_every_class_and_differ() -> None:
+    g = Generator(length=24, classes=["lower", "upper", "digits", "symbols"])
+    a, b = generate(g), generate(g)
+    assert a != b and len(a) == 24
+    assert any(c.islower() for c in a) and any(c.isupper() for c in a) and any(c.isdigit() for c in a)
+    assert len(generate(Generator(type="bytes", length=16, encoding="hex"))) == 32
