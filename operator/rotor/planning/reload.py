@@ -1,0 +1,317 @@
+"""Restarting readers when a Secret changes: who consumes what, when to roll, how fast. Pure.
+
+Two annotations carry the state, both holding only keyed HMAC digests (never a value):
+
+- on the pod template, `rotor.dev/secrets-hash`: the combined digest the pods were rolled with.
+  Changing it is an ordinary rolling update; a rollback restores the old one.
+- on the workload's own metadata, `rotor.dev/applied-secrets`: the per-Secret digests Rotor last
+  rolled (or adopted) the workload to, and the template hash it wrote. Metadata changes do not roll
+  pods, so Rotor can adopt a workload without restarting it.
+
+A restart happens only when a Secret in the applied record now has another digest. An operator
+restart or a leader change replays watch events, but the digests compare equal: nothing rolls. A
+rollback changes the template, not the record: Rotor does not undo it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, Literal, TypeVar
+
+from rotor.planning.injection import INJECT_LABEL, SECRETS
+
+RELOAD = "rotor.dev/reload"  # "true": reload on every Secret the template references; "never": no restarts
+RELOAD_ON = "rotor.dev/reload-on"  # "a,b": reload when these Secrets change
+HASH = "rotor.dev/secrets-hash"
+APPLIED = "rotor.dev/applied-secrets"
+
+Kind = Literal["Deployment", "StatefulSet", "DaemonSet", "CronJob"]
+KINDS: tuple[Kind, ...] = ("Deployment", "StatefulSet", "DaemonSet", "CronJob")
+Decision = Literal["none", "adopt", "restart", "wait"]
+K = TypeVar("K")
+_DIGEST_CHARS = 16  # 64 bits of a keyed digest: enough to see a change, useless to anyone else
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(p.strip() for p in value.split(",") if p.strip()))
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What Rotor last rolled (or adopted) a workload to."""
+
+    secrets: Mapping[str, str]  # Secret name -> short digest
+    template_hash: str | None = None  # the rotor.dev/secrets-hash Rotor wrote, if it ever restarted it
+
+    def encode(self) -> str:
+        return json.dumps({"hash": self.template_hash, "secrets": dict(sorted(self.secrets.items()))},
+                          separators=(",", ":"))
+
+    @classmethod
+    def decode(cls, text: str | None) -> Applied | None:
+        if not text:
+            return None
+        try:
+            raw = json.loads(text)
+            secrets = {str(k): str(v) for k, v in dict(raw["secrets"]).items()}
+            template_hash = raw.get("hash")
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None  # edited by hand: adopt again rather than guess
+        return cls(secrets, str(template_hash) if template_hash else None)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A workload that opted in, reduced to what reload decisions need."""
+
+    kind: Kind
+    namespace: str
+    name: str
+    injected_sources: tuple[str, ...] = ()
+    referenced: tuple[str, ...] = ()  # Secrets its pod template names (env, envFrom, volumes)
+    reload_on: tuple[str, ...] = ()
+    reload: Literal["default", "true", "never"] = "default"
+    template_hash: str | None = None
+    applied: Applied | None = None
+    rollout_complete: bool = True
+    resource_version: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.kind, self.namespace, self.name)
+
+
+def pod_template(kind: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
+    spec = body.get("spec") or {}
+    if kind == "CronJob":
+        spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+    return spec.get("template") or {}
+
+
+def template_path(kind: str) -> tuple[str, ...]:
+    return ("spec", "jobTemplate", "spec", "template") if kind == "CronJob" else ("spec", "template")
+
+
+def referenced_secrets(pod_spec: Mapping[str, Any]) -> tuple[str, ...]:
+    """Every Secret a pod spec reads: env valueFrom, envFrom, secret volumes, projected volumes."""
+    names: list[str] = []
+    for container in [*(pod_spec.get("initContainers") or []), *(pod_spec.get("containers") or [])]:
+        for env in container.get("env") or []:
+            ref = (env.get("valueFrom") or {}).get("secretKeyRef") or {}
+            names.append(ref.get("name") or "")
+        for env_from in container.get("envFrom") or []:
+            names.append((env_from.get("secretRef") or {}).get("name") or "")
+    for volume in pod_spec.get("volumes") or []:
+        names.append((volume.get("secret") or {}).get("secretName") or "")
+        for source in (volume.get("projected") or {}).get("sources") or []:
+            names.append((source.get("secret") or {}).get("name") or "")
+    return tuple(sorted({n for n in names if n}))
+
+
+def rollout_complete(kind: str, body: Mapping[str, Any]) -> bool:
+    """Whether the workload controller finished rolling out the current template."""
+    meta, spec, status = body.get("metadata") or {}, body.get("spec") or {}, body.get("status") or {}
+    if kind == "CronJob":
+        return True  # the next Job uses the new template; nothing to wait for
+    if int(status.get("observedGeneration") or 0) < int(meta.get("generation") or 0):
+        return False
+    if kind == "Deployment":
+        replicas = int(spec.get("replicas", 1))
+        return int(status.get("updatedReplicas") or 0) >= replicas and int(status.get("replicas") or 0) <= replicas
+    if kind == "StatefulSet":
+        return bool(status.get("updateRevision")) and status.get("updateRevision") == status.get("currentRevision")
+    if kind == "DaemonSet":
+        return int(status.get("updatedNumberScheduled") or 0) >= int(status.get("desiredNumberScheduled") or 0)
+    return True
+
+
+def workload_from_body(kind: Kind, body: Mapping[str, Any]) -> Workload | None:
+    """The workload's reload view, or None when it did not opt in (Rotor then ignores it)."""
+    meta = body.get("metadata") or {}
+    template = pod_template(kind, body)
+    tmeta = template.get("metadata") or {}
+    annotations = dict(meta.get("annotations") or {})
+    tannotations = dict(tmeta.get("annotations") or {})
+    tlabels = dict(tmeta.get("labels") or {})
+
+    def setting(key: str) -> str:
+        return str(annotations.get(key, tannotations.get(key, ""))).strip()
+
+    injected = _split(tannotations.get(SECRETS, "")) if tlabels.get(INJECT_LABEL) == "true" else ()
+    reload_value = setting(RELOAD).lower()
+    reload: Literal["default", "true", "never"] = (
+        "true" if reload_value == "true" else "never" if reload_value == "never" else "default")
+    reload_on = _split(setting(RELOAD_ON))
+    if not injected and reload == "default" and not reload_on:
+        return None
+    return Workload(
+        kind=kind, namespace=str(meta.get("namespace")), name=str(meta.get("name")),
+        injected_sources=injected, referenced=referenced_secrets(template.get("spec") or {}),
+        reload_on=reload_on, reload=reload, template_hash=tannotations.get(HASH),
+        applied=Applied.decode(annotations.get(APPLIED)), rollout_complete=rollout_complete(kind, body),
+        resource_version=meta.get("resourceVersion"))
+
+
+def consumed_secrets(workload: Workload, targets: Mapping[str, str]) -> tuple[str, ...] | None:
+    """The Secrets whose change restarts the workload; None while an injected source is unknown.
+
+    targets maps the SecretSources of the workload's namespace to their target Secret names.
+    """
+    names: set[str] = set(workload.reload_on)
+    for source in workload.injected_sources:
+        target = targets.get(source)
+        if target is None:
+            return None
+        names.add(target)
+    if workload.reload == "true":
+        names.update(workload.referenced)
+    return tuple(sorted(names))
+
+
+def short_digest(hmac_digest: str) -> str:
+    return hmac_digest.removeprefix("sha256:")[:_DIGEST_CHARS]
+
+
+def combined_hash(digests: Mapping[str, str]) -> str:
+    """The pod-template hash over the consumed Secrets' digests (names included)."""
+    mac = hashlib.sha256()
+    for name in sorted(digests):
+        mac.update(f"{name}={digests[name]}\n".encode())
+    return "sha256:" + mac.hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Plan:
+    decision: Decision
+    applied: Applied | None = None  # the new record (adopt, restart)
+    changed: tuple[str, ...] = ()  # the Secrets whose digest moved (restart)
+
+
+def plan_reload(workload: Workload, consumed: Sequence[str], digests: Mapping[str, str | None]) -> Plan:
+    """Restart only when a Secret the workload was rolled (or adopted) with now has another digest.
+
+    digests: Secret name -> HMAC ("sha256:...") or None when the Secret does not exist. A missing
+    Secret waits (pods cannot start without it anyway; a deletion is no new value to read).
+    """
+    if any(digests.get(name) is None for name in consumed):
+        return Plan("wait")
+    current = {name: short_digest(str(digests[name])) for name in consumed}
+    applied = workload.applied
+    if workload.reload == "never":
+        if applied is None or dict(applied.secrets) != current:
+            return Plan("adopt", Applied(current, applied.template_hash if applied else None))
+        return Plan("none")
+    if applied is None:
+        return Plan("adopt", Applied(current, None))
+    changed = tuple(sorted(n for n in consumed if n in applied.secrets and applied.secrets[n] != current[n]))
+    if changed:
+        return Plan("restart", Applied(current, combined_hash(current)), changed)
+    if dict(applied.secrets) != current:  # Secrets added to or removed from the workload: the user rolled it
+        return Plan("adopt", Applied(current, applied.template_hash))
+    return Plan("none")
+
+
+def is_current(workload: Workload, consumed: Sequence[str], digests: Mapping[str, str | None]) -> bool:
+    """Whether the workload's pods run the Secrets' current versions (as far as the API shows)."""
+    if workload.reload == "never":
+        return True  # it reads its files live: the kubelet updates them without a restart
+    applied = workload.applied
+    if applied is None or not workload.rollout_complete:
+        return False
+    if applied.template_hash is not None and workload.template_hash != applied.template_hash:
+        return False  # rolled back to an older template
+    return all(digests.get(n) is not None and applied.secrets.get(n) == short_digest(str(digests[n]))
+               for n in consumed)
+
+
+def restart_patch(workload: Workload, applied: Applied) -> dict[str, Any]:
+    """Merge patch: new template hash (the rollout) and the record, guarded by resourceVersion."""
+    template: dict[str, Any] = {"metadata": {"annotations": {HASH: applied.template_hash}}}
+    for part in reversed(template_path(workload.kind)[1:]):
+        template = {part: template}
+    patch: dict[str, Any] = {"metadata": {"annotations": {APPLIED: applied.encode()}}, "spec": template}
+    if workload.resource_version:
+        patch["metadata"]["resourceVersion"] = workload.resource_version
+    return patch
+
+
+def adopt_patch(workload: Workload, applied: Applied) -> dict[str, Any]:
+    """Merge patch recording the digests without touching the template (no rollout)."""
+    patch: dict[str, Any] = {"metadata": {"annotations": {APPLIED: applied.encode()}}}
+    if workload.resource_version:
+        patch["metadata"]["resourceVersion"] = workload.resource_version
+    return patch
+
+
+# -- batching and rate limits ---------------------------------------------------------------------
+
+
+def batch_delay(first_change: float, last_change: float, now: float, window: float, max_wait: float) -> float:
+    """Seconds until a batch of changes is due: once quiet for WINDOW, and never later than MAX_WAIT."""
+    due = min(last_change + window, first_change + max(max_wait, window))
+    return max(0.0, due - now)
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    per_namespace: int
+    cluster: int
+    window: float  # seconds
+
+
+@dataclass(frozen=True)
+class Admission(Generic[K]):
+    admitted: list[K]
+    deferred: list[tuple[K, Literal["namespace", "cluster"]]] = field(default_factory=list)
+    retry_at: float | None = None  # when a slot opens again (None: nothing deferred)
+
+
+def admit_restarts(candidates: Sequence[tuple[str, K]], history: Iterable[tuple[str, float]], now: float,
+                   limits: RateLimits) -> Admission[K]:
+    """Which restarts may go now under sliding-window limits per namespace and cluster-wide.
+
+    candidates: (namespace, key) in the order they should go; history: (namespace, time) of the
+    restarts already made.
+    """
+    recent = [(ns, t) for ns, t in history if now - t < limits.window]
+    per_ns = Counter(ns for ns, _ in recent)
+    used = len(recent)
+    admitted: list[K] = []
+    deferred: list[tuple[K, Literal["namespace", "cluster"]]] = []
+    times: list[tuple[str, float]] = list(recent)
+    for ns, key in candidates:
+        if used >= limits.cluster:
+            deferred.append((key, "cluster"))
+        elif per_ns[ns] >= limits.per_namespace:
+            deferred.append((key, "namespace"))
+        else:
+            admitted.append(key)
+            used += 1
+            per_ns[ns] += 1
+            times.append((ns, now))
+    retry_at = None
+    if deferred:
+        retry_at = min(t for _, t in times) + limits.window if times else now
+    return Admission(admitted, deferred, retry_at)
+
+
+def consumer_counts(views: Iterable[tuple[str, Sequence[str], bool]]) -> tuple[
+        dict[tuple[str, str], dict[str, int]], dict[str, dict[str, int]]]:
+    """Per (namespace, Secret) and per namespace: how many consumers are current and how many stale.
+
+    views: (namespace, consumed Secrets, is_current) per workload.
+    """
+    per_secret: dict[tuple[str, str], dict[str, int]] = {}
+    per_namespace: dict[str, dict[str, int]] = {}
+    for namespace, consumed, current in views:
+        version = "current" if current else "stale"
+        totals = per_namespace.setdefault(namespace, {"current": 0, "stale": 0})
+        totals[version] += 1
+        for name in consumed:
+            counts = per_secret.setdefault((namespace, name), {"current": 0, "stale": 0})
+            counts[version] += 1
+    return per_secret, per_namespace
