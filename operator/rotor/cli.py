@@ -45,6 +45,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_inventory(args: argparse.Namespace) -> int:
+    from rotor.inventory import main
+
+    return main(namespaces=args.namespace, all_namespaces=args.all_namespaces, output=args.output,
+                unmanaged=args.unmanaged, include_system=args.include_system, kubeconfig=args.kubeconfig)
+
+
 def _cmd_version(_: argparse.Namespace) -> int:
     print(f"rotor {__version__}")
     return 0
@@ -66,6 +73,19 @@ def parser() -> argparse.ArgumentParser:
     crds = sub.add_parser("crds", help="write the CRDs generated from the API models")
     crds.add_argument("-o", "--output", type=Path, default=Path("crds"), help="directory, or - for stdout")
     crds.set_defaults(func=_cmd_crds)
+
+    inventory = sub.add_parser("inventory", help="list managed secrets: owner, backend, consumers, rotation, "
+                               "incidents (metadata only, never a value)")
+    scope = inventory.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", action="append", help="namespace (repeatable; default: the context's)")
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
+    inventory.add_argument("-o", "--output", choices=["table", "json", "csv"], default="table")
+    inventory.add_argument("--unmanaged", action="store_true",
+                           help="list the Secrets no SecretSource manages instead, with consumers and age")
+    inventory.add_argument("--include-system", action="store_true",
+                           help="with --unmanaged: also service-account token and Helm release Secrets")
+    inventory.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+    inventory.set_defaults(func=_cmd_inventory)
 
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=_cmd_version)

@@ -12,7 +12,7 @@ import base64
 import datetime
 import os
 import secrets as _random
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -233,6 +233,84 @@ class Kube:
             await self._call("create", "events", self.core.create_namespaced_event, namespace, body)
         except KubeError:
             pass  # events are best effort; the status already says the same
+
+    # -- inventory (reads) ----------------------------------------------------------------------
+
+    _TABLE = "application/json;as=Table;g=meta.k8s.io;v=v1"
+
+    @staticmethod
+    def _path(group: str, version: str, plural: str, namespace: str | None) -> str:
+        base = f"/api/{version}" if not group else f"/apis/{group}/{version}"
+        return f"{base}/namespaces/{namespace}/{plural}" if namespace else f"{base}/{plural}"
+
+    async def list_secret_metadata(self, namespace: str | None = None, *, page: int = 500) -> list[dict[str, Any]]:
+        """Every Secret's metadata and type, never its data: the API server answers with a Table of
+        PartialObjectMetadata rows (what `kubectl get secrets` shows), so no value leaves it."""
+        found: list[dict[str, Any]] = []
+        columns: list[str] = []
+        async for body in self._pages("secrets", self._path("", "v1", "secrets", namespace), page, accept=self._TABLE,
+                                      query=[("includeObject", "Metadata")]):
+            columns = [c["name"] for c in body.get("columnDefinitions") or ()] or columns
+            at = columns.index("Type") if "Type" in columns else None
+            for row in body.get("rows") or ():
+                cells = row.get("cells") or ()
+                found.append({"metadata": (row.get("object") or {}).get("metadata") or {},
+                              "type": cells[at] if at is not None and at < len(cells) else "Opaque"})
+        return found
+
+    async def list_objects(self, group: str, version: str, plural: str, namespace: str | None = None, *,
+                           page: int = 500) -> list[dict[str, Any]]:
+        """Every object of a kind as plain JSON, one page at a time. Not for Secrets (their data)."""
+        assert plural != "secrets", "list Secrets with list_secret_metadata"
+        found: list[dict[str, Any]] = []
+        async for body in self._pages(plural, self._path(group, version, plural, namespace), page):
+            found.extend(body.get("items") or ())
+        return found
+
+    async def get_namespace(self, name: str) -> dict[str, Any] | None:
+        try:
+            return await self._get_json("namespaces", f"/api/v1/namespaces/{name}")
+        except KubeError as err:
+            if err.not_found:
+                return None
+            raise
+
+    def context_namespace(self) -> str:
+        """The namespace kubectl would use: the kubeconfig context's, in a pod its own, else default."""
+        if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
+            try:
+                with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as f:
+                    return f.read().strip() or "default"
+            except OSError:
+                return "default"
+        try:
+            _, active = kubernetes.config.list_kube_config_contexts()
+        except (kubernetes.config.ConfigException, OSError):
+            return "default"
+        return str(((active or {}).get("context") or {}).get("namespace") or "default")
+
+    async def _pages(self, resource: str, path: str, page: int, *, accept: str = "application/json",
+                     query: list[tuple[str, str]] | None = None) -> AsyncIterator[dict[str, Any]]:
+        token = ""
+        while True:
+            params = [*(query or ()), ("limit", str(page))] + ([("continue", token)] if token else [])
+            body = await self._get_json(resource, path, params, accept=accept, verb="list")
+            yield body
+            token = (body.get("metadata") or {}).get("continue") or ""
+            if not token:
+                return
+
+    async def _get_json(self, resource: str, path: str, query: list[tuple[str, str]] | None = None, *,
+                        accept: str = "application/json", verb: str = "get") -> dict[str, Any]:
+        import json
+
+        # Unparsed and unlogged by the client (no model objects for thousands of items): plain JSON.
+        response = await self._call(verb, resource, self.api.call_api, path, "GET", query_params=query or [],
+                                    header_params={"Accept": accept}, auth_settings=["BearerToken"],
+                                    _preload_content=False, _return_http_data_only=True)
+        result: dict[str, Any] = json.loads(response.data)
+        return result
+
 
 
 def _owner_ref(owner: Owner) -> kubernetes.client.V1OwnerReference:

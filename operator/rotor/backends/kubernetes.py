@@ -14,6 +14,7 @@ from rotor.api.secretsource import KubernetesSource, SecretSourceSpec
 from rotor.backends.base import InvalidSpec, NotFound, PermissionDenied
 from rotor.planning.labels import ALLOWED_NAMESPACES
 from rotor.planning.sync import Fetched, ObservedSecret
+from rotor.secrecy import remember
 
 SecretReader = Callable[[str, str], Awaitable[ObservedSecret | None]]
 
@@ -38,7 +39,7 @@ class KubernetesBackend:
             raise PermissionDenied(
                 f"Secret {source.namespace}/{source.name} does not allow namespace {namespace}: its owner must add "
                 f"{namespace} to the annotation {ALLOWED_NAMESPACES}")
-        return Fetched(dict(secret.data), secret.resource_version)
+        return Fetched(remember(dict(secret.data)), secret.resource_version)
 
     async def close(self) -> None:
         return None

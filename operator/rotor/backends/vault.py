@@ -33,6 +33,7 @@ from rotor.metrics import (
     TOKEN_CACHE_HITS,
 )
 from rotor.planning.sync import Fetched
+from rotor.secrecy import remember
 
 T = TypeVar("T")
 # (namespace, service account, audience, seconds) -> (jwt, expiry); supplied by rotor.kube.
@@ -192,7 +193,7 @@ class VaultBackend:
             response = await self._call(conn, "read", lambda c: c.secrets.kv.v1.read_secret(
                 path=source.path, mount_point=source.mount), token=token, where=where)
             data, found = response["data"] or {}, None
-        return Fetched({k: _to_bytes(v) for k, v in data.items()}, found)
+        return Fetched(remember({k: _to_bytes(v) for k, v in data.items()}), found)
 
     async def _call(self, conn: _Connection, operation: str, fn: Callable[[hvac.Client], T], *,
                     token: str | None = None, where: str = "") -> T:

@@ -12,7 +12,7 @@ import kopf
 
 from rotor import GROUP
 from rotor.config import Settings
-from rotor.logs import configure_logging
+from rotor.logs import configure_logging, install_masking
 from rotor.planning.labels import FINALIZER, MANAGED_BY, MANAGED_BY_VALUE
 
 log = logging.getLogger("rotor")
@@ -75,6 +75,7 @@ def run(config: Settings, *, stop_flag: threading.Event | None = None,
 
     if configure_logs:
         configure_logging(config.log_format, config.log_level)
+    install_masking()  # also when the embedding program configured logging itself
     kopf.run(
         clusterwide=not config.namespaces,
         namespaces=config.namespaces,
