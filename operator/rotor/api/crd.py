@@ -37,9 +37,10 @@ def _convert(node: Any, defs: dict[str, Any]) -> Any:
         branches = [b for b in node.pop("anyOf") if b != {"type": "null"}]
         if len(branches) != 1:
             raise ValueError(f"unions are not structural; use one type with CEL rules: {branches}")
-        node = {**_convert(branches[0], defs), **node}
         if node.get("default", 0) is None:
             node.pop("default")
+        # Optional[X]: X's schema with the field's own keys (description, default) on top.
+        return {**_convert(branches[0], defs), **_convert(node, defs)}
     out: dict[str, Any] = {}
     for key, value in node.items():
         if key in _DROP:

@@ -15,6 +15,7 @@ import pwd
 import secrets
 import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -90,6 +91,9 @@ class Stack:
         for name in reversed(list(self.procs)):
             self.procs[name].stop()
         self.procs.clear()
+        pg_dir = getattr(self, "_pg_dir", None)
+        if pg_dir is not None:
+            shutil.rmtree(pg_dir, ignore_errors=True)
 
     def __enter__(self) -> StackInfo:
         return self.start()
@@ -286,10 +290,12 @@ class Stack:
     def _start_postgres(self) -> None:
         bin_dir = binaries.find_postgres_bin()
         user = _unprivileged_user()
-        data = self.dir / "pgdata"
-        data.mkdir(mode=0o700)
+        # Outside the state dir: that may sit under a private (0700) directory the postgres user
+        # cannot traverse, e.g. pytest's tmp_path.
+        data = Path(tempfile.mkdtemp(prefix="rotor-pgdata-"))
+        self._pg_dir = data
         self._pg_password = base64.urlsafe_b64encode(os.urandom(18)).decode()
-        pwfile = self.dir / "pgpass.tmp"
+        pwfile = data.parent / f"{data.name}.pwfile"
         pwfile.write_text(self._pg_password + "\n")
         if user is not None:
             pw = pwd.getpwnam(user)
