@@ -58,11 +58,12 @@ lint: venv
 bench: deps venv testbin
 	$(PY) hack/bench.py --sources $${N:-1000}
 
-e2e: venv
-	$(PY) -m pytest e2e -q
+# Needs E2E_KUBECONFIG (+ E2E_VAULT_ADDR, E2E_VAULT_TOKEN) or Docker + kind; skips saying so otherwise.
+e2e: venv testbin
+	$(PY) -m pytest e2e -q -rs
 
 image:
-	docker build -t rotor:$$($(PY) -m rotor version | cut -d' ' -f2) .
+	v=$$($(PY) -m rotor version | cut -d' ' -f2) && docker build --build-arg VERSION=$$v -t rotor:$$v .
 
 clean:
 	rm -rf $(VENV) $(DEVENV) .pytest_cache .mypy_cache .ruff_cache

@@ -39,7 +39,11 @@ class Settings(BaseSettings):
     hmac_key_secret: str = Field(default="rotor-hmac-key", description="Secret holding the HMAC key")
     standalone: bool = Field(default=True, description="No peering (single replica)")
     peering_name: str = "rotor"
-    priority: int = 0
+    # Unset: earlier-started replicas rank higher, so a newcomer (rolling update, restart) never
+    # pre-empts the active replica and no two replicas share a priority (which freezes both).
+    priority: int | None = Field(default=None, description="Peering priority; unset ranks by start time")
+    peering_lifetime: int = Field(default=15, ge=5, le=600,
+                                  description="Seconds a silent peer counts as alive (takeover bound)")
     sync_workers: int = Field(default=16, ge=1, le=512, description="Concurrent SecretSource syncs")
     metrics_secret_names: bool = Field(default=False, description="Label metrics with object names")
 

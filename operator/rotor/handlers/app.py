@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -76,11 +77,18 @@ def run(config: Settings, *, stop_flag: threading.Event | None = None,
     if configure_logs:
         configure_logging(config.log_format, config.log_level)
     install_masking()  # also when the embedding program configured logging itself
+    settings = kopf.OperatorSettings()
+    # A killed active replica is replaced once its keep-alive is this old (Kopf's default is 60 s).
+    settings.peering.lifetime = config.peering_lifetime
+    settings.peering.stealth = True  # keep-alives every few seconds are not worth a log line
+    # Earlier start = higher priority (microseconds, negative so explicit priorities >= 0 beat it).
+    priority = config.priority if config.priority is not None else -(time.time_ns() // 1000)
     kopf.run(
+        settings=settings,
         clusterwide=not config.namespaces,
         namespaces=config.namespaces,
         standalone=config.standalone,
-        priority=config.priority,
+        priority=priority,
         peering_name=config.peering_name,
         memo=kopf.Memo(config=config),
         stop_flag=stop_flag,
