@@ -59,7 +59,9 @@ def _kube_error(exc: ApiException) -> KubeError:
 def load_config(kubeconfig: str | None = None) -> kubernetes.client.Configuration:
     """In-cluster config when running in a pod, else the kubeconfig ($KUBECONFIG or ~/.kube/config)."""
     config = kubernetes.client.Configuration()
-    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
+    # The client reads $KUBECONFIG once, at import; read it now so a later change is honoured.
+    kubeconfig = kubeconfig or os.environ.get("KUBECONFIG") or None
+    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
         kubernetes.config.load_incluster_config(client_configuration=config)
     else:
         kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=config)
@@ -234,6 +236,39 @@ class Kube:
         except KubeError:
             pass  # events are best effort; the status already says the same
 
+    # -- rotation (reads)
+
+    async def list_workloads(self, namespace: str) -> list[tuple[str, dict[str, Any]]]:
+        """(kind, object as a plain dict) for every Deployment, StatefulSet and DaemonSet of a namespace."""
+        out: list[tuple[str, dict[str, Any]]] = []
+        for kind, resource, fn in (
+            ("Deployment", "deployments", self.apps.list_namespaced_deployment),
+            ("StatefulSet", "statefulsets", self.apps.list_namespaced_stateful_set),
+            ("DaemonSet", "daemonsets", self.apps.list_namespaced_daemon_set),
+        ):
+            result = await self._call("list", resource, fn, namespace)
+            out.extend((kind, self.api.sanitize_for_serialization(item)) for item in result.items)
+        return out
+
+    # -- workloads (delivery)
+
+    async def patch_workload(self, kind: str, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        """Merge-patch a Deployment, StatefulSet, DaemonSet or CronJob (a resourceVersion in it guards it)."""
+        batch = kubernetes.client.BatchV1Api(self.api)
+        fn, resource = {
+            "Deployment": (self.apps.patch_namespaced_deployment, "deployments"),
+            "StatefulSet": (self.apps.patch_namespaced_stateful_set, "statefulsets"),
+            "DaemonSet": (self.apps.patch_namespaced_daemon_set, "daemonsets"),
+            "CronJob": (batch.patch_namespaced_cron_job, "cronjobs"),
+        }[kind]
+        await self._call("patch", resource, fn, name, namespace, dict(patch))
+
+    async def list_secrets(self, namespace: str, label_selector: str = "") -> list[ObservedSecret]:
+        """The Secrets of a namespace (for digests of Secrets Rotor does not manage; values stay here)."""
+        result = await self._call("list", "secrets", self.core.list_namespaced_secret, namespace,
+                                  label_selector=label_selector)
+        return [observed(secret) for secret in result.items]
+
     # -- inventory (reads) ----------------------------------------------------------------------
 
     _TABLE = "application/json;as=Table;g=meta.k8s.io;v=v1"
@@ -311,6 +346,29 @@ class Kube:
         result: dict[str, Any] = json.loads(response.data)
         return result
 
+    # -- incidents ------------------------------------------------------------------------------
+
+    async def create_object(self, plural: str, namespace: str, body: Mapping[str, Any], *,
+                            field_manager: str = "rotor") -> dict[str, Any]:
+        """Create a Rotor object (a LeakIncident from `rotor leak report`, an emergency RotationPolicy)."""
+        result = await self._call("create", plural, self.custom.create_namespaced_custom_object, GROUP, VERSION,
+                                  namespace, plural, dict(body), field_manager=field_manager)
+        return dict(result)
+
+    async def patch_object(self, plural: str, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        """Merge-patch a Rotor object's metadata or spec (rotate-now annotation, tightened schedule)."""
+        await self._call("patch", plural, self.custom.patch_namespaced_custom_object, GROUP, VERSION, namespace,
+                         plural, name, dict(patch))
+
+    async def delete_object(self, plural: str, namespace: str, name: str) -> bool:
+        try:
+            await self._call("delete", plural, self.custom.delete_namespaced_custom_object, GROUP, VERSION,
+                             namespace, plural, name)
+        except KubeError as err:
+            if err.not_found:
+                return False
+            raise
+        return True
 
 
 def _owner_ref(owner: Owner) -> kubernetes.client.V1OwnerReference:

@@ -20,7 +20,7 @@ from rotor.api.common import parse_duration
 from rotor.api.secretsource import SecretSourceSpec
 from rotor.backends.base import Backend, BackendError
 from rotor.kube import Kube, KubeError
-from rotor.metrics import DRIFT, SECRET_WRITES, SOURCES, SYNC_SECONDS, SYNCS
+from rotor.metrics import DENYLIST_REFUSALS, DRIFT, SECRET_WRITES, SOURCES, SYNC_SECONDS, SYNCS
 from rotor.planning import labels
 from rotor.planning.conditions import get_condition, same_conditions, set_condition
 from rotor.planning.hashing import data_hmac
@@ -72,6 +72,7 @@ class SecretSync:
         self.hmac_key = hmac_key
         self.sources: dict[Key, SourceState] = {}
         self.secrets: dict[Key, ObservedSecret] = {}  # managed Secrets, from their watch
+        self._denylists: dict[Hashable, frozenset[str]] = {"static": denylist}
         self.denylist = denylist
         self._rng = random.Random()
 
@@ -127,6 +128,15 @@ class SecretSync:
             return source_key
         return None
 
+    def set_denylist(self, owner: Hashable, digests: frozenset[str]) -> None:
+        """Value digests (planning.hashing.value_hmac) that must never be delivered; OWNER is the incident
+        that reported them. Sources are re-checked right away by the caller scheduling them."""
+        if digests:
+            self._denylists[owner] = digests
+        else:
+            self._denylists.pop(owner, None)
+        self.denylist = frozenset().union(*self._denylists.values())
+
     # -- one sync -------------------------------------------------------------------------------
 
     async def sync(self, key: Hashable) -> float | None:
@@ -160,10 +170,12 @@ class SecretSync:
         result = plan.action if plan.action != "fail" else plan.reason
         SYNCS.labels(spec.provider, {"none": "unchanged", "create": "changed", "update": "changed",
                                      "recreate": "changed"}.get(result, result)).inc()
+        if plan.reason == "Denylisted":
+            DENYLIST_REFUSALS.inc()
         if plan.action == "fail":
             state.failures += 1
-            delay = backoff_delay(state.failures, self._rng.random(),
-                                  cap=min(300.0, parse_duration(spec.refresh.interval).total_seconds()))
+            # Capped at 5 minutes whatever the refresh interval: a failing backend is not hammered.
+            delay = backoff_delay(state.failures, self._rng.random(), cap=300.0)
             log.warning("sync of SecretSource %s/%s failed: %s: %s (retry in %.0fs)",
                         state.namespace, state.name, plan.reason, plan.message, delay)
         else:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 import threading
 import time
 import uuid
@@ -27,9 +29,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    state = tmp_path_factory.mktemp("devenv")
-    devenv = Stack(state)
+def stack() -> Iterator[Stack]:
+    # Not under pytest's tmp_path: concurrent pytest runs on one machine prune each other's old
+    # numbered base directories, and would delete this run's kubeconfig and Vault data under it.
+    state = Path(tempfile.mkdtemp(prefix="rotor-it-"))
+    devenv = Stack(state / "devenv")
     devenv.start()
     os.environ["KUBECONFIG"] = devenv.info.kubeconfig
     api = kubernetes.config.new_client_from_config(config_file=devenv.info.kubeconfig)
@@ -39,6 +43,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     _wait_for_crds(kubernetes.client.CustomObjectsApi(api))
     yield devenv
     devenv.stop()
+    shutil.rmtree(state, ignore_errors=True)
 
 
 def _wait_for_crds(custom: Any) -> None:

@@ -49,7 +49,7 @@ class Generator(Model):
 class Overlap(Model):
     model_config = Model.model_config | {
         "json_schema_extra": validations(
-            cel("size(self.staticRoles) == 0 || size(self.staticRoles) == 2",
+            cel("!has(self.staticRoles) || size(self.staticRoles) == 0 || size(self.staticRoles) == 2",
                 "overlap.staticRoles takes exactly two roles (blue/green) or none"),
         )
     }
@@ -96,11 +96,11 @@ class RotationPolicySpec(Model):
         default=None, description="Who rotates (needs write access); default: the SecretSource's identity.")
     schedule: Schedule
     strategy: Literal["overlap", "versioned", "dynamic"]
-    generator: Generator = Field(default_factory=Generator)
-    overlap: Overlap = Field(default_factory=Overlap)
-    versioned: Versioned = Field(default_factory=Versioned)
+    generator: Generator = Field(default_factory=Generator, json_schema_extra={"default": {}})
+    overlap: Overlap = Field(default_factory=Overlap, json_schema_extra={"default": {}})
+    versioned: Versioned = Field(default_factory=Versioned, json_schema_extra={"default": {}})
     dynamic: Dynamic | None = None
-    verify: Verify = Field(default_factory=Verify)
+    verify: Verify = Field(default_factory=Verify, json_schema_extra={"default": {}})
     deadline: Duration = Field(default="1h", description="Roll back if the rotation is not verified by then.")
     rollback: bool = True
     dry_run: bool = Field(default=False, description="Walk every phase and report, touching nothing.")

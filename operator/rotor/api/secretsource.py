@@ -110,8 +110,9 @@ class SecretSourceSpec(Model):
     )
     data: list[KeyMapping] = Field(default_factory=list, max_length=256,
                                    description="Keys to take; empty takes every key as is.")
-    target: Target = Field(default_factory=Target)
-    refresh: Refresh = Field(default_factory=Refresh)
+    # default {} lets the API server fill in the nested defaults, so `kubectl get -o yaml` shows them.
+    target: Target = Field(default_factory=Target, json_schema_extra={"default": {}})
+    refresh: Refresh = Field(default_factory=Refresh, json_schema_extra={"default": {}})
 
 
 class SecretSourceStatus(Model):

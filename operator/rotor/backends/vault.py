@@ -21,7 +21,14 @@ import requests
 import requests.adapters
 
 from rotor.api.secretsource import SecretSourceSpec, VaultSource
-from rotor.backends.base import BackendError, InvalidSpec, NotFound, PermissionDenied, Unavailable
+from rotor.backends.base import (
+    BackendError,
+    InvalidSpec,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+    VersionConflict,
+)
 from rotor.concurrency import SingleFlight, TokenBucket
 from rotor.config import VaultConnection
 from rotor.metrics import (
@@ -111,6 +118,119 @@ class VaultBackend:
 
     def forget_token(self, identity: Identity) -> None:
         self._tokens.pop(identity, None)
+
+    # -- rotation: writes, as the rotation identity -------------------------------------------
+    # Each maps to one Vault endpoint (named in the docstring). Values pass through, never logged.
+
+    async def kv_write(self, identity: Identity, mount: str, path: str, data: dict[str, str],
+                       cas: int | None) -> str:
+        """POST /v1/{mount}/data/{path} with check-and-set; returns the new version."""
+        try:
+            response = await self._as(identity, "kv-write", lambda c: c.secrets.kv.v2.create_or_update_secret(
+                path=path, secret=data, cas=cas, mount_point=mount), where=f"{mount}/{path}")
+        except InvalidSpec as err:
+            if "check-and-set" in err.message:
+                raise VersionConflict(f"{mount}/{path} changed since version {cas}") from None
+            raise
+        return str(response["data"]["version"])
+
+    async def kv_read(self, identity: Identity, mount: str, path: str,
+                      version: int | None = None) -> tuple[dict[str, str], str]:
+        """GET /v1/{mount}/data/{path}: the data as strings, and its version."""
+        response = await self._as(identity, "read", lambda c: c.secrets.kv.v2.read_secret_version(
+            path=path, mount_point=mount, version=version, raise_on_deleted_version=True), where=f"{mount}/{path}")
+        data = {k: v if isinstance(v, str) else _to_bytes(v).decode() for k, v in response["data"]["data"].items()}
+        return data, str(response["data"]["metadata"]["version"])
+
+    async def kv_versions(self, identity: Identity, mount: str, path: str) -> list[int]:
+        """GET /v1/{mount}/metadata/{path}: versions not yet destroyed, oldest first."""
+        response = await self._as(identity, "kv-metadata", lambda c: c.secrets.kv.v2.read_secret_metadata(
+            path=path, mount_point=mount), where=f"{mount}/{path}")
+        versions = response["data"]["versions"]
+        return sorted(int(v) for v, meta in versions.items() if not meta.get("destroyed"))
+
+    async def kv_custom_metadata(self, identity: Identity, mount: str, path: str) -> dict[str, str]:
+        """GET /v1/{mount}/metadata/{path}: the secret's custom metadata (Rotor keeps lease ids there)."""
+        response = await self._as(identity, "kv-metadata", lambda c: c.secrets.kv.v2.read_secret_metadata(
+            path=path, mount_point=mount), where=f"{mount}/{path}")
+        return {k: str(v) for k, v in (response["data"].get("custom_metadata") or {}).items() if v}
+
+    async def kv_set_custom_metadata(self, identity: Identity, mount: str, path: str,
+                                     changes: dict[str, str]) -> None:
+        """POST /v1/{mount}/metadata/{path}: merge CHANGES into the custom metadata ("" removes a key)."""
+        merged = {**await self.kv_custom_metadata(identity, mount, path), **changes}
+        merged = {k: v for k, v in merged.items() if v}
+        await self._as(identity, "kv-metadata-write", lambda c: c.secrets.kv.v2.update_metadata(
+            path=path, custom_metadata=merged or {}, mount_point=mount), where=f"{mount}/{path}")
+
+    async def kv_destroy(self, identity: Identity, mount: str, path: str, versions: list[int]) -> None:
+        """PUT /v1/{mount}/destroy/{path}: permanently removes the given versions."""
+        if versions:
+            await self._as(identity, "kv-destroy", lambda c: c.secrets.kv.v2.destroy_secret_versions(
+                path=path, versions=versions, mount_point=mount), where=f"{mount}/{path}")
+
+    async def static_rotate(self, identity: Identity, mount: str, role: str) -> None:
+        """POST /v1/{mount}/rotate-role/{role}: the database gets a new password for the role's user."""
+        await self._as(identity, "static-rotate", lambda c: c.adapter.post(f"/v1/{mount}/rotate-role/{role}"),
+                       where=f"{mount}/rotate-role/{role}")
+
+    async def static_creds(self, identity: Identity, mount: str, role: str) -> dict[str, str]:
+        """GET /v1/{mount}/static-creds/{role}: the role's current username and password."""
+        data = await self._static(identity, mount, role)
+        return {"username": str(data["username"]), "password": str(data["password"])}
+
+    async def static_last_rotation(self, identity: Identity, mount: str, role: str) -> str:
+        """GET /v1/{mount}/static-creds/{role}: when Vault last set the role's password (RFC 3339)."""
+        return str((await self._static(identity, mount, role)).get("last_vault_rotation") or "")
+
+    async def _static(self, identity: Identity, mount: str, role: str) -> dict[str, Any]:
+        response = await self._as(identity, "static-creds", lambda c: c.adapter.get(
+            f"/v1/{mount}/static-creds/{role}"), where=f"{mount}/static-creds/{role}")
+        return dict(response["data"])
+
+    async def dynamic_issue(self, identity: Identity, mount: str, role: str) -> tuple[dict[str, str], str, int]:
+        """GET /v1/{mount}/creds/{role}: new per-lease credentials, the lease id and its TTL."""
+        response = await self._as(identity, "dynamic-issue", lambda c: c.adapter.get(f"/v1/{mount}/creds/{role}"),
+                                  where=f"{mount}/creds/{role}")
+        data = {k: str(v) for k, v in response["data"].items()}
+        return data, str(response["lease_id"]), int(response["lease_duration"])
+
+    async def lease_renew(self, identity: Identity, lease_id: str, increment: int | None = None) -> int:
+        """PUT /v1/sys/leases/renew: extends the lease; returns its new TTL."""
+        response = await self._as(identity, "lease-renew", lambda c: c.sys.renew_lease(
+            lease_id=lease_id, increment=increment))
+        return int(response["lease_duration"])
+
+    async def lease_exists(self, identity: Identity, lease_id: str) -> bool:
+        """PUT /v1/sys/leases/lookup: whether the lease is still live."""
+        try:
+            await self._as(identity, "lease-lookup", lambda c: c.sys.read_lease(lease_id=lease_id))
+        except (InvalidSpec, NotFound):
+            return False  # Vault answers 400 "invalid lease" once a lease is gone
+        return True
+
+    async def lease_revoke(self, identity: Identity, lease_id: str) -> None:
+        """PUT /v1/sys/leases/revoke: the credentials stop working now."""
+        await self._as(identity, "lease-revoke", lambda c: c.sys.revoke_lease(lease_id=lease_id))
+
+    async def role_ttl(self, identity: Identity, mount: str, role: str) -> tuple[int, int]:
+        """GET /v1/{mount}/roles/{role}: (default_ttl, max_ttl) in seconds."""
+        response = await self._as(identity, "role-read", lambda c: c.adapter.get(f"/v1/{mount}/roles/{role}"),
+                                  where=f"{mount}/roles/{role}")
+        return int(response["data"].get("default_ttl") or 0), int(response["data"].get("max_ttl") or 0)
+
+    async def _as(self, identity: Identity, operation: str, fn: Callable[[hvac.Client], T], *,
+                  where: str = "") -> T:
+        conn = self._connection(identity.connection)
+        for attempt in (1, 2):
+            token = await self._token(conn, identity)
+            try:
+                return await self._call(conn, operation, fn, token=token, where=where)
+            except PermissionDenied:
+                if attempt == 2:
+                    raise
+                self.forget_token(identity)
+        raise AssertionError("unreachable")
 
     # -- internals ------------------------------------------------------------------------------
 
