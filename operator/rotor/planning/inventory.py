@@ -16,9 +16,12 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from rotor.api.common import parse_duration
+from pydantic import ValidationError
+
+from rotor.api.rotationpolicy import RotationPolicySpec
 from rotor.api.secretsource import VaultSource
 from rotor.planning.labels import MANAGED_BY, MANAGED_BY_VALUE
+from rotor.planning.rotation import next_due
 
 OWNER_LABEL = "rotor.dev/owner"
 # On a Namespace the owner may also be written the way many clusters already do.
@@ -65,7 +68,8 @@ class ManagedRow:
     ready: str | None
     rotation_policy: str | None
     last_rotation: str | None
-    next_rotation: str | None
+    next_rotation: str | None  # as the rotation controller planned it (retries included)
+    due: str | None  # by the secret's age against the policy's schedule
     overdue: bool | None
     open_incidents: int
 
@@ -188,23 +192,18 @@ def parse_time(text: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def next_rotation(policy: Mapping[str, Any]) -> datetime | None:
-    """When the policy's next rotation is due: its status says so, or the interval after the last
-    rotation (or after the policy was created, if it never rotated). None for a cron schedule the
-    controller has not yet planned."""
-    status = policy.get("status") or {}
-    planned = parse_time(status.get("nextRotationTime"))
-    if planned is not None:
-        return planned
-    interval = ((policy.get("spec") or {}).get("schedule") or {}).get("interval")
-    basis = parse_time(status.get("lastRotationTime")) or parse_time(
-        (policy.get("metadata") or {}).get("creationTimestamp"))
-    if not interval or basis is None:
-        return None
+def rotation_due(policy: Mapping[str, Any]) -> datetime | None:
+    """When the secret is due for rotation by its age: the policy's schedule applied to its last
+    successful rotation (or to its creation, if it never rotated), as the rotation controller
+    computes it. Failed attempts and retries do not move it, so a stuck rotation shows as overdue."""
     try:
-        return basis + parse_duration(interval)
-    except ValueError:
+        spec = RotationPolicySpec.model_validate(policy.get("spec") or {})
+    except ValidationError:
         return None
+    created = parse_time((policy.get("metadata") or {}).get("creationTimestamp"))
+    if created is None:
+        return None
+    return next_due(spec, parse_time((policy.get("status") or {}).get("lastRotationTime")), created)
 
 
 def incident_open(incident: Mapping[str, Any]) -> bool:
@@ -256,7 +255,8 @@ def managed(cluster: Cluster, now: datetime) -> list[ManagedRow]:
         target = _target(source)
         status = source.get("status") or {}
         policy = policies.get((namespace, name))
-        due = next_rotation(policy) if policy else None
+        due = rotation_due(policy) if policy else None
+        planned = ((policy or {}).get("status") or {}).get("nextRotationTime")
         secret = secrets.get((namespace, target))
         rows.append(ManagedRow(
             namespace=namespace, secret_source=name,
@@ -267,7 +267,7 @@ def managed(cluster: Cluster, now: datetime) -> list[ManagedRow]:
             last_sync=status.get("lastSyncTime"), ready=_ready(source),
             rotation_policy=_key(policy)[1] if policy else None,
             last_rotation=((policy or {}).get("status") or {}).get("lastRotationTime"),
-            next_rotation=_iso(due) if due else None,
+            next_rotation=planned or (_iso(due) if due else None), due=_iso(due) if due else None,
             overdue=(now >= due) if due else None,
             open_incidents=_incidents(cluster.incidents, namespace, source=name, secret=target),
         ))
@@ -334,7 +334,7 @@ def _span(delta: timedelta) -> str:
 def _overdue(row: ManagedRow, now: datetime) -> str:
     if row.overdue is None:
         return "-" if row.rotation_policy is None else "unknown"
-    due = parse_time(row.next_rotation)
+    due = parse_time(row.due)
     if not row.overdue:
         return "no"
     return f"yes ({_span(now - due)})" if due else "yes"

@@ -26,7 +26,8 @@ NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 
 def obj(namespace: str, name: str, *, labels: dict[str, str] | None = None, controller: str | None = None,
         **rest: Any) -> dict[str, Any]:
-    meta: dict[str, Any] = {"namespace": namespace, "name": name, "labels": labels or {}}
+    meta: dict[str, Any] = {"namespace": namespace, "name": name, "labels": labels or {},
+                            "creationTimestamp": "2025-01-01T00:00:00Z"}
     if controller:
         meta["ownerReferences"] = [{"kind": controller, "name": "x", "controller": True}]
     return {"metadata": meta, **rest}
@@ -106,7 +107,8 @@ def test_managed_row_joins_consumers_rotation_and_incidents() -> None:
                                            "conditions": [{"type": "Ready", "status": "True", "reason": "Synced"}]}),
                  source("a", "api", {"provider": "kubernetes", "kubernetes": {"namespace": "s", "name": "k"}})],
         workloads={"Deployment": [obj("a", "web", spec=uses)], "StatefulSet": [obj("b", "other", spec=uses)]},
-        policies=[obj("a", "db-rotation", spec={"secretSourceRef": {"name": "db"}, "schedule": {"interval": "30d"}},
+        policies=[obj("a", "db-rotation", spec={"secretSourceRef": {"name": "db"}, "schedule": {"interval": "30d"},
+                                                "strategy": "versioned"},
                       status={"lastRotationTime": "2025-04-01T12:00:00Z", "nextRotationTime": "2025-05-01T12:00:00Z"})],
         incidents=[obj("a", "leak-1", spec={"secretSourceRef": {"name": "db"}, "exposure": {"where": "git"}}),
                    obj("a", "leak-2", spec={"targetSecretRef": {"name": "db-credentials"}}),
@@ -125,19 +127,27 @@ def test_managed_row_joins_consumers_rotation_and_incidents() -> None:
         ("api", "api", None, None, ())
 
 
-def test_overdue_from_interval_when_the_controller_has_not_planned_yet() -> None:
-    def overdue(policy: dict[str, Any]) -> bool | None:
-        return managed(Cluster(sources=[source("a", "db", VAULT)], policies=[policy]), NOW)[0].overdue
+def test_overdue_is_the_secrets_age_against_the_schedule() -> None:
+    def row(schedule: dict[str, Any], status: dict[str, Any], created: str = "2025-05-30T12:00:00Z") -> Any:
+        policy = obj("a", "p", spec={"secretSourceRef": {"name": "db"}, "schedule": schedule, "strategy": "overlap"},
+                     status=status)
+        policy["metadata"]["creationTimestamp"] = created
+        return managed(Cluster(sources=[source("a", "db", VAULT)], policies=[policy]), NOW)[0]
 
-    ref = {"secretSourceRef": {"name": "db"}}
-    fresh = obj("a", "p", spec={**ref, "schedule": {"interval": "7d"}}, status={})
-    fresh["metadata"]["creationTimestamp"] = "2025-05-30T12:00:00Z"
-    assert overdue(fresh) is False
-    assert overdue(obj("a", "p", spec={**ref, "schedule": {"interval": "7d"}},
-                       status={"lastRotationTime": "2025-05-01T00:00:00Z"})) is True
-    assert overdue(obj("a", "p", spec={**ref, "schedule": {"cron": "0 3 * * *"}}, status={})) is None
-    assert overdue(obj("a", "p", spec={**ref, "schedule": {"interval": "30d"}},
-                       status={"nextRotationTime": "2025-06-01T12:00:01Z"})) is False
+    assert row({"interval": "7d"}, {}).overdue is False  # never rotated, created two days ago
+    assert row({"interval": "7d"}, {}, created="2025-05-20T12:00:00Z").overdue is True
+    old = row({"interval": "7d"}, {"lastRotationTime": "2025-05-01T00:00:00Z"})
+    assert old.overdue is True and old.due == "2025-05-08T00:00:00Z" and old.next_rotation == old.due
+    # A failed attempt makes the controller plan a retry; the secret is still past its age.
+    retrying = row({"interval": "7d"}, {"lastRotationTime": "2025-05-01T00:00:00Z",
+                                        "nextRotationTime": "2025-06-01T13:00:00Z"})
+    assert retrying.overdue is True and retrying.next_rotation == "2025-06-01T13:00:00Z"
+    assert row({"interval": "30d"}, {"lastRotationTime": "2025-05-15T00:00:00Z"}).overdue is False
+    daily = row({"cron": "0 3 * * *"}, {"lastRotationTime": "2025-06-01T03:00:00Z"})
+    assert daily.overdue is False and daily.due == "2025-06-02T03:00:00Z"
+    late = row({"cron": "0 3 * * *"}, {"lastRotationTime": "2025-05-31T03:00:00Z"})
+    assert late.overdue is True and late.due == "2025-06-01T03:00:00Z"
+    assert row({"interval": "a week"}, {}).overdue is None  # a spec Rotor cannot read: unknown
 
 
 def test_unmanaged_excludes_rotor_secrets_and_system_secrets_unless_asked() -> None:
@@ -163,7 +173,8 @@ def test_table_shows_ages_and_overdue_and_json_csv_carry_the_same_rows() -> None
         sources=[source("team-a", "db", VAULT, {"lastSyncTime": "2025-06-01T11:58:00Z"})],
         workloads={"Deployment": [obj("team-a", f"w{i}", spec=template(
             {"containers": [{"envFrom": [{"secretRef": {"name": "db-credentials"}}]}]})) for i in range(5)]},
-        policies=[obj("team-a", "p", spec={"secretSourceRef": {"name": "db"}},
+        policies=[obj("team-a", "p", spec={"secretSourceRef": {"name": "db"}, "schedule": {"interval": "30d"},
+                                           "strategy": "overlap"},
                       status={"lastRotationTime": "2025-05-01T12:00:00Z", "nextRotationTime": "2025-05-31T12:00:00Z"})],
     )
     rows = managed(cluster, NOW)
