@@ -46,6 +46,27 @@ class Settings(BaseSettings):
                                   description="Seconds a silent peer counts as alive (takeover bound)")
     sync_workers: int = Field(default=16, ge=1, le=512, description="Concurrent SecretSource syncs")
     metrics_secret_names: bool = Field(default=False, description="Label metrics with object names")
+    # -- delivery into workloads: the pod-injection webhook and restarts on change
+    webhook_enabled: bool = Field(default=False, description="Serve the pod-injection admission webhook")
+    webhook_addr: str = Field(default="127.0.0.1", pattern=r"^[A-Za-z0-9.:-]+$",
+                              description="Address the webhook listens on")
+    webhook_port: int = Field(default=9443, ge=0, le=65535, description="Webhook port; 0 picks a free one")
+    webhook_host: str | None = Field(default=None, pattern=r"^[A-Za-z0-9.:-]+$",
+                                     description="Host the API server calls the webhook at (default: "
+                                     "webhook_addr); also the serving certificate's name")
+    webhook_cert_dir: Path | None = Field(default=None, description="Serve tls.crt/tls.key from here (a mounted "
+                                          "Secret, cert-manager) and leave the webhook configuration to its "
+                                          "installer; unset: Rotor makes its own CA and manages it")
+    webhook_failure_mode: Literal["reject", "warn"] = Field(
+        default="reject", description="A pod naming a missing or not-Ready SecretSource: reject it, or admit "
+        "it with a warning")
+    reload_batch_seconds: float = Field(default=5.0, gt=0, le=300, description="Changes within this quiet "
+                                        "window cause one restart per workload")
+    restarts_per_namespace: int = Field(default=10, ge=1, description="Restarts per namespace per limit window")
+    restarts_cluster: int = Field(default=50, ge=1, description="Restarts cluster-wide per limit window")
+    restart_limit_window_seconds: float = Field(default=60.0, gt=0, le=86400, description="Rate-limit window")
+    reload_poll_seconds: float = Field(default=30.0, ge=0, le=3600, description="How often Secrets Rotor does "
+                                       "not manage are re-read for rotor.dev/reload workloads; 0 disables")
 
     @field_validator("namespaces", mode="before")
     @classmethod

@@ -51,6 +51,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     scheduler = RefreshScheduler(engine.sync, workers=config.sync_workers)
     scheduler.start()
     memo.kube, memo.engine, memo.scheduler = kube, engine, scheduler
+    from rotor.handlers import delivery  # the pod-injection webhook (when enabled) and the restart executor
+    delivery.configure(settings, memo)
     if config.metrics_port:
         metrics.serve(config.metrics_port)
     log.info("Rotor started: watching %s; backends: %s", ", ".join(config.namespaces) or "all namespaces",
@@ -59,6 +61,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    from rotor.handlers import delivery
+    await delivery.shutdown(memo)
     scheduler = getattr(memo, "scheduler", None)
     if scheduler is not None:
         await scheduler.stop()
@@ -72,7 +76,10 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 def run(config: Settings, *, stop_flag: threading.Event | None = None,
         ready_flag: threading.Event | None = None, configure_logs: bool = True) -> None:
     """Run the operator until stopped (Ctrl-C, SIGTERM, or stop_flag)."""
-    from rotor.handlers import secretsource  # noqa: F401 - registers the handlers
+    from rotor.handlers import (
+        delivery,  # noqa: F401 - registers the webhook and the reload watches
+        secretsource,  # noqa: F401 - registers the handlers
+    )
 
     if configure_logs:
         configure_logging(config.log_format, config.log_level)
