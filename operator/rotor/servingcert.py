@@ -31,6 +31,7 @@ class ServingCertificate:
         self.hosts = [h for h in dict.fromkeys(hosts) if h and h not in ("0.0.0.0", "::")]
         self.lifetime = lifetime
         self.dir = directory or Path(tempfile.mkdtemp(prefix="rotor-webhook-"))
+        self.dir.mkdir(parents=True, exist_ok=True)
         self.dir.chmod(0o700)
         self._ca_key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
