@@ -28,7 +28,16 @@ from rotor.kube import Kube, KubeError
 from rotor.metrics import ROLLBACKS, ROTATION_PHASE_SECONDS, ROTATIONS, ROTATIONS_IN_PROGRESS
 from rotor.planning.conditions import set_condition
 from rotor.planning.reload import pod_template, referenced_secrets, rollout_complete
-from rotor.planning.rotation import IDLE, Observation, RotationRecord, decide, generate, next_due, validate
+from rotor.planning.rotation import (
+    IDLE,
+    Observation,
+    RotationRecord,
+    decide,
+    generate,
+    next_due,
+    validate,
+    workload_ready,
+)
 from rotor.planning.sync import target_name
 from rotor.refresh import RefreshScheduler
 from rotor.secretsync import SecretSync
@@ -107,13 +116,18 @@ class Rotator:
             (meta.get("annotations") or {}).get(ROTATE_NOW))
         return key
 
-    def observe(self, body: Mapping[str, Any]) -> None:
-        """A watch event: keep status (and the rotate-now annotation) current."""
+    def observe(self, body: Mapping[str, Any]) -> bool:
+        """A watch event: keep status and the rotate-now annotation current; True if a manual
+        rotation was just requested."""
         meta = body["metadata"]
         state = self.policies.get((meta["namespace"], meta["name"]))
-        if state is not None and state.uid == meta.get("uid"):
-            state.status = dict(body.get("status") or {})
-            state.rotate_now = (meta.get("annotations") or {}).get(ROTATE_NOW)
+        if state is None or state.uid != meta.get("uid"):
+            return False
+        state.status = dict(body.get("status") or {})
+        requested = (meta.get("annotations") or {}).get(ROTATE_NOW)
+        new = requested is not None and requested != state.rotate_now
+        state.rotate_now = requested
+        return new and requested != state.status.get("handledRotateNow")
 
     def forget(self, key: Key) -> None:
         self.policies.pop(key, None)
@@ -149,6 +163,8 @@ class Rotator:
                            rollout_done=rollout_done, rollout_failed=rollout_failed, manual=manual)
         last = _parse(status.get("lastRotationTime"))
         due_at = next_due(spec, last, state.created)
+        if record.phase in ("RolledBack", "Failed") and status.get("nextRotationTime"):
+            due_at = _parse(status["nextRotationTime"]) or due_at  # the retry time set when it failed
         if spec.strategy == "dynamic" and record.phase in IDLE:
             due_at = min(due_at, await self._lease_due(state, spec, now))
         decision = decide(spec, record, seen, due_at=due_at)
@@ -157,9 +173,11 @@ class Rotator:
             return decision.wait
         if decision.action == "none" and decision.next is None:
             if record.phase in IDLE and status.get("nextRotationTime") != _iso(due_at):
-                await self._write(state, {"nextRotationTime": _iso(due_at),
-                                          "conditions": self._ready(state, "True", "Idle", decision.message
-                                                                    or f"next rotation {_iso(due_at)}")})
+                patch: dict[str, Any] = {"nextRotationTime": _iso(due_at)}
+                if record.phase not in ("RolledBack", "Failed"):  # keep saying why it failed
+                    patch["conditions"] = self._ready(state, "True", "Idle",
+                                                      decision.message or f"next rotation {_iso(due_at)}")
+                await self._write(state, patch)
             return decision.wait
         assert source is not None and source.spec is not None
         fault_point(str(record.phase), "before")
@@ -237,11 +255,15 @@ class Rotator:
                 patch["active"] = {k: v for k, v in rotation.get("new", {}).items()}
             patch["nextRotationTime"] = _iso(next_due(spec, now if not spec.dry_run else
                                                       _parse(state.status.get("lastRotationTime")), state.created))
-        elif phase in ("RolledBack", "Failed"):
-            rotation["reason"] = message
+        if phase in ("RollingBack", "Failed"):
+            rotation["reason"] = message  # why; RolledBack keeps it
+        if phase == "RolledBack":
+            message = f"{message}: {rotation.get('reason', '')}"
+        if phase in ("RolledBack", "Failed"):
             ROTATIONS.labels(spec.strategy, "rolled_back" if phase == "RolledBack" else "failed").inc()
             if phase == "RolledBack":
-                ROLLBACKS.labels(spec.strategy, "verify").inc()
+                why = str(rotation.get("reason", ""))
+                ROLLBACKS.labels(spec.strategy, "verify" if "consumers" in why else "propagation").inc()
             patch["lastRotationTime"] = state.status.get("lastRotationTime")
             patch["nextRotationTime"] = _iso(now + datetime.timedelta(hours=1))
         patch["conditions"] = self._ready(state, "True" if ok else "False", reason, message + dry)
@@ -281,7 +303,7 @@ class Rotator:
     async def _rolled_out(self, namespace: str, secret: str) -> bool:
         for kind, body in await self.kube.list_workloads(namespace):
             spec = pod_template(kind, body).get("spec") or {}
-            if secret in referenced_secrets(spec) and not rollout_complete(kind, body):
+            if secret in referenced_secrets(spec) and not (rollout_complete(kind, body) and workload_ready(kind, body)):
                 return False
         return True
 

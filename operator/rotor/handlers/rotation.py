@@ -14,7 +14,6 @@ PLURAL = "rotationpolicies"
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-@kopf.on.update(GROUP, VERSION, PLURAL, field="metadata.annotations")
 async def policy_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     key = memo.rotator.upsert(body)
     memo.rotation_scheduler.schedule(key, 0.0)
@@ -27,5 +26,7 @@ async def policy_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
         meta = event["object"]["metadata"]
         memo.rotator.forget((meta["namespace"], meta["name"]))
         memo.rotation_scheduler.remove((meta["namespace"], meta["name"]))
-    elif event.get("type") is not None:
-        memo.rotator.observe(event["object"])
+    elif event.get("type") is not None and memo.rotator.observe(event["object"]):
+        # A new rotor.dev/rotate-now value (an annotation: not part of Kopf's spec diff).
+        meta = event["object"]["metadata"]
+        memo.rotation_scheduler.schedule((meta["namespace"], meta["name"]), 0.0)

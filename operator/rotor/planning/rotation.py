@@ -15,8 +15,9 @@ import base64
 import datetime
 import secrets
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from croniter import croniter
 
@@ -155,6 +156,19 @@ def decide(spec: RotationPolicySpec, record: RotationRecord, seen: Observation, 
     if phase == "RollingBack":
         return Decision("rollback", "RolledBack", wait=0, message="rolled back to the old value")
     return Decision("none", None, wait=60)
+
+
+def workload_ready(kind: str, body: Mapping[str, Any]) -> bool:
+    """Every replica of the workload is available (Ready for minReadySeconds): verification needs
+    readers that run, not only a finished rollout."""
+    spec, status = body.get("spec") or {}, body.get("status") or {}
+    if kind == "Deployment":
+        return int(status.get("availableReplicas") or 0) >= int(spec.get("replicas", 1))
+    if kind == "StatefulSet":
+        return int(status.get("readyReplicas") or 0) >= int(spec.get("replicas", 1))
+    if kind == "DaemonSet":
+        return int(status.get("numberAvailable") or 0) >= int(status.get("desiredNumberScheduled") or 0)
+    return True
 
 
 def _rollback(spec: RotationPolicySpec, why: str) -> Decision:
