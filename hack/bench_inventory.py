@@ -56,6 +56,8 @@ def main() -> int:
         namespaces = [f"inv-{i:03d}" for i in range(args.namespaces)]
         for name in namespaces:
             core.create_namespace({"metadata": {"name": name, "labels": {"rotor.dev/owner": f"team-{name}"}}})
+            # No controller-manager runs here to create it; Pods need their ServiceAccount.
+            core.create_namespaced_service_account(name, {"metadata": {"name": "default"}})
         time.sleep(2)  # CRDs established
 
         per_ns = -(-args.secrets // len(namespaces))
