@@ -23,6 +23,8 @@ class VaultConnection(BaseModel):
     timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     max_concurrency: int = Field(default=16, ge=1, le=1024, description="Requests in flight at once")
     rate_per_second: float = Field(default=100.0, gt=0, description="Sustained request rate limit")
+    audit_log_file: Path | None = Field(default=None, description="The server's file audit device log, readable "
+                                        "by Rotor: LeakIncidents list the reads of the exposed path from it")
 
 
 class Settings(BaseSettings):

@@ -1,0 +1,47 @@
+"""LeakIncident watches. Thin: decode, hand to the incident engine, schedule its next step.
+
+Also wakes incidents when the SecretSource or RotationPolicy they depend on changes, so a step that
+waits on them (a source appearing, a rotation finishing, a refused value) runs without polling delay.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from rotor import GROUP, VERSION
+
+PLURAL = "leakincidents"
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+async def incident_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    key = memo.incidents.upsert(body)
+    memo.incident_scheduler.schedule(key, 0.0)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def incident_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    if event.get("type") == "DELETED":
+        meta = event["object"]["metadata"]
+        memo.incidents.forget((meta["namespace"], meta["name"]))
+        memo.incident_scheduler.remove((meta["namespace"], meta["name"]))
+    elif event.get("type") is not None:
+        memo.incidents.observe(event["object"])
+
+
+@kopf.on.event(GROUP, VERSION, "secretsources")
+async def source_event_for_incidents(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    meta = event["object"]["metadata"]
+    for key in memo.incidents.for_source(meta["namespace"], meta["name"]):
+        memo.incident_scheduler.schedule(key, 0.0)
+
+
+@kopf.on.event(GROUP, VERSION, "rotationpolicies")
+async def policy_event_for_incidents(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    meta = event["object"]["metadata"]
+    for key in memo.incidents.for_policy(meta["namespace"], meta["name"]):
+        memo.incident_scheduler.schedule(key, 0.0)
