@@ -362,7 +362,11 @@ class _Strategy:
             raise
 
     async def publish(self, old: dict[str, str]) -> dict[str, str]:
-        data, _ = await self._current()
+        data, latest = await self._current()
+        if latest is not None and int(latest) == int(old["version"]) + 1:
+            # Exactly one version ahead of what we captured: our own publish, done before a crash.
+            # Adopt it; publishing again would issue a lease or set a password nobody records.
+            return await self._adopt(old, latest, data)
         if self.spec.strategy == "dynamic":
             assert self.spec.dynamic is not None
             creds, lease_id, ttl = await self.vault.dynamic_issue(self.identity, self.spec.dynamic.mount,
@@ -383,6 +387,21 @@ class _Strategy:
             return {"version": await self._write({**data, **creds}, old["version"]), "role": role}
         value = generate(self.spec.generator)
         return {"version": await self._write({**data, self.spec.generator.key: value}, old["version"])}
+
+    async def _adopt(self, old: dict[str, str], version: str, data: dict[str, str]) -> dict[str, str]:
+        if self.spec.strategy == "dynamic":
+            assert self.spec.dynamic is not None
+            meta = await self.vault.kv_custom_metadata(self.identity, self.mount, self.path)
+            lease_id = meta.get(f"{LEASE_META}{version}", "")
+            ttl, max_ttl = await self.vault.role_ttl(self.identity, self.spec.dynamic.mount, self.spec.dynamic.role)
+            now = datetime.datetime.now(datetime.UTC)
+            return {"version": version, "lease": fingerprint(lease_id) if lease_id else "",
+                    "leaseExpires": _iso(now + datetime.timedelta(seconds=ttl or 3600)),
+                    "leaseMaxExpires": _iso(now + datetime.timedelta(seconds=max_ttl or ttl or 3600))}
+        if self.spec.strategy == "overlap" and self.spec.overlap.static_roles:
+            blue, green = self.spec.overlap.static_roles
+            return {"version": version, "role": green if old.get("role") == blue else blue}
+        return {"version": version}
 
     async def revoke(self, old: dict[str, str], new: dict[str, str], since: str | None) -> None:
         """Revoke the old value exactly once: each branch first checks whether it already happened."""

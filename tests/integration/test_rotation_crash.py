@@ -1,0 +1,122 @@
+"""Crash safety: SIGKILL the operator at every rotation phase; the restarted operator finishes the
+rotation exactly once, with no orphaned lease or database role and no double revoke.
+
+The kill is real (SIGKILL of a separate `rotor run` process). Where it happens is chosen with
+ROTOR_FAULT_KILL_AT=<phase>:<before|after>, which makes the operator kill itself right after the
+phase was persisted (before its action) or right after the action (before the next phase is
+persisted): the two moments a crash can leave work half done.
+"""
+
+from __future__ import annotations
+
+import calendar
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import hvac
+import pytest
+
+from rotor.devenv import StackInfo
+
+from .conftest import RunningOperator, secret_source, wait_for, wait_ready
+from .test_rotation import (
+    Env,
+    dynamic_pg_roles,
+    dynamic_role,
+    env,  # noqa: F401 - the shared rotation fixture
+    leases,
+    policy,
+    rotate_now,
+    source_spec,
+    status,
+    wait_rotations,
+)
+
+# Every phase, at the moment its work is most likely half done.
+KILL_POINTS = ["Publishing:before", "Publishing:after", "Propagating:before", "Verifying:before",
+               "Overlapping:after", "Revoking:before", "Revoking:after"]
+
+
+@pytest.fixture
+def no_inprocess_operator(operator: RunningOperator) -> Iterator[None]:
+    """The session's in-process operator would finish the rotation itself: park it for this test."""
+    operator.stop()
+    try:
+        yield
+    finally:
+        operator._fresh()
+        operator.start()
+
+
+def start_operator(info: StackInfo, kill_at: str | None) -> subprocess.Popen[bytes]:
+    environ = {**os.environ, "KUBECONFIG": info.kubeconfig, "ROTOR_METRICS_PORT": "0", "ROTOR_LOG_LEVEL": "info",
+               "ROTOR_VAULT_CONNECTIONS": json.dumps({"default": {"address": info.vault_addr}})}
+    environ.pop("ROTOR_FAULT_KILL_AT", None)
+    if kill_at:
+        environ["ROTOR_FAULT_KILL_AT"] = kill_at
+    return subprocess.Popen([sys.executable, "-m", "rotor", "run"], env=environ, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def revokes(info: StackInfo, since: float) -> int:
+    """Lease revocations Vault served since SINCE (its file audit device; ids are HMAC'd there)."""
+    count = 0
+    with open(info.vault_audit_log) as log:
+        for line in log:
+            entry = json.loads(line)
+            if entry.get("type") == "response" and entry.get("request", {}).get("path") == "sys/leases/revoke":
+                when = calendar.timegm(time.strptime(entry["time"][:19], "%Y-%m-%dT%H:%M:%S"))
+                if when >= int(since):
+                    count += 1
+    return count
+
+
+@pytest.mark.timeout(1200)
+@pytest.mark.usefixtures("no_inprocess_operator")
+def test_sigkill_at_every_phase_completes_each_rotation_once(
+        custom: Any, core: Any, vault: hvac.Client, env: Env, info: StackInfo) -> None:  # noqa: F811 - the fixture
+    role = dynamic_role(vault, env)
+    vault.secrets.kv.v2.create_or_update_secret(f"{env.namespace}/db", {"host": "127.0.0.1"}, mount_point="secret")
+    secret_source(custom, env.namespace, "db", source_spec(env))
+    operator = start_operator(info, None)
+    try:
+        wait_ready(custom, env.namespace, "db", timeout=60)
+        policy(custom, env.namespace, "db", {
+            "secretSourceRef": {"name": "db"}, "strategy": "dynamic", "schedule": {"interval": "720h"},
+            "identity": {"serviceAccountName": "rotator", "role": env.rotator_role},
+            "dynamic": {"role": role}, "overlap": {"window": "2s"}, "verify": {"timeout": "30s"}, "deadline": "5m"})
+        wait_rotations(custom, env.namespace, "db", 1)  # the first lease
+    finally:
+        operator.terminate()
+        operator.wait(30)
+    roles_before = dynamic_pg_roles(info) - 1
+    for n, point in enumerate(KILL_POINTS, start=2):
+        time.sleep(1.1)  # the audit log has whole seconds: keep the previous rotation's revoke out
+        since = time.time()
+        crashing = start_operator(info, point)
+        try:
+            time.sleep(1)
+            rotate_now(custom, env.namespace, "db")
+            assert crashing.wait(90) == -9, f"the operator was not killed at {point}"
+        finally:
+            if crashing.poll() is None:
+                crashing.kill()
+        phase_at_crash = status(custom, env.namespace, "db").get("phase")
+        survivor = start_operator(info, None)
+        try:
+            s = wait_rotations(custom, env.namespace, "db", n, timeout=90)
+        finally:
+            survivor.terminate()
+            survivor.wait(30)
+        steps = [step["phase"] for step in s["rotation"]["steps"]]
+        assert steps.count("Complete") == 1 and steps.count("Revoking") == 1, (point, steps)
+        assert len(leases(vault, role)) == 1, f"orphaned or missing lease after a crash at {point}"
+        assert dynamic_pg_roles(info) - roles_before == 1, f"orphaned database role after a crash at {point}"
+        assert revokes(info, since) == 1, f"old lease revoked {revokes(info, since)} times after a crash at {point}"
+        print(f"\ncrash at {point} (phase then {phase_at_crash}): completed once, 1 lease, 1 revoke")
+    wait_for(lambda: status(custom, env.namespace, "db").get("rotations") == len(KILL_POINTS) + 1)
