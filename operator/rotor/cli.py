@@ -52,6 +52,50 @@ def _cmd_inventory(args: argparse.Namespace) -> int:
                 unmanaged=args.unmanaged, include_system=args.include_system, kubeconfig=args.kubeconfig)
 
 
+def _cmd_leak(args: argparse.Namespace) -> int:
+    """`rotor leak report NS/SOURCE`: create the LeakIncident that starts the runbook, print its name."""
+    import asyncio
+    import datetime
+    from typing import Any
+
+    from rotor.kube import Kube, KubeError, load_config
+
+    namespace, _, source = args.source.partition("/")
+    if not namespace or not source:
+        print("rotor leak report: name the secret as <namespace>/<SecretSource>", file=sys.stderr)
+        return 2
+    response: dict[str, str] = {}
+    if args.order:
+        response["order"] = args.order
+    if args.tighten_interval:
+        response["tightenInterval"] = args.tighten_interval
+    body: dict[str, Any] = {"apiVersion": "rotor.dev/v1alpha1", "kind": "LeakIncident",
+            "metadata": {"generateName": f"{source[:40]}-leak-"},
+            "spec": {"secretSourceRef": {"name": source}, "severity": args.severity, "response": response,
+                     "exposure": {"where": args.where, "reference": args.ref or "",
+                                  "detectedAt": datetime.datetime.now(datetime.UTC).isoformat(
+                                      timespec="seconds").replace("+00:00", "Z")}}}
+    if args.version:
+        body["spec"]["version"] = args.version
+
+    async def create() -> dict[str, Any]:
+        kube = Kube(load_config(args.kubeconfig))
+        try:
+            return await kube.create_object("leakincidents", namespace, body, field_manager="rotor-cli")
+        finally:
+            kube.close()
+
+    try:
+        created = asyncio.run(create())
+    except KubeError as err:
+        print(f"rotor leak report: {err.status} {err.reason}: {err.message}", file=sys.stderr)
+        return 1
+    name = (created.get("metadata") or {}).get("name")
+    print(f"leakincident {namespace}/{name} reported; follow it with:\n"
+          f"  kubectl -n {namespace} get leakincident {name} -o yaml")
+    return 0
+
+
 def _cmd_version(_: argparse.Namespace) -> int:
     print(f"rotor {__version__}")
     return 0
@@ -86,6 +130,21 @@ def parser() -> argparse.ArgumentParser:
                            help="with --unmanaged: also service-account token and Helm release Secrets")
     inventory.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
     inventory.set_defaults(func=_cmd_inventory)
+
+    leak = sub.add_parser("leak", help="leak incidents: report a leaked secret to start the runbook")
+    leak_sub = leak.add_subparsers(dest="leak_command", required=True)
+    report = leak_sub.add_parser("report", help="create a LeakIncident: contain, identify, rotate, revoke, audit")
+    report.add_argument("source", help="<namespace>/<SecretSource> of the exposed secret")
+    report.add_argument("--where", required=True, choices=["ci-logs", "git", "image", "log", "chat", "other"],
+                        help="where the value was exposed")
+    report.add_argument("--ref", help="where exactly (a URL, a commit, an image)")
+    report.add_argument("--severity", choices=["low", "medium", "high", "critical"], default="high")
+    report.add_argument("--order", choices=["immediate", "afterRotation"],
+                        help="revoke first, or rotate with overlap first (default: by whether readers exist)")
+    report.add_argument("--version", help="exposed backend version (default: the one delivered now)")
+    report.add_argument("--tighten-interval", help="afterwards, rotate this often (e.g. 24h)")
+    report.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+    report.set_defaults(func=_cmd_leak)
 
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=_cmd_version)

@@ -370,17 +370,28 @@ def test_dynamic_credential_runbook(custom: Any, core: Any, api_client: Any, vau
 
 # -- ordering, unknown sources, the emergency rotation ----------------------------------------------------
 
-def test_unknown_source_gets_a_clear_status(custom: Any, env: Env) -> None:
-    incident(custom, env.namespace, "nowhere", {"secretSourceRef": {"name": "missing"},
-                                                "exposure": {"where": "chat"}})
+def test_cli_report_of_an_unknown_source_gets_a_clear_status(custom: Any, env: Env,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from rotor.cli import main
+
+    assert main(["leak", "report", f"{env.namespace}/missing", "--where", "ci-logs", "--ref", "https://ci/b/7",
+                 "--severity", "critical", "--order", "immediate"]) == 0
+    assert f"leakincident {env.namespace}/missing-leak-" in capsys.readouterr().out
+    [created] = custom.list_namespaced_custom_object(G, V, env.namespace, "leakincidents")["items"]
+    spec = created["spec"]
+    assert spec["exposure"]["where"] == "ci-logs" and spec["exposure"]["reference"] == "https://ci/b/7"
+    assert spec["severity"] == "critical" and spec["response"]["order"] == "immediate"
+    name = created["metadata"]["name"]
 
     def condition() -> dict[str, Any] | None:
-        status = get(custom, env.namespace, "leakincidents", "nowhere").get("status") or {}
+        status = get(custom, env.namespace, "leakincidents", name).get("status") or {}
         return next((c for c in status.get("conditions") or [] if c["type"] == "Ready"
                      and c["reason"] == "SourceNotFound"), None)
 
     found = wait_for(condition, what="SourceNotFound")
     assert "missing" in found["message"] and found["status"] == "False"
+    status = get(custom, env.namespace, "leakincidents", name)["status"]
+    assert status["timeline"][0]["actor"] == "rotor-cli" and status["phase"] == "Open"
 
 
 def test_two_incidents_on_one_secret_are_ordered_and_use_an_emergency_rotation(custom: Any, core: Any,
