@@ -45,6 +45,8 @@ class Process:
         self.popen = subprocess.Popen(
             self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             preexec_fn=_die_with_parent, user=self.user, env={**os.environ, **(self.env or {})},
+            # Own session: a terminal's Ctrl-C reaches only the parent, which stops us in order.
+            start_new_session=True,
         )
         log.close()
 

@@ -32,7 +32,7 @@ def _walk(node: Any, path: str = "") -> list[tuple[str, str]]:
                 found.append((path, key))
             if key == "additionalProperties" and value is False:
                 found.append((path, key))
-            if key in ("minimum", "maximum") and not isinstance(value, (int, float)) or (
+            if (key in ("minimum", "maximum") and not isinstance(value, (int, float))) or (
                     key in ("minimum", "maximum") and isinstance(value, bool)):
                 found.append((path, key))  # OpenAPI v3.0 bounds are numbers; exclusive* are the booleans
             found.extend(_walk(value, f"{path}.{key}"))
