@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -19,11 +19,22 @@ from rotor.planning.labels import FINALIZER, MANAGED_BY, MANAGED_BY_VALUE
 log = logging.getLogger("rotor")
 
 
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    # In a pod: the mounted ServiceAccount token; elsewhere: $KUBECONFIG as it is now (the kubernetes
+    # client's own loader reads $KUBECONFIG once, at import).
+    info: kopf.ConnectionInfo | None = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(
+        **kwargs)
+    return info
+
+
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     from rotor import backends, metrics
+    from rotor.backends.vault import VaultBackend
     from rotor.kube import Kube
     from rotor.refresh import RefreshScheduler
+    from rotor.rotation import Rotator
     from rotor.secretsync import SecretSync
 
     config: Settings = memo.config
@@ -51,6 +62,13 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     scheduler = RefreshScheduler(engine.sync, workers=config.sync_workers)
     scheduler.start()
     memo.kube, memo.engine, memo.scheduler = kube, engine, scheduler
+    rotator = Rotator(kube, cast(VaultBackend, engine.backends["vault"]), engine, scheduler)
+    memo.rotator, memo.rotation_scheduler = rotator, RefreshScheduler(rotator.step, workers=4)
+    memo.rotation_scheduler.start()
+    from rotor.incident import Incidents
+    memo.incidents = Incidents(kube, rotator.vault, engine, scheduler, rotator, config.vault_connections)
+    memo.incident_scheduler = memo.incidents.scheduler = RefreshScheduler(memo.incidents.step, workers=32)
+    memo.incident_scheduler.start()
     from rotor.handlers import delivery  # the pod-injection webhook (when enabled) and the restart executor
     delivery.configure(settings, memo)
     if config.metrics_port:
@@ -63,9 +81,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     from rotor.handlers import delivery
     await delivery.shutdown(memo)
-    scheduler = getattr(memo, "scheduler", None)
-    if scheduler is not None:
-        await scheduler.stop()
+    for name in ("incident_scheduler", "rotation_scheduler", "scheduler"):
+        scheduler = getattr(memo, name, None)
+        if scheduler is not None:
+            await scheduler.stop()
     engine = getattr(memo, "engine", None)
     if engine is not None:
         for backend in engine.backends.values():
@@ -78,6 +97,8 @@ def run(config: Settings, *, stop_flag: threading.Event | None = None,
     """Run the operator until stopped (Ctrl-C, SIGTERM, or stop_flag)."""
     from rotor.handlers import (
         delivery,  # noqa: F401 - registers the webhook and the reload watches
+        incident,  # noqa: F401 - registers the LeakIncident handlers
+        rotation,  # noqa: F401 - registers the RotationPolicy handlers
         secretsource,  # noqa: F401 - registers the handlers
     )
 
@@ -96,7 +117,8 @@ def run(config: Settings, *, stop_flag: threading.Event | None = None,
         namespaces=config.namespaces,
         standalone=config.standalone,
         priority=priority,
-        peering_name=config.peering_name,
+        # A peering name makes Kopf require the peering CRDs; a standalone operator has no peers.
+        peering_name=None if config.standalone else config.peering_name,
         memo=kopf.Memo(config=config),
         stop_flag=stop_flag,
         ready_flag=ready_flag,
