@@ -52,6 +52,35 @@ def _cmd_inventory(args: argparse.Namespace) -> int:
                 unmanaged=args.unmanaged, include_system=args.include_system, kubeconfig=args.kubeconfig)
 
 
+def _cmd_rotate(args: argparse.Namespace) -> int:
+    """`rotor rotate NS/POLICY`: ask for a rotation now (the annotation rotor.dev/rotate-now)."""
+    import asyncio
+    import datetime
+
+    from rotor.kube import Kube, KubeError
+
+    namespace, _, name = args.policy.partition("/")
+    if not namespace or not name:
+        print("rotor rotate: name the policy as <namespace>/<RotationPolicy>", file=sys.stderr)
+        return 2
+    token = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+
+    async def request() -> None:
+        kube = Kube()
+        try:
+            await kube.annotate("rotationpolicies", namespace, name, {"rotor.dev/rotate-now": token})
+        finally:
+            kube.close()
+
+    try:
+        asyncio.run(request())
+    except KubeError as err:
+        print(f"rotor rotate: {namespace}/{name}: {err.message or err.reason}", file=sys.stderr)
+        return 1
+    print(f"rotation of {namespace}/{name} requested ({token}); watch: kubectl get rp -n {namespace} {name} -w")
+    return 0
+
+
 def _cmd_leak(args: argparse.Namespace) -> int:
     """`rotor leak report NS/SOURCE`: create the LeakIncident that starts the runbook, print its name."""
     import asyncio
@@ -145,6 +174,10 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--tighten-interval", help="afterwards, rotate this often (e.g. 24h)")
     report.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
     report.set_defaults(func=_cmd_leak)
+
+    rotate = sub.add_parser("rotate", help="rotate a RotationPolicy's secret now (rotor.dev/rotate-now)")
+    rotate.add_argument("policy", help="<namespace>/<RotationPolicy>")
+    rotate.set_defaults(func=_cmd_rotate)
 
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=_cmd_version)

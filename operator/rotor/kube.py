@@ -236,6 +236,11 @@ class Kube:
         except KubeError:
             pass  # events are best effort; the status already says the same
 
+    async def annotate(self, plural: str, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
+        """Merge annotations into a Rotor object (e.g. rotor.dev/rotate-now)."""
+        await self._call("patch", plural, self.custom.patch_namespaced_custom_object, GROUP, VERSION, namespace,
+                         plural, name, {"metadata": {"annotations": dict(annotations)}})
+
     # -- rotation (reads)
 
     async def list_workloads(self, namespace: str) -> list[tuple[str, dict[str, Any]]]:

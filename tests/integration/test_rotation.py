@@ -7,6 +7,9 @@ status written by the test, standing in for the workload controller.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -256,7 +259,10 @@ def test_versioned_keeps_n_versions_and_pinned_readers_keep_theirs(custom: Any, 
         "secretSourceRef": {"name": "db"}, "strategy": "versioned", "schedule": {"interval": "720h"},
         "identity": {"serviceAccountName": "rotator", "role": env.rotator_role},
         "versioned": {"keep": 3}, "overlap": {"window": "1s"}, "generator": {"length": 20}})
-    rotate_now(custom, env.namespace, "db")
+    # The first rotation asked for as a person would: `rotor rotate <namespace>/<policy>`.
+    cli = subprocess.run([sys.executable, "-m", "rotor", "rotate", f"{env.namespace}/db"], capture_output=True,
+                         text=True, env={**os.environ, "KUBECONFIG": env.pg.kubeconfig}, timeout=60)
+    assert cli.returncode == 0 and "rotation of" in cli.stdout, cli.stderr
     wait_rotations(custom, env.namespace, "db", 1)
     pinned_version = vault.secrets.kv.v2.read_secret_metadata(f"{env.namespace}/db", mount_point="secret")[
         "data"]["current_version"]
