@@ -25,7 +25,15 @@ from rotor.api.secretsource import SecretSourceSpec
 from rotor.backends.base import BackendError, NotFound, VersionConflict
 from rotor.backends.vault import Identity, VaultBackend
 from rotor.kube import Kube, KubeError
-from rotor.metrics import ROLLBACKS, ROTATION_PHASE_SECONDS, ROTATIONS, ROTATIONS_IN_PROGRESS
+from rotor.metrics import (
+    LEASES,
+    LEASES_EXPIRING,
+    ROLLBACKS,
+    ROTATION_OVERDUE,
+    ROTATION_PHASE_SECONDS,
+    ROTATIONS,
+    ROTATIONS_IN_PROGRESS,
+)
 from rotor.planning.conditions import set_condition
 from rotor.planning.reload import pod_template, referenced_secrets, rollout_complete
 from rotor.planning.rotation import (
@@ -98,6 +106,9 @@ class Rotator:
         self.sync_scheduler = sync_scheduler
         self.policies: dict[Key, PolicyState] = {}
         self._phase_started: dict[Key, float] = {}
+        self._overdue: dict[Key, bool] = {}
+        self._expiring: dict[Key, bool] = {}
+        self._leases: dict[Key, tuple[str, bool]] = {}
 
     # -- in-memory view ----------------------------------------------------------------------------
 
@@ -131,6 +142,8 @@ class Rotator:
 
     def forget(self, key: Key) -> None:
         self.policies.pop(key, None)
+        for gauge in (self._overdue, self._expiring, self._leases):
+            gauge.pop(key, None)
 
     # -- one step -----------------------------------------------------------------------------------
 
@@ -167,6 +180,7 @@ class Rotator:
             due_at = _parse(status["nextRotationTime"]) or due_at  # the retry time set when it failed
         if spec.strategy == "dynamic" and record.phase in IDLE:
             due_at = min(due_at, await self._lease_due(state, spec, now))
+        self._gauges((state.namespace, state.name), spec, record.phase, due_at, now)
         decision = decide(spec, record, seen, due_at=due_at)
         if decision.action == "invalid":
             await self._write(state, {"conditions": self._ready(state, "False", "SourceNotFound", decision.message)})
@@ -194,6 +208,21 @@ class Rotator:
         if decision.next is not None:
             await self._transition(state, spec, decision.next, decision.message, now, rotation)
         return decision.wait
+
+    def _gauges(self, key: Key, spec: RotationPolicySpec, phase: str | None, due_at: datetime.datetime,
+                now: datetime.datetime) -> None:
+        """Overdue rotations and held leases, recomputed per policy (bounded labels only)."""
+        self._overdue[key] = phase in IDLE and now > due_at + datetime.timedelta(minutes=5)
+        active = (self.policies[key].status.get("active") or {}) if key in self.policies else {}
+        max_expires = _parse(active.get("leaseMaxExpires"))
+        holds = spec.strategy == "dynamic" and bool(active.get("lease"))
+        self._leases[key] = (spec.dynamic.mount if spec.dynamic else "", holds)
+        self._expiring[key] = bool(holds and max_expires is not None and max_expires - now <= max(
+            parse_duration(spec.overlap.window) * 2, datetime.timedelta(minutes=10)))
+        ROTATION_OVERDUE.set(sum(self._overdue.values()))
+        LEASES_EXPIRING.set(sum(self._expiring.values()))
+        for mount in {m for m, _ in self._leases.values() if m}:
+            LEASES.labels(mount).set(sum(1 for m, held in self._leases.values() if m == mount and held))
 
     # -- actions ------------------------------------------------------------------------------------
 

@@ -20,7 +20,15 @@ from rotor.api.common import parse_duration
 from rotor.api.secretsource import SecretSourceSpec
 from rotor.backends.base import Backend, BackendError
 from rotor.kube import Kube, KubeError
-from rotor.metrics import DENYLIST_REFUSALS, DRIFT, SECRET_WRITES, SOURCES, SYNC_SECONDS, SYNCS
+from rotor.metrics import (
+    DENYLIST_REFUSALS,
+    DRIFT,
+    PROPAGATION_SECONDS,
+    SECRET_WRITES,
+    SOURCES,
+    SYNC_SECONDS,
+    SYNCS,
+)
 from rotor.planning import labels
 from rotor.planning.conditions import get_condition, same_conditions, set_condition
 from rotor.planning.hashing import data_hmac
@@ -158,7 +166,7 @@ class SecretSync:
             existing = await self._existing(state.namespace, target_name(spec, state.name))
             plan = plan_sync(spec=spec, owner=state.owner, fetched=fetched, existing=existing,
                              hmac_key=self.hmac_key, denylist=self.denylist)
-            plan = await self._apply(state, plan, existing)
+            plan = await self._apply(state, plan, existing, started)
         except BackendError as err:
             plan = SyncPlan("fail", target_name(spec, state.name), err.reason, err.message)
         except KubeError as err:
@@ -194,7 +202,8 @@ class SecretSync:
             return cached
         return await self.kube.read_secret(namespace, name)
 
-    async def _apply(self, state: SourceState, plan: SyncPlan, existing: ObservedSecret | None) -> SyncPlan:
+    async def _apply(self, state: SourceState, plan: SyncPlan, existing: ObservedSecret | None,
+                     started: float) -> SyncPlan:
         if plan.secret is None or plan.action in ("none", "fail"):
             return plan
         try:
@@ -215,6 +224,8 @@ class SecretSync:
             written = await self.kube.write_secret(state.namespace, plan.action, plan.secret, state.owner, fresh)
         self._remember(state.namespace, written, plan.target)
         SECRET_WRITES.labels(plan.action).inc()
+        if existing is not None and state.status.get("dataHmac") != plan.data_hmac:
+            PROPAGATION_SECONDS.observe(time.monotonic() - started)  # new backend value -> Secret written
         if existing is not None and state.status.get("dataHmac") == plan.data_hmac:
             DRIFT.inc()  # the backend did not change; the Secret had been edited
         return plan

@@ -246,6 +246,9 @@ def test_dynamic_credentials_rotate_per_lease_with_zero_failed_logins(custom: An
     print(f"\ndynamic zero-downtime: {reader.ok} logins, {len(reader.failed)} failed")
     assert reader.failed == [] and reader.ok > 50 and len(reader.users) == 4
     assert len(leases(vault, role)) == 1, "exactly the active lease remains"
+    from rotor.metrics import REGISTRY
+
+    assert (REGISTRY.get_sample_value("rotor_leases", {"mount": "database"}) or 0) >= 1
     assert dynamic_pg_roles(env.pg) - roles_before == 1
     assert all(lid not in str(s) for lid in leases(vault, role))
 

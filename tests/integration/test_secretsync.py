@@ -63,11 +63,13 @@ def test_backend_update_is_followed_within_the_refresh_interval(custom: Any, cor
     secret_source(custom, namespace, "db", vault_spec(namespace, app_identity,
                                                       refresh={"interval": "2s", "jitter": 0}))
     wait_for(lambda: secret_data(core, namespace, "db") == {"password": b"v1"}, what="first value")
+    propagated = REGISTRY.get_sample_value("rotor_propagation_seconds_count") or 0
     vault.secrets.kv.v2.create_or_update_secret(f"{namespace}/db", {"password": "v2"}, mount_point="secret")
     started = time.monotonic()
     wait_for(lambda: secret_data(core, namespace, "db") == {"password": b"v2"}, timeout=10, what="new value")
     assert time.monotonic() - started < 5
     wait_for(lambda: get_source(custom, namespace, "db")["status"].get("syncedVersion") == "2")
+    assert (REGISTRY.get_sample_value("rotor_propagation_seconds_count") or 0) > propagated
 
 
 def test_kv_version_1(custom: Any, core: Any, vault: hvac.Client, namespace: str, app_identity: str) -> None:
