@@ -397,9 +397,13 @@ class Incidents:
 
     async def _identify(self, ctx: Context) -> Outcome:
         namespace = ctx.state.namespace
-        objects: list[tuple[str, Mapping[str, Any]]] = list(await self.kube.list_workloads(namespace))
-        for kind, group, plural in (("Job", "batch", "jobs"), ("CronJob", "batch", "cronjobs"), ("Pod", "", "pods")):
-            objects.extend((kind, body) for body in await self.kube.list_objects(group, "v1", plural, namespace))
+        kinds = (("Job", "batch", "jobs"), ("CronJob", "batch", "cronjobs"), ("Pod", "", "pods"))
+        listed = await asyncio.gather(self.kube.list_workloads(namespace),
+                                      *(self.kube.list_objects(group, "v1", plural, namespace)
+                                        for _, group, plural in kinds))
+        objects: list[tuple[str, Mapping[str, Any]]] = list(listed[0])
+        for (kind, _, _), bodies in zip(kinds, listed[1:], strict=True):
+            objects.extend((kind, body) for body in bodies)
         found = plan.consumers(ctx.target, objects)
         status = ctx.state.status
         version = str(status.get("exposedVersion") or "")
