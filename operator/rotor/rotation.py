@@ -164,8 +164,10 @@ class Rotator:
             phase_since=_parse(rotation.get("phaseSince")), new=dict(rotation.get("new") or {}),
             old=dict(rotation.get("old") or {}))
         source = self.engine.sources.get((state.namespace, spec.secret_source_ref.name))
-        source_ready = bool(source and any(c.get("type") == "Ready" and c.get("status") == "True"
-                                           for c in source.status.get("conditions") or []))
+        # Denylisted counts as ready: a leaked value is exactly what a rotation must replace.
+        source_ready = bool(source and any(c.get("type") == "Ready" and (
+            c.get("status") == "True" or c.get("reason") == "Denylisted")
+            for c in source.status.get("conditions") or []))
         manual = bool(state.rotate_now) and state.rotate_now != status.get("handledRotateNow")
         rollout_done, rollout_failed = True, False
         if record.phase == "Verifying" and source is not None and source.spec is not None:
