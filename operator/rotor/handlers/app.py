@@ -67,7 +67,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.rotation_scheduler.start()
     from rotor.incident import Incidents
     memo.incidents = Incidents(kube, rotator.vault, engine, scheduler, rotator, config.vault_connections)
-    memo.incident_scheduler = memo.incidents.scheduler = RefreshScheduler(memo.incidents.step, workers=32)
+    memo.incident_scheduler = memo.incidents.scheduler = RefreshScheduler(memo.incidents.step, workers=16)
     memo.incident_scheduler.start()
     from rotor.handlers import delivery  # the pod-injection webhook (when enabled) and the restart executor
     delivery.configure(settings, memo)
