@@ -34,7 +34,7 @@ from rotor.config import VaultConnection
 from rotor.kube import Kube, KubeError
 from rotor.metrics import INCIDENTS_OPEN, TIME_TO_CONTAIN, TIME_TO_REVOKE, TIME_TO_ROTATE
 from rotor.planning import incident as plan
-from rotor.planning.conditions import get_condition, set_condition
+from rotor.planning.conditions import get_condition, set_condition, status_unchanged
 from rotor.planning.hashing import value_hmac
 from rotor.planning.sync import target_name
 from rotor.refresh import RefreshScheduler
@@ -794,17 +794,9 @@ class Incidents:
 
     async def _write(self, state: IncidentState, patch: dict[str, Any]) -> None:
         patch = {"observedGeneration": state.generation, **patch}
-        if all(state.status.get(k) == v for k, v in patch.items() if k != "conditions") and [
-                (c["type"], c["status"], c["reason"], c["message"]) for c in patch.get("conditions", [])] == [
-                (c["type"], c["status"], c["reason"], c["message"]) for c in state.status.get("conditions", [])]:
-            return
-        try:
-            await self.kube.patch_status(PLURAL, state.namespace, state.name, patch)
-        except KubeError as err:
-            if err.not_found:
-                return
-            raise
-        state.status.update(patch)
+        if not status_unchanged(state.status, patch) and await self.kube.patch_status(
+                PLURAL, state.namespace, state.name, patch, missing_ok=True):
+            state.status.update(patch)
 
 
 def _scan(file: Path, paths: frozenset[str], start: datetime.datetime,

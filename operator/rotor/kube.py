@@ -206,9 +206,17 @@ class Kube:
 
     # -- Rotor objects --------------------------------------------------------------------------
 
-    async def patch_status(self, plural: str, namespace: str, name: str, status: Mapping[str, Any]) -> None:
-        await self._call("patch", f"{plural}/status", self.custom.patch_namespaced_custom_object_status,
-                         GROUP, VERSION, namespace, plural, name, {"status": dict(status)})
+    async def patch_status(self, plural: str, namespace: str, name: str, status: Mapping[str, Any], *,
+                           missing_ok: bool = False) -> bool:
+        """Merge-patch a Rotor object's status; with missing_ok, False if the object is gone."""
+        try:
+            await self._call("patch", f"{plural}/status", self.custom.patch_namespaced_custom_object_status,
+                             GROUP, VERSION, namespace, plural, name, {"status": dict(status)})
+        except KubeError as err:
+            if missing_ok and err.not_found:
+                return False
+            raise
+        return True
 
     async def get_object(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:

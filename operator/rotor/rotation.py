@@ -24,7 +24,7 @@ from rotor.api.rotationpolicy import RotationPolicySpec
 from rotor.api.secretsource import SecretSourceSpec
 from rotor.backends.base import BackendError, NotFound, VersionConflict
 from rotor.backends.vault import Identity, VaultBackend
-from rotor.kube import Kube, KubeError
+from rotor.kube import Kube
 from rotor.metrics import (
     LEASES,
     LEASES_EXPIRING,
@@ -34,7 +34,7 @@ from rotor.metrics import (
     ROTATIONS,
     ROTATIONS_IN_PROGRESS,
 )
-from rotor.planning.conditions import set_condition
+from rotor.planning.conditions import set_condition, status_unchanged
 from rotor.planning.reload import pod_template, referenced_secrets, rollout_complete
 from rotor.planning.rotation import (
     IDLE,
@@ -312,17 +312,9 @@ class Rotator:
 
     async def _write(self, state: PolicyState, patch: dict[str, Any]) -> None:
         patch = {"observedGeneration": state.generation, **patch}
-        if all(state.status.get(k) == v for k, v in patch.items() if k != "conditions") and [
-                (c["type"], c["status"], c["reason"], c["message"]) for c in patch.get("conditions", [])] == [
-                (c["type"], c["status"], c["reason"], c["message"]) for c in state.status.get("conditions", [])]:
-            return
-        try:
-            await self.kube.patch_status(PLURAL, state.namespace, state.name, patch)
-        except KubeError as err:
-            if err.not_found:
-                return
-            raise
-        state.status.update(patch)
+        if not status_unchanged(state.status, patch) and await self.kube.patch_status(
+                PLURAL, state.namespace, state.name, patch, missing_ok=True):
+            state.status.update(patch)
 
     def _identity(self, state: PolicyState, spec: RotationPolicySpec, source: SecretSourceSpec) -> Identity:
         assert source.vault is not None

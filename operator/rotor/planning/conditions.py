@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -32,3 +32,11 @@ def same_conditions(a: Sequence[dict[str, Any]] | None, b: Sequence[dict[str, An
     def key(c: dict[str, Any]) -> tuple[Any, ...]:
         return (c.get("type"), c.get("status"), c.get("reason"), c.get("message"), c.get("observedGeneration"))
     return sorted(map(key, a or ()), key=str) == sorted(map(key, b or ()), key=str)
+
+
+def status_unchanged(current: Mapping[str, Any], patch: Mapping[str, Any]) -> bool:
+    """Whether merging PATCH into CURRENT would change nothing a reader cares about (condition
+    timestamps aside): then no status write is needed."""
+    if "conditions" in patch and not same_conditions(current.get("conditions"), patch["conditions"]):
+        return False
+    return all(current.get(k) == v for k, v in patch.items() if k != "conditions")
