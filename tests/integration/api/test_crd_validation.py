@@ -71,7 +71,10 @@ def test_bad_rotationpolicy_is_rejected(custom: Any, namespace: str) -> None:
 
 
 def test_bad_leakincident_is_rejected(custom: Any, namespace: str) -> None:
-    message = _rejection(custom, namespace, {"exposure": {"where": "slack"}}, plural="leakincidents",
+    typo = _rejection(custom, namespace, {"secretSourceRef": {"name": "db"}, "exposure": {"where": "slack"}},
+                      plural="leakincidents", kind="LeakIncident")
+    assert "spec.exposure.where" in typo and 'Unsupported value: "slack"' in typo
+    # CEL rules run only once the schema checks pass (the API server says so), hence a second manifest.
+    unnamed = _rejection(custom, namespace, {"exposure": {"where": "git"}}, plural="leakincidents",
                          kind="LeakIncident")
-    assert "spec.exposure.where" in message
-    assert "set secretSourceRef or targetSecretRef" in message
+    assert "set secretSourceRef or targetSecretRef" in unnamed
