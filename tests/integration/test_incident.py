@@ -440,8 +440,9 @@ def test_restart_mid_runbook_resumes_without_repeating_a_step(rotor: RunningOper
                                   "response": {"order": "afterRotation"}})
     wait_for(lambda: (get(custom, ns, "rotationpolicies", "db").get("status") or {}).get("phase") == "Overlapping",
              60, what="rotation overlapping")
-    before = get(custom, ns, "leakincidents", "leak")["status"]
-    assert before["step"] == "revoke" and "rotated" in before["timestamps"]
+    # The incident notices the rotation's progress on its next step: wait for it (slow under load).
+    before = wait_for(lambda: (s := get(custom, ns, "leakincidents", "leak").get("status") or {}).get(
+        "step") == "revoke" and "rotated" in (s.get("timestamps") or {}) and s, 30, what="incident at revoke")
     rotor.restart()
     status = wait_phase(custom, ns, "leak", "Prevented")
     assert actions(status) == ["Reported", "Contained", "Identified", "RotationRequested", "Rotated", "Revoked",
