@@ -196,7 +196,7 @@ def test_overlap_with_alternating_static_roles_has_zero_failed_logins(custom: An
             after = secret_data(core, env.namespace, "db-creds") or {}
             assert can_login(env.pg, after["username"].decode(), after["password"].decode())
             assert after["username"] != before["username"]  # blue/green alternate
-            durations.append((_when(s["rotation"]["steps"][-1]["time"]) - _when(s["rotation"]["startedAt"])))
+            durations.append(_when(s["rotation"]["steps"][-1]["time"]) - _when(s["rotation"]["startedAt"]))
         time.sleep(0.5)
     print(f"\noverlap zero-downtime: {reader.ok} logins, {len(reader.failed)} failed; longest rotation "
           f"{max(durations):.1f}s (3 s of it the overlap window)")
