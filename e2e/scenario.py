@@ -89,6 +89,21 @@ def tenant(target: Target) -> Iterator[Tenant]:
         api.close()
 
 
+def rotator(t: Tenant) -> str:
+    """ServiceAccount `rotator` and a Vault role that may write the tenant's KV paths (rotation needs it;
+    the readers' role stays read-only)."""
+    role = f"{t.namespace}-rotator"
+    mount = t.target.kv_mount
+    t.core.create_namespaced_service_account(t.namespace, {"metadata": {"name": "rotator"}})
+    t.vault.sys.create_or_update_policy(name=role, policy="\n".join([
+        f'path "{mount}/data/{t.namespace}/*" {{ capabilities = ["create", "update", "read"] }}',
+        f'path "{mount}/metadata/{t.namespace}/*" {{ capabilities = ["create", "update", "read"] }}',
+        f'path "{mount}/destroy/{t.namespace}/*" {{ capabilities = ["update"] }}']))
+    t.vault.write(f"auth/{t.target.auth_mount}/role/{role}", bound_service_account_names=["rotator"],
+                  bound_service_account_namespaces=[t.namespace], policies=[role], audience="vault", ttl="1h")
+    return role
+
+
 def has_nodes(target: Target) -> bool:
     """Whether pods can run at all (the local control plane has no kubelet)."""
     api = kubernetes.config.new_client_from_config(config_file=target.kubeconfig)

@@ -1,15 +1,41 @@
-"""Rotate with overlap: PENDING on issue #5 (RotationPolicy); not implemented, so not claimed.
-
-Scenario, once #5 lands: a RotationPolicy with overlap rotates db-credentials; the annotated Deployment
-rolls to the new version while the old credential still works; after the overlap the old one is
-revoked in Vault and no pod still uses it.
-"""
+"""Rotate with overlap: a RotationPolicy publishes a new value, readers get it, then the old is revoked."""
 
 from __future__ import annotations
 
-import pytest
+import uuid
+from typing import Any
+
+from .conftest import Target
+from .scenario import rotator, tenant, wait_for
 
 
-@pytest.mark.skip(reason="pending issue #5 (RotationPolicy): rotation with overlap is not implemented yet")
-def test_rotation_with_overlap_never_breaks_a_reader() -> None:
-    raise AssertionError("pending issue #5")
+def test_rotation_with_overlap_never_breaks_a_reader(target: Target) -> None:
+    with tenant(target) as t:
+        t.write("db", {"username": "app", "password": "before-rotation"})
+        t.secret_source("db", "db", target={"name": "db-credentials"})
+        wait_for(lambda: t.ready("db"), 90, "SecretSource db Ready")
+        role = rotator(t)
+        t.custom.create_namespaced_custom_object("rotor.dev", "v1alpha1", t.namespace, "rotationpolicies", {
+            "apiVersion": "rotor.dev/v1alpha1", "kind": "RotationPolicy", "metadata": {"name": "db"},
+            "spec": {"secretSourceRef": {"name": "db"}, "strategy": "overlap", "schedule": {"interval": "720h"},
+                     "identity": {"serviceAccountName": "rotator", "role": role},
+                     "generator": {"type": "password", "length": 24, "key": "password"},
+                     "overlap": {"window": "3s"}}})
+        t.custom.patch_namespaced_custom_object("rotor.dev", "v1alpha1", t.namespace, "rotationpolicies", "db", {
+            "metadata": {"annotations": {"rotor.dev/rotate-now": uuid.uuid4().hex}}})
+
+        def complete() -> dict[str, Any] | None:
+            status = t.custom.get_namespaced_custom_object("rotor.dev", "v1alpha1", t.namespace,
+                                                           "rotationpolicies", "db").get("status") or {}
+            return status if status.get("phase") == "Complete" and status.get("rotations") == 1 else None
+
+        status = wait_for(complete, 120, "the rotation to complete")
+        phases = [step["phase"] for step in status["rotation"]["steps"]]
+        assert phases[-5:] == ["Propagating", "Verifying", "Overlapping", "Revoking", "Complete"]
+        secret = t.secret("db-credentials") or {}
+        assert secret["username"] == b"app" and secret["password"] != b"before-rotation"
+        assert len(secret["password"]) == 24
+        versions = t.vault.secrets.kv.v2.read_secret_metadata(f"{t.namespace}/db", mount_point=target.kv_mount)[
+            "data"]["versions"]
+        assert versions["1"]["destroyed"], "after the overlap the old value is revoked in Vault"
+        assert "before-rotation" not in str(status)

@@ -44,5 +44,5 @@ def test_e2e_scenarios_pass_against_the_local_control_plane(pytestconfig: pytest
     assert outcomes["test_vault_secret_is_delivered_and_follows_changes"] == "passed"
     # No kubelet here: the workload half says so instead of pretending.
     assert "no Ready node" in outcomes["test_annotated_deployment_reads_the_secret"]
-    assert "pending issue #5" in outcomes["test_rotation_with_overlap_never_breaks_a_reader"]
-    assert "pending issue #6" in outcomes["test_reported_leak_is_contained_and_audited"]
+    assert outcomes["test_rotation_with_overlap_never_breaks_a_reader"] == "passed"
+    assert outcomes["test_reported_leak_is_contained_and_audited"] == "passed"
