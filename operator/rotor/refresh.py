@@ -2,6 +2,10 @@
 
 Thousands of sources cost one heap entry each instead of one timer task each. A key is never
 worked on by two workers at once; asking for a key while it runs re-runs it right after.
+
+An optional gate (an asyncio.Event) holds the workers while it is clear: no key is taken, keys stay
+scheduled and run once it is set again. A run already under way finishes. The operator clears it
+while this replica is a standby (peering); without a gate the scheduler always works.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ Work = Callable[[Hashable], Awaitable[float | None]]
 
 
 class RefreshScheduler:
-    def __init__(self, work: Work, *, workers: int = 16, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, work: Work, *, workers: int = 16, clock: Callable[[], float] = time.monotonic,
+                 gate: asyncio.Event | None = None) -> None:
         self._work = work
+        self._gate = gate
         self._workers = workers
         self._clock = clock
         self._heap: list[tuple[float, int, Hashable]] = []
@@ -71,6 +77,9 @@ class RefreshScheduler:
 
     async def _next(self) -> Hashable:
         while True:
+            if self._gate is not None and not self._gate.is_set():
+                await self._gate.wait()
+                continue
             now = self._clock()
             while self._heap and self._heap[0][0] <= now:
                 due, _, key = heapq.heappop(self._heap)
