@@ -56,8 +56,10 @@ class Reloader:
     """The restart executor. Handlers call observe_*; start() runs the loop until stop()."""
 
     def __init__(self, kube: Kube, hmac_key: bytes, *, window: float = 5.0, limits: RateLimits,
-                 poll_seconds: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 poll_seconds: float = 30.0, clock: Callable[[], float] = time.monotonic,
+                 gate: asyncio.Event | None = None) -> None:
         self.kube = kube
+        self.gate = gate  # clear while this replica is a standby (peering): no round runs
         self.hmac_key = hmac_key
         self.window = window
         self.max_wait = window * 6  # a steady trickle of changes still flushes
@@ -185,6 +187,9 @@ class Reloader:
 
     async def _loop(self) -> None:
         while True:
+            if self.gate is not None and not self.gate.is_set():
+                await self.gate.wait()
+                continue
             now = self.clock()
             delay = self._next_delay(now)
             if delay > 0:

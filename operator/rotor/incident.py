@@ -17,7 +17,7 @@ import asyncio
 import datetime
 import json
 import logging
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,6 +174,27 @@ class Incidents:
         return [k for k, s in self.incidents.items() if k[0] == namespace
                 and (s.status.get("rotation") or {}).get("policy") == policy and not s.status.get("timestamps", {})
                 .get("prevented")]
+
+    async def load_denylists(self, namespaces: Sequence[str]) -> int:
+        """At start-up, before any sync: every LeakIncident's denylist (in NAMESPACES, all if empty).
+
+        Kopf re-reads the incidents and the SecretSources in parallel after a restart; a source synced
+        before its incident would deliver the leaked value again. Open or resolved, an incident's
+        denylist holds until it is deleted (as in upsert); the incident itself is left to Kopf, and
+        its deletion removes the same denylist (forget). Returns how many incidents had one."""
+        listed: list[dict[str, Any]] = []
+        scopes: list[str | None] = [*namespaces] or [None]
+        for namespace in scopes:
+            listed.extend(await self.kube.list_objects(GROUP, VERSION, PLURAL, namespace))
+        loaded, count = 0, 0
+        for body in listed:
+            digests = frozenset((body.get("status") or {}).get("denylist") or ())
+            if digests:
+                meta = body["metadata"]
+                self.engine.set_denylist(("incident", meta["namespace"], meta["name"]), digests)
+                loaded, count = loaded + 1, count + len(digests)
+        log.info("denylists of %d LeakIncident(s) loaded (%d digest(s)) before the first sync", loaded, count)
+        return loaded
 
     def _install_denylist(self, state: IncidentState) -> None:
         digests = frozenset(state.status.get("denylist") or ())

@@ -38,6 +38,18 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     from rotor.secretsync import SecretSync
 
     config: Settings = memo.config
+    # Peering: Kopf pauses its watches on a standby replica; Rotor's own schedulers (they work on
+    # objects loaded earlier) must pause with them, or a paused replica keeps syncing and rotating.
+    # Standalone: no gate, the schedulers always work.
+    gate: asyncio.Event | None = None
+    if not config.standalone:
+        from rotor.handlers import peering
+        paused = peering.kopf_pause_state()
+        if paused is None:
+            raise kopf.PermanentError("peering is on but Kopf's pause state cannot be found (an unsupported "
+                                      "Kopf version?): a paused replica would keep syncing")
+        gate = memo.active = asyncio.Event()  # also the restart executor's (handlers.delivery)
+        memo.peering_task = asyncio.create_task(peering.follow_pause(paused, gate), name="rotor-peering-gate")
     # Watches: long server-side timeouts, a client timeout just above them, quick reconnects.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
@@ -59,16 +71,19 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     await kube.ensure_namespace(config.operator_namespace)
     key = await kube.get_or_create_key(config.operator_namespace, config.hmac_key_secret)
     engine = SecretSync(kube, backends.build(config, kube), key)
-    scheduler = RefreshScheduler(engine.sync, workers=config.sync_workers)
-    scheduler.start()
+    scheduler = RefreshScheduler(engine.sync, workers=config.sync_workers, gate=gate)
     memo.kube, memo.engine, memo.scheduler = kube, engine, scheduler
     rotator = Rotator(kube, cast(VaultBackend, engine.backends["vault"]), engine, scheduler)
-    memo.rotator, memo.rotation_scheduler = rotator, RefreshScheduler(rotator.step, workers=4)
-    memo.rotation_scheduler.start()
+    memo.rotator, memo.rotation_scheduler = rotator, RefreshScheduler(rotator.step, workers=4, gate=gate)
     from rotor.incident import Incidents
     memo.incidents = Incidents(kube, rotator.vault, engine, scheduler, rotator, config.vault_connections)
-    memo.incident_scheduler = memo.incidents.scheduler = RefreshScheduler(memo.incidents.step, workers=16)
-    memo.incident_scheduler.start()
+    memo.incident_scheduler = memo.incidents.scheduler = RefreshScheduler(memo.incidents.step, workers=16,
+                                                                           gate=gate)
+    # Before the first sync: Kopf re-reads LeakIncidents and SecretSources in parallel, and a source
+    # synced before its incident would deliver the leaked value again.
+    await memo.incidents.load_denylists(config.namespaces)
+    for started in (scheduler, memo.rotation_scheduler, memo.incident_scheduler):
+        started.start()
     from rotor.handlers import delivery  # the pod-injection webhook (when enabled) and the restart executor
     delivery.configure(settings, memo)
     if config.metrics_port:
@@ -81,6 +96,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     from rotor.handlers import delivery
     await delivery.shutdown(memo)
+    task = getattr(memo, "peering_task", None)
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
     for name in ("incident_scheduler", "rotation_scheduler", "scheduler"):
         scheduler = getattr(memo, name, None)
         if scheduler is not None:

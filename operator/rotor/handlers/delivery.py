@@ -59,7 +59,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo) -> None:
     reloader = Reloader(memo.kube, memo.engine.hmac_key, window=config.reload_batch_seconds,
                         limits=RateLimits(config.restarts_per_namespace, config.restarts_cluster,
                                           config.restart_limit_window_seconds),
-                        poll_seconds=config.reload_poll_seconds)
+                        poll_seconds=config.reload_poll_seconds, gate=getattr(memo, "active", None))
     reloader.start()
     memo.reloader = reloader
 

@@ -1,0 +1,71 @@
+"""Is this replica the active one? Rotor's own schedulers work only while Kopf's watches do.
+
+Kopf peering pauses the watches of a standby replica (a higher-priority peer is alive, or two peers
+share a priority), but the refresh, rotation and incident schedulers run on objects loaded earlier,
+outside Kopf. `follow_pause` mirrors Kopf's pause into an asyncio.Event that those schedulers take as
+their gate: set while Kopf processes events, clear while it is paused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol
+
+log = logging.getLogger("rotor.peering")
+
+
+class PauseState(Protocol):
+    """What Rotor uses of Kopf's pause toggle set (kopf._cogs.aiokits.aiotoggles.ToggleSet)."""
+
+    def is_on(self) -> bool: ...
+
+    async def wait_for(self, state: bool, /) -> None: ...
+
+
+def kopf_pause_state() -> PauseState | None:
+    """Kopf's operator-wide pause switch (on while peering pauses this replica), or None if not found.
+
+    Kopf internals, on purpose and only here: Kopf (checked with 1.38-1.45) has no public way to ask
+    whether the operator is paused. `kopf.spawn_tasks` makes the switch as a local,
+    `operator_paused = aiotoggles.ToggleSet(any)`, and hands it to its own root tasks only, among them
+    the guarded task named "daemon killer": `aiotasks.guard(coro=daemons.daemon_killer(operator_paused=
+    ...))`. That task exists before the startup handlers run, so they read the switch from its
+    coroutine's arguments. A Kopf release that changes this makes the lookup return None, which the
+    start-up turns into a clear failure in peering mode (tests/integration/test_ha.py covers it).
+    """
+    for task in asyncio.all_tasks():
+        if task.get_name() != "daemon killer":
+            continue
+        guard = task.get_coro()
+        guard_frame = getattr(guard, "cr_frame", None)
+        inner = guard_frame.f_locals.get("coro") if guard_frame is not None else None
+        inner_frame = getattr(inner, "cr_frame", None)
+        paused = inner_frame.f_locals.get("operator_paused") if inner_frame is not None else None
+        if paused is not None and callable(getattr(paused, "is_on", None)) and callable(
+                getattr(paused, "wait_for", None)):
+            found: PauseState = paused
+            return found
+    return None
+
+
+async def follow_pause(paused: PauseState, active: asyncio.Event) -> None:
+    """Keep ACTIVE set exactly while PAUSED is off, until cancelled.
+
+    Before Kopf's peering has decided (at start-up) the switch is off, as Kopf sees it too: nothing
+    is scheduled yet then, since only Kopf's handlers schedule work.
+    """
+    first = True
+    while True:
+        if paused.is_on():
+            if active.is_set() or first:
+                active.clear()
+                log.info("Kopf paused this replica (peering): Rotor's schedulers are paused too")
+            await paused.wait_for(False)
+        else:
+            if not active.is_set():
+                active.set()
+                log.log(logging.DEBUG if first else logging.INFO,
+                        "Kopf resumed this replica (peering): Rotor's schedulers run again")
+            await paused.wait_for(True)
+        first = False
