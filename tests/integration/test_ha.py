@@ -8,6 +8,8 @@ must be delivered exactly once.
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -36,6 +38,8 @@ from .packaging.harness import (
 )
 
 RESUMED = "Resuming operations after the pause"
+PAUSED = "Pausing operations in favour of"
+SCHEDULERS_PAUSED = "Rotor's schedulers are paused too"
 
 
 @pytest.fixture(scope="module")
@@ -124,3 +128,99 @@ def test_standby_takes_over_after_the_active_replica_is_killed(plane: Stack,
     assert core.read_namespaced_secret("before", namespace).metadata.resource_version == before_rv
     assert active.name not in peers(custom), "the dead replica's keep-alive was cleaned up"
     assert of_kind(render(), "PodDisruptionBudget"), "two replicas come with a PodDisruptionBudget"
+
+
+def credential_id(process: OperatorProcess) -> str:
+    """How the audit log names this replica's token (its JWT ID): both replicas share one ServiceAccount."""
+    token = json.loads(process.kubeconfig.read_text())["users"][0]["user"]["token"]
+    payload = token.split(".")[1]
+    return f"JTI={json.loads(base64.urlsafe_b64decode(payload + '=' * (-len(payload) % 4)))['jti']}"
+
+
+def work_by(plane: Stack, process: OperatorProcess, namespace: str) -> list[tuple[str, str, str]]:
+    """What PROCESS asked the API server for in NAMESPACE (Secret reads and writes, TokenRequests,
+    SecretSource status writes): its peering keep-alive is cluster-scoped, not counted here."""
+    jti = credential_id(process)
+    found = []
+    for event in audit_events(plane, sa_username(RELEASE_NAMESPACE, RELEASE)):
+        ref = event.get("objectRef") or {}
+        extra = (event.get("user") or {}).get("extra") or {}
+        if ref.get("namespace") == namespace and jti in extra.get("authentication.kubernetes.io/credential-id", ()):
+            found.append((event["verb"], ref.get("resource", ""), ref.get("subresource", "")))
+    return found
+
+
+def vault_reads(plane: Stack, path: str) -> list[str]:
+    """The Vault token accessor of each read of PATH, in order (Vault's file audit device). A replica
+    logs in once per identity and caches the token, so an accessor stands for one replica."""
+    accessors = []
+    with open(plane.info.vault_audit_log) as log:
+        for line in log:
+            entry = json.loads(line)
+            request = entry.get("request") or {}
+            if entry.get("type") == "request" and request.get("path") == path and request.get("operation") == "read":
+                accessors.append(str((entry.get("auth") or {}).get("accessor")))
+    return accessors
+
+
+def test_a_replica_paused_by_a_higher_priority_peer_does_no_work(plane: Stack, replicas: list[OperatorProcess],
+                                                                 tmp_path_factory: pytest.TempPathFactory) -> None:
+    for process in replicas:  # the replicas of the test above (if it ran): this test ranks its own
+        process.stop()
+    admin = kubernetes.config.new_client_from_config(config_file=plane.info.kubeconfig)
+    core, custom = kubernetes.client.CoreV1Api(admin), kubernetes.client.CustomObjectsApi(admin)
+    vault = hvac.Client(url=plane.info.vault_addr, token=plane.info.vault_root_token)
+    docs = install_chart(plane)
+    work = tmp_path_factory.mktemp("ha-pause")
+    low = chart_operator(plane, docs, work, "rotor-ha-low", ROTOR_LOG_LEVEL="debug")
+    # An explicit priority beats any start-time one (those are negative): it pre-empts the active replica.
+    high = chart_operator(plane, docs, work, "rotor-ha-high", ROTOR_LOG_LEVEL="debug", ROTOR_PRIORITY="1000")
+    try:
+        namespace = f"ha-{uuid.uuid4().hex[:8]}"
+        core.create_namespace({"metadata": {"name": namespace}})
+        core.create_namespaced_service_account(namespace, {"metadata": {"name": "app"}})
+        role = vault_role(vault, namespace)
+        vault.secrets.kv.v2.create_or_update_secret(f"{namespace}/db", {"password": "pw-1"}, mount_point="secret")
+
+        low.start()
+        low.wait_log(RESUMED, timeout=60)
+        # Re-read every second: an active replica's scheduler works all the time.
+        secret_source(custom, namespace, "db", {"provider": "vault", "serviceAccountName": "app",
+                                                "vault": {"path": f"{namespace}/db", "role": role},
+                                                "refresh": {"interval": "1s", "jitter": 0}})
+        wait_ready(custom, namespace, "db", timeout=30)
+        time.sleep(2)
+        path = f"secret/data/{namespace}/db"
+        low_tokens = set(vault_reads(plane, path))  # only low runs yet
+        assert len(vault_reads(plane, path)) >= 2 and len(low_tokens) == 1, "the active replica refreshes"
+
+        high.start()
+        low.wait_log(PAUSED, timeout=60)
+        low.wait_log(SCHEDULERS_PAUSED, timeout=10)
+        high.wait_log(RESUMED, timeout=60)
+        time.sleep(1)  # a run already under way when the pause came may finish
+        kube_before, vault_before = len(work_by(plane, low, namespace)), len(vault_reads(plane, path))
+
+        vault.secrets.kv.v2.create_or_update_secret(f"{namespace}/db", {"password": "pw-2"}, mount_point="secret")
+        wait_for(lambda: secret_data(core, namespace, "db") == {"password": b"pw-2"}, timeout=30,
+                 what="the active replica delivers the new value")
+        time.sleep(5)  # five refresh intervals: a paused replica that still worked would show here
+        reads = vault_reads(plane, path)[vault_before:]
+        assert reads and not low_tokens & set(reads), f"reads while paused: {reads}; the paused one's: {low_tokens}"
+        paused_calls = work_by(plane, low, namespace)[kube_before:]
+        assert paused_calls == [], f"the paused replica kept calling the API server: {paused_calls}"
+        assert synced_by(core, namespace, "db").count(low.name) == 1, "the paused replica delivered nothing"
+        assert high.name in synced_by(core, namespace, "db"), "the active replica delivered the new value"
+        print(f"\nHA pause: {len(reads)} Vault reads by the active replica in 6s, none by the paused one")
+
+        # The higher-priority replica goes away cleanly: the paused one resumes, its schedulers too (the
+        # source stayed scheduled: Kopf does not hand it over again).
+        high.stop()
+        low.wait_log("Rotor's schedulers run again", timeout=60)
+        vault.secrets.kv.v2.create_or_update_secret(f"{namespace}/db", {"password": "pw-3"}, mount_point="secret")
+        wait_for(lambda: secret_data(core, namespace, "db") == {"password": b"pw-3"}, timeout=30,
+                 what="the resumed replica delivers again")
+        assert synced_by(core, namespace, "db").count(low.name) == 2
+    finally:
+        high.stop()
+        low.stop()
