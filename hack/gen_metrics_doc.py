@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,7 @@ class Metric:
     unit: str
     labels: tuple[str, ...]
     help: str
+    per_object: bool = False  # computed at scrape by metrics.ObjectMetrics, only with metrics_secret_names
 
     @property
     def series(self) -> tuple[str, ...]:
@@ -60,10 +62,14 @@ def _unit(name: str, type_: str, declared: str) -> str:
 
 
 def declared() -> list[Metric]:
-    """Every metric registered in rotor.metrics.REGISTRY, in declaration order."""
+    """Every metric registered in rotor.metrics.REGISTRY, in declaration order, then the per-object
+    metrics (registered only when enabled, so declared in rotor.metrics.OBJECT_METRICS)."""
     wrappers = {m._name: m for m in vars(metrics).values() if isinstance(m, MetricWrapperBase)}
+    per_object = {m.name: m for m in metrics.OBJECT_METRICS}
     found = []
     for family in metrics.REGISTRY.collect():
+        if family.name in per_object:
+            continue  # an operator with per-object metrics ran in this process
         wrapper = wrappers.get(family.name)
         if wrapper is None:
             raise SystemExit(f"{family.name} is registered but not declared in rotor.metrics")
@@ -72,6 +78,9 @@ def declared() -> list[Metric]:
             labels = tuple(sorted({k for s in family.samples for k in s.labels}))
         found.append(Metric(family.name, family.type, _unit(family.name, family.type, family.unit), labels,
                             family.documentation))
+    for item in metrics.OBJECT_METRICS:
+        found.append(Metric(item.name, "gauge", _unit(item.name, "gauge", ""), item.labels, item.documentation,
+                            per_object=True))
     return found
 
 
@@ -92,14 +101,30 @@ def render() -> str:
         "metrics with `namespace` and `name` labels are exported only when per-object metrics are enabled.",
         "Counters are queried with their `_total` name; histograms through `_bucket`, `_sum` and `_count`.",
         "",
-        "| Metric | Type | Unit | Labels | Description |",
-        "|---|---|---|---|---|",
     ]
-    for metric in declared():
+    every = declared()
+    lines += _table(m for m in every if not m.per_object)
+    lines += [
+        "",
+        "## Per-object metrics",
+        "",
+        "Exported only when `metrics_secret_names` is on (`ROTOR_METRICS_SECRET_NAMES`, the chart's",
+        "`operator.metricsSecretNames`): one series per SecretSource or RotationPolicy, labelled with its",
+        "`namespace` and `name`. They are computed from Rotor's in-memory view at each scrape, so an age is",
+        "current and a deleted object's series disappear with it. With the setting off none of them exist.",
+        "",
+    ]
+    lines += _table(m for m in every if m.per_object)
+    return "\n".join(lines) + "\n"
+
+
+def _table(metrics_: Iterable[Metric]) -> list[str]:
+    lines = ["| Metric | Type | Unit | Labels | Description |", "|---|---|---|---|---|"]
+    for metric in metrics_:
         labels = ", ".join(f"`{label}`" for label in metric.labels) or "-"
         description = metric.help.replace("|", "\\|")
         lines.append(f"| `{metric.query_name}` | {metric.type} | {metric.unit} | {labels} | {description} |")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def main() -> int:

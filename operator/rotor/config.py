@@ -47,7 +47,8 @@ class Settings(BaseSettings):
     peering_lifetime: int = Field(default=15, ge=5, le=600,
                                   description="Seconds a silent peer counts as alive (takeover bound)")
     sync_workers: int = Field(default=16, ge=1, le=512, description="Concurrent SecretSource syncs")
-    metrics_secret_names: bool = Field(default=False, description="Label metrics with object names")
+    metrics_secret_names: bool = Field(default=False, description="Export per-object metrics (namespace, name "
+                                       "labels): secret age, rotation times, lease expiry")
     # -- delivery into workloads: the pod-injection webhook and restarts on change
     webhook_enabled: bool = Field(default=False, description="Serve the pod-injection admission webhook")
     webhook_addr: str = Field(default="127.0.0.1", pattern=r"^[A-Za-z0-9.:-]+$",

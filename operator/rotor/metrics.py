@@ -1,12 +1,21 @@
 """Every metric Rotor exports, declared once with its unit and help text.
 
 Labels are bounded: backend connection names, providers, results, operations, HTTP status codes,
-phases. Object names appear only where `metrics_secret_names` is enabled (name_label()).
+phases. Object names (`namespace`, `name`) appear only in the per-object series (OBJECT_METRICS), which
+ObjectMetrics computes at scrape time and which are registered only when `metrics_secret_names` is on.
 """
 
 from __future__ import annotations
 
+import datetime
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from rotor import __version__
 
@@ -75,19 +84,10 @@ ROLLBACKS = Counter("rotor_rotation_rollbacks_total", "Rotations rolled back, by
                     ["strategy", "reason"], registry=REGISTRY)
 ROTATION_OVERDUE = Gauge("rotor_rotations_overdue", "RotationPolicies whose next rotation time has passed "
                          "without a successful rotation.", registry=REGISTRY)
-LAST_ROTATION = Gauge("rotor_rotation_last_success_timestamp_seconds", "Unix time of the last successful "
-                      "rotation per policy (only with per-object metrics enabled).", ["namespace", "name"],
-                      registry=REGISTRY)
-NEXT_ROTATION = Gauge("rotor_rotation_next_timestamp_seconds", "Unix time of the next scheduled rotation per "
-                      "policy (only with per-object metrics enabled).", ["namespace", "name"], registry=REGISTRY)
-SECRET_AGE = Gauge("rotor_secret_age_seconds", "Seconds since the target Secret's value last changed, per "
-                   "SecretSource (only with per-object metrics enabled).", ["namespace", "name"], registry=REGISTRY)
 LEASES = Gauge("rotor_leases", "Dynamic-secret leases Rotor holds, by secrets engine mount.", ["mount"],
                registry=REGISTRY)
 LEASES_EXPIRING = Gauge("rotor_leases_expiring_soon", "Leases within 10% of their max TTL and not yet "
                         "re-issued.", registry=REGISTRY)
-LEASE_EXPIRY = Gauge("rotor_lease_expiry_timestamp_seconds", "Unix time the current lease of a policy expires "
-                     "(only with per-object metrics enabled).", ["namespace", "name"], registry=REGISTRY)
 
 # -- leak incidents -----------------------------------------------------------------------------
 INCIDENTS_OPEN = Gauge("rotor_leak_incidents_open", "LeakIncidents not yet resolved, by severity.", ["severity"],
@@ -101,3 +101,120 @@ TIME_TO_REVOKE = Histogram("rotor_leak_time_to_revoke_seconds", "From detection 
                            "revoked.", buckets=_INCIDENT, registry=REGISTRY)
 DENYLIST_REFUSALS = Counter("rotor_denylist_refusals_total", "Syncs refused because the backend returned a "
                             "value reported leaked.", registry=REGISTRY)
+
+
+# -- per-object series: labelled with namespace and name, only with metrics_secret_names ---------------
+@dataclass(frozen=True)
+class ObjectMetric:
+    """A gauge per SecretSource or RotationPolicy. Never stored: ObjectMetrics computes every sample at
+    scrape time from the operator's in-memory view, so values are current and deleted objects vanish."""
+
+    name: str
+    documentation: str
+    labels: tuple[str, ...] = ("namespace", "name")
+
+
+LAST_ROTATION = ObjectMetric("rotor_rotation_last_success_timestamp_seconds", "Unix time of the last successful "
+                             "rotation per policy (only with per-object metrics enabled).")
+NEXT_ROTATION = ObjectMetric("rotor_rotation_next_timestamp_seconds", "Unix time of the next scheduled rotation "
+                             "per policy (only with per-object metrics enabled).")
+SECRET_AGE = ObjectMetric("rotor_secret_age_seconds", "Seconds since the target Secret's value last changed, per "
+                          "SecretSource (only with per-object metrics enabled).")
+LEASE_EXPIRY = ObjectMetric("rotor_lease_expiry_timestamp_seconds", "Unix time the current lease of a policy "
+                            "expires (only with per-object metrics enabled).")
+OBJECT_METRICS = (LAST_ROTATION, NEXT_ROTATION, SECRET_AGE, LEASE_EXPIRY)
+
+
+class Tracked(Protocol):
+    """What ObjectMetrics reads of an object in memory (secretsync.SourceState, rotation.PolicyState)."""
+
+    @property
+    def namespace(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def status(self) -> Mapping[str, Any]: ...
+
+
+_T = TypeVar("_T")
+
+
+def _snapshot(objects: Mapping[Any, _T]) -> list[_T]:
+    """The objects as they are now: a scrape runs in the HTTP server's thread while the event loop edits
+    the dict (list() of a dict view runs without releasing the GIL; the retry is a backstop)."""
+    for _ in range(3):
+        try:
+            return list(objects.values())
+        except RuntimeError:  # dictionary changed size during iteration
+            continue
+    return []
+
+
+def _unix(text: Any) -> float | None:
+    """An RFC 3339 status timestamp ("2026-05-09T07:35:25Z") as Unix time; None when absent or unreadable."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        parsed = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)).timestamp()
+
+
+def source_samples(source: Tracked, now: float) -> dict[ObjectMetric, float]:
+    """SECRET_AGE of one SecretSource, from its status (none before its first successful sync)."""
+    status = source.status
+    # lastSyncTime: sources last synced by a Rotor that did not record lastChangeTime yet (it is
+    # never earlier than the last change, so the age is at most understated until the next change).
+    changed = _unix(status.get("lastChangeTime"))
+    if changed is None:
+        changed = _unix(status.get("lastSyncTime"))
+    return {} if changed is None else {SECRET_AGE: max(0.0, now - changed)}
+
+
+def policy_samples(policy: Tracked) -> dict[ObjectMetric, float]:
+    """LAST_ROTATION, NEXT_ROTATION and LEASE_EXPIRY of one RotationPolicy: those its status knows."""
+    status = policy.status
+    active = status.get("active") or {}
+    found = {LAST_ROTATION: _unix(status.get("lastRotationTime")),
+             NEXT_ROTATION: _unix(status.get("nextRotationTime")),
+             # Only while a lease is held (strategy dynamic); an empty fingerprint is no lease.
+             LEASE_EXPIRY: _unix(active.get("leaseExpires")) if active.get("lease") else None}
+    return {metric: value for metric, value in found.items() if value is not None}
+
+
+class ObjectMetrics(Collector):
+    """The OBJECT_METRICS series of the SecretSources and RotationPolicies Rotor holds in memory."""
+
+    def __init__(self, sources: Mapping[Any, Tracked], policies: Mapping[Any, Tracked],
+                 clock: Callable[[], float] = time.time) -> None:
+        self._sources, self._policies, self._clock = sources, policies, clock
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        return [GaugeMetricFamily(m.name, m.documentation, labels=m.labels) for m in OBJECT_METRICS]
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        now = self._clock()
+        families = {m: GaugeMetricFamily(m.name, m.documentation, labels=m.labels) for m in OBJECT_METRICS}
+        for source in _snapshot(self._sources):
+            for metric, value in source_samples(source, now).items():
+                families[metric].add_metric([source.namespace, source.name], value)
+        for policy in _snapshot(self._policies):
+            for metric, value in policy_samples(policy).items():
+                families[metric].add_metric([policy.namespace, policy.name], value)
+        return list(families.values())
+
+
+_tracking: list[ObjectMetrics] = []  # the one registered in REGISTRY, if any
+
+
+def track_objects(sources: Mapping[Any, Tracked], policies: Mapping[Any, Tracked], *, enabled: bool) -> None:
+    """Export OBJECT_METRICS for these in-memory views when ENABLED; otherwise none at all (bounded
+    cardinality), also none left over from an operator started earlier in this process."""
+    while _tracking:
+        REGISTRY.unregister(_tracking.pop())
+    if enabled:
+        _tracking.append(ObjectMetrics(sources, policies))
+        REGISTRY.register(_tracking[0])

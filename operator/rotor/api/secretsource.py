@@ -122,5 +122,8 @@ class SecretSourceStatus(Model):
     data_hmac: str | None = Field(default=None, description="Keyed HMAC of the synced data (never the data).")
     target_secret: str | None = None
     last_sync_time: str | None = None
+    last_change_time: str | None = Field(
+        default=None, description="When the synced value last changed (a new data HMAC); the secret's age counts "
+        "from here.")
     next_sync_time: str | None = None
     consumers: dict[str, int] | None = None

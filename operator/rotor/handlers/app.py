@@ -75,6 +75,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.kube, memo.engine, memo.scheduler = kube, engine, scheduler
     rotator = Rotator(kube, cast(VaultBackend, engine.backends["vault"]), engine, scheduler)
     memo.rotator, memo.rotation_scheduler = rotator, RefreshScheduler(rotator.step, workers=4, gate=gate)
+    metrics.track_objects(engine.sources, rotator.policies, enabled=config.metrics_secret_names)  # per-object series
     from rotor.incident import Incidents
     memo.incidents = Incidents(kube, rotator.vault, engine, scheduler, rotator, config.vault_connections)
     memo.incident_scheduler = memo.incidents.scheduler = RefreshScheduler(memo.incidents.step, workers=16,
