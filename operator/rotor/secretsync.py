@@ -250,6 +250,8 @@ class SecretSync:
         if ok:
             status["dataHmac"] = plan.data_hmac
             status["syncedVersion"] = plan.version
+            if plan.data_hmac != old.get("dataHmac"):
+                status["lastChangeTime"] = now  # a new value: rotor_secret_age_seconds counts from here
         changed_data = plan.action in ("create", "update", "recreate")
         material = (not same_conditions(old.get("conditions"), conditions)
                     or any(old.get(k) != v for k, v in status.items() if k != "conditions"))
