@@ -451,3 +451,44 @@ def test_restart_mid_runbook_resumes_without_repeating_a_step(rotor: RunningOper
     assert get(custom, ns, "rotationpolicies", "db")["status"]["rotations"] == 1
     reasons = [e.reason for e in events(core, ns, "leak")]
     assert reasons.count("Contained") == 1 and reasons.count("Rotated") == 1 and reasons.count("Revoked") == 1
+
+
+def test_after_a_restart_a_denylisted_value_is_refused_from_the_first_sync(rotor: RunningOperator, custom: Any,
+                                                                          core: Any, vault: hvac.Client, env: Env,
+                                                                          operator_logs: OperatorLogs) -> None:
+    ns = env.namespace
+    leaked = f"pw-{uuid.uuid4().hex}"
+    vault.secrets.kv.v2.create_or_update_secret(f"{ns}/db", {"password": leaked}, mount_point="secret")
+    source(custom, env)
+    incident(custom, ns, "leak", {"secretSourceRef": {"name": "db"}, "exposure": {"where": "log"},
+                                  "response": {"identity": {"serviceAccountName": "rotator", "role": env.rotator_role},
+                                               "emergencyWindow": "1s"}})
+    status = wait_phase(custom, ns, "leak", "Prevented")  # open: nobody resolved it
+    assert value_hmac(hmac_key(core), leaked.encode()) in status["denylist"]
+    new = (secret_data(core, ns, "db-creds") or {})["password"]
+    assert new != leaked.encode()
+    # The backend hands out the leaked value again; the running operator refuses it.
+    vault.secrets.kv.v2.create_or_update_secret(f"{ns}/db", {"password": leaked}, mount_point="secret")
+    custom.patch_namespaced_custom_object(G, V, ns, "secretsources", "db", {"spec": {"refresh": {"interval": "30m"}}})
+    wait_ready(custom, ns, "db", "False", "Denylisted")
+    version = core.read_namespaced_secret("db-creds", ns).metadata.resource_version
+
+    mark = len(operator_logs.lines)
+    rotor.restart()  # Kopf re-reads the SecretSource and the LeakIncident in parallel, in no set order
+
+    def first_sync() -> str | None:
+        return next((line for line in operator_logs.lines[mark:] if f"SecretSource {ns}/db" in line), None)
+
+    assert "Denylisted" in wait_for(first_sync, 30, what="the source's first sync after the restart")
+    lines = operator_logs.lines[mark:]
+    loaded = next(i for i, line in enumerate(lines) if "LeakIncident(s) loaded" in line)
+    assert loaded < lines.index(str(first_sync())), "the denylists were loaded before the first sync"
+    assert ready_reason(custom, ns) == ("False", "Denylisted")
+    assert core.read_namespaced_secret("db-creds", ns).metadata.resource_version == version, "Secret untouched"
+    assert (secret_data(core, ns, "db-creds") or {})["password"] == new
+
+
+def ready_reason(custom: Any, namespace: str, name: str = "db") -> tuple[str, str]:
+    conditions = (get(custom, namespace, "secretsources", name).get("status") or {}).get("conditions") or []
+    ready = next(c for c in conditions if c["type"] == "Ready")
+    return ready["status"], ready["reason"]
