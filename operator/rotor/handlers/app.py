@@ -41,15 +41,15 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # Peering: Kopf pauses its watches on a standby replica; Rotor's own schedulers (they work on
     # objects loaded earlier) must pause with them, or a paused replica keeps syncing and rotating.
     # Standalone: no gate, the schedulers always work.
+    from rotor.handlers import peering
     gate: asyncio.Event | None = None
+    paused: peering.PauseState | None = None
     if not config.standalone:
-        from rotor.handlers import peering
         paused = peering.kopf_pause_state()
         if paused is None:
             raise kopf.PermanentError("peering is on but Kopf's pause state cannot be found (an unsupported "
                                       "Kopf version?): a paused replica would keep syncing")
         gate = memo.active = asyncio.Event()  # also the restart executor's (handlers.delivery)
-        memo.peering_task = asyncio.create_task(peering.follow_pause(paused, gate), name="rotor-peering-gate")
     # Watches: long server-side timeouts, a client timeout just above them, quick reconnects.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
@@ -83,6 +83,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # Before the first sync: Kopf re-reads LeakIncidents and SecretSources in parallel, and a source
     # synced before its incident would deliver the leaked value again.
     await memo.incidents.load_denylists(config.namespaces)
+    if gate is not None and paused is not None:  # after all that may fail: a retried start-up makes one
+        memo.peering_task = asyncio.create_task(peering.follow_pause(paused, gate), name="rotor-peering-gate")
     for started in (scheduler, memo.rotation_scheduler, memo.incident_scheduler):
         started.start()
     from rotor.handlers import delivery  # the pod-injection webhook (when enabled) and the restart executor
