@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
+import json
 import os
 import secrets as _random
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -46,8 +47,6 @@ class KubeError(Exception):
 def _kube_error(exc: ApiException) -> KubeError:
     reason, message = str(exc.reason or ""), ""
     try:
-        import json
-
         status = json.loads(exc.body or "{}")
         reason = status.get("reason", reason)
         message = status.get("message", "")
@@ -114,46 +113,40 @@ class Kube:
 
     async def read_secret(self, namespace: str, name: str) -> ObservedSecret | None:
         try:
-            secret = await self._call("get", "secrets", self.core.read_namespaced_secret, name, namespace)
+            body = await self._json("get", "secrets", "GET", _secret_path(namespace, name))
         except KubeError as err:
             if err.not_found:
                 return None
             raise
-        return observed(secret)
+        return ObservedSecret.from_json(body)
 
     async def write_secret(self, namespace: str, action: str, desired: DesiredSecret, owner: Owner,
                            existing: ObservedSecret | None) -> ObservedSecret:
         """Create, replace (optimistically, on the observed resourceVersion) or recreate the Secret."""
-        body = kubernetes.client.V1Secret(
-            metadata=kubernetes.client.V1ObjectMeta(
-                name=desired.name, namespace=namespace, labels=dict(desired.labels),
-                annotations=dict(desired.annotations),
-                owner_references=[_owner_ref(owner)] if desired.owned else None,
-            ),
-            type=desired.type,
-            data={k: base64.b64encode(v).decode() for k, v in desired.data.items()},
-        )
-        if action == "create":
-            return observed(await self._call("create", "secrets", self.core.create_namespaced_secret,
-                                             namespace, body))
-        if action == "recreate":
-            await self.delete_secret(namespace, desired.name)
-            return observed(await self._call("create", "secrets", self.core.create_namespaced_secret,
-                                             namespace, body))
+        metadata: dict[str, Any] = {"name": desired.name, "namespace": namespace, "labels": dict(desired.labels),
+                                    "annotations": dict(desired.annotations)}
+        if desired.owned:
+            metadata["ownerReferences"] = [_owner_ref(owner)]
+        body = {"apiVersion": "v1", "kind": "Secret", "metadata": metadata, "type": desired.type,
+                "data": {k: base64.b64encode(v).decode() for k, v in desired.data.items()}}
+        if action in ("create", "recreate"):
+            if action == "recreate":
+                await self.delete_secret(namespace, desired.name)
+            created = await self._json("create", "secrets", "POST", _secret_path(namespace), body)
+            return ObservedSecret.from_json(created)
         assert existing is not None
         # Keep labels, annotations and owners others put there; replace only what Rotor manages.
-        body.metadata.labels = {**existing.labels, **desired.labels}
-        body.metadata.annotations = {**existing.annotations, **desired.annotations}
-        body.metadata.resource_version = existing.resource_version
-        refs = [kubernetes.client.V1OwnerReference(
-            api_version=r["apiVersion"], kind=r["kind"], name=r["name"], uid=r["uid"],
-            controller=r.get("controller"), block_owner_deletion=r.get("blockOwnerDeletion"))
-            for r in existing.owner_refs]
+        metadata["labels"] = {**existing.labels, **desired.labels}
+        metadata["annotations"] = {**existing.annotations, **desired.annotations}
+        metadata["resourceVersion"] = existing.resource_version
+        refs = [dict(r) for r in existing.owner_refs]
         if desired.owned and owner.uid not in existing.owner_uids:
             refs.append(_owner_ref(owner))
-        body.metadata.owner_references = refs or None
-        return observed(await self._call("replace", "secrets", self.core.replace_namespaced_secret,
-                                         desired.name, namespace, body))
+        metadata.pop("ownerReferences", None)
+        if refs:
+            metadata["ownerReferences"] = refs
+        replaced = await self._json("replace", "secrets", "PUT", _secret_path(namespace, desired.name), body)
+        return ObservedSecret.from_json(replaced)
 
     async def release_secret(self, namespace: str, secret: ObservedSecret, owner_uid: str, *, delete: bool,
                              merge: bool) -> None:
@@ -210,8 +203,9 @@ class Kube:
                            missing_ok: bool = False) -> bool:
         """Merge-patch a Rotor object's status; with missing_ok, False if the object is gone."""
         try:
-            await self._call("patch", f"{plural}/status", self.custom.patch_namespaced_custom_object_status,
-                             GROUP, VERSION, namespace, plural, name, {"status": dict(status)})
+            await self._json("patch", f"{plural}/status", "PATCH",
+                             f"{self._path(GROUP, VERSION, plural, namespace)}/{name}/status",
+                             {"status": dict(status)}, content_type="application/merge-patch+json")
         except KubeError as err:
             if missing_ok and err.not_found:
                 return False
@@ -230,17 +224,18 @@ class Kube:
 
     async def post_event(self, *, kind: str, namespace: str, name: str, uid: str, type: str, reason: str,
                          message: str) -> None:
-        now = datetime.datetime.now(datetime.UTC)
-        body = kubernetes.client.CoreV1Event(
-            metadata=kubernetes.client.V1ObjectMeta(generate_name=f"{name}.", namespace=namespace),
-            involved_object=kubernetes.client.V1ObjectReference(
-                api_version=f"{GROUP}/{VERSION}", kind=kind, name=name, namespace=namespace, uid=uid),
-            type=type, reason=reason, message=message[:1024], first_timestamp=now, last_timestamp=now, count=1,
-            source=kubernetes.client.V1EventSource(component="rotor"), reporting_component="rotor.dev/operator",
-            reporting_instance=os.environ.get("HOSTNAME", "rotor"),
-        )
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{name}.", "namespace": namespace},
+            "involvedObject": {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, "name": name,
+                               "namespace": namespace, "uid": uid},
+            "type": type, "reason": reason, "message": message[:1024], "firstTimestamp": now,
+            "lastTimestamp": now, "count": 1, "source": {"component": "rotor"},
+            "reportingComponent": "rotor.dev/operator", "reportingInstance": os.environ.get("HOSTNAME", "rotor"),
+        }
         try:
-            await self._call("create", "events", self.core.create_namespaced_event, namespace, body)
+            await self._json("create", "events", "POST", f"/api/v1/namespaces/{namespace}/events", body)
         except KubeError:
             pass  # events are best effort; the status already says the same
 
@@ -278,9 +273,11 @@ class Kube:
 
     async def list_secrets(self, namespace: str, label_selector: str = "") -> list[ObservedSecret]:
         """The Secrets of a namespace (for digests of Secrets Rotor does not manage; values stay here)."""
-        result = await self._call("list", "secrets", self.core.list_namespaced_secret, namespace,
-                                  label_selector=label_selector)
-        return [observed(secret) for secret in result.items]
+        found: list[ObservedSecret] = []
+        async for body in self._pages("secrets", self._path("", "v1", "secrets", namespace), 500,
+                                      query=[("labelSelector", label_selector)] if label_selector else None):
+            found.extend(ObservedSecret.from_json(item) for item in body.get("items") or ())
+        return found
 
     # -- inventory (reads) ----------------------------------------------------------------------
 
@@ -350,13 +347,21 @@ class Kube:
 
     async def _get_json(self, resource: str, path: str, query: list[tuple[str, str]] | None = None, *,
                         accept: str = "application/json", verb: str = "get") -> dict[str, Any]:
-        import json
+        return await self._json(verb, resource, "GET", path, query=query, accept=accept)
 
-        # Unparsed and unlogged by the client (no model objects for thousands of items): plain JSON.
-        response = await self._call(verb, resource, self.api.call_api, path, "GET", query_params=query or [],
-                                    header_params={"Accept": accept}, auth_settings=["BearerToken"],
+    async def _json(self, verb: str, resource: str, method: str, path: str, body: Any = None, *,
+                    query: list[tuple[str, str]] | None = None, accept: str = "application/json",
+                    content_type: str = "application/json") -> dict[str, Any]:
+        """One request with plain JSON in and out. The hot path avoids the client's model classes:
+        building and parsing them costs more CPU than the request itself (each one copies the
+        client Configuration), and plain JSON is all Rotor keeps anyway."""
+        headers = {"Accept": accept}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        response = await self._call(verb, resource, self.api.call_api, path, method, query_params=query or [],
+                                    header_params=headers, body=body, auth_settings=["BearerToken"],
                                     _preload_content=False, _return_http_data_only=True)
-        result: dict[str, Any] = json.loads(response.data)
+        result: dict[str, Any] = json.loads(response.data) if response.data else {}
         return result
 
     # -- incidents ------------------------------------------------------------------------------
@@ -384,19 +389,10 @@ class Kube:
         return True
 
 
-def _owner_ref(owner: Owner) -> kubernetes.client.V1OwnerReference:
-    return kubernetes.client.V1OwnerReference(api_version=owner.api_version, kind=owner.kind, name=owner.name,
-                                              uid=owner.uid, controller=True, block_owner_deletion=True)
+def _owner_ref(owner: Owner) -> dict[str, Any]:
+    return {"apiVersion": owner.api_version, "kind": owner.kind, "name": owner.name, "uid": owner.uid,
+            "controller": True, "blockOwnerDeletion": True}
 
 
-def observed(secret: Any) -> ObservedSecret:
-    meta = secret.metadata
-    refs = tuple({"apiVersion": r.api_version, "kind": r.kind, "name": r.name, "uid": r.uid,
-                  "controller": r.controller, "blockOwnerDeletion": r.block_owner_deletion}
-                 for r in meta.owner_references or ())
-    return ObservedSecret(
-        name=meta.name, type=secret.type or "Opaque",
-        data={k: base64.b64decode(v) for k, v in (secret.data or {}).items()},
-        labels=dict(meta.labels or {}), annotations=dict(meta.annotations or {}),
-        owner_refs=refs, resource_version=meta.resource_version,
-    )
+def _secret_path(namespace: str, name: str | None = None) -> str:
+    return f"/api/v1/namespaces/{namespace}/secrets" + (f"/{name}" if name else "")

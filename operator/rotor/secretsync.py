@@ -83,6 +83,9 @@ class SecretSync:
         self._denylists: dict[Hashable, frozenset[str]] = {"static": denylist}
         self.denylist = denylist
         self._rng = random.Random()
+        # The Ready gauge, kept incrementally: recounting every source on each sync is O(N) per sync.
+        self._ready_label: dict[Key, tuple[str, str]] = {}
+        self._ready_count: dict[tuple[str, str], int] = {}
 
     # -- the in-memory view, fed by the handlers ------------------------------------------------
 
@@ -106,7 +109,7 @@ class SecretSync:
 
     def forget_source(self, key: Key) -> None:
         self.sources.pop(key, None)
-        self._update_gauge()
+        self._count_ready(key, None)
 
     def observe_secret(self, event_type: str | None, body: Mapping[str, Any]) -> Key | None:
         """Record a managed Secret's change; returns the source to sync if the Secret drifted."""
@@ -116,7 +119,7 @@ class SecretSync:
         if event_type == "DELETED":
             self.secrets.pop(key, None)
         else:
-            self.secrets[key] = _observed_from_body(body)
+            self.secrets[key] = ObservedSecret.from_json(body)
         if not source_name:
             return None
         source_key = (meta["namespace"], source_name)
@@ -268,6 +271,11 @@ class SecretSync:
                 if not err.not_found:
                     log.warning("status of SecretSource %s/%s not written: %s", state.namespace, state.name,
                                 err.reason)
+        # Counted before the awaits below: meanwhile a watch event older than our patch may replace
+        # state.status for a moment (the event of our own patch follows it).
+        ready = get_condition(state.status.get("conditions"), "Ready")
+        self._count_ready((state.namespace, state.name),
+                          (ready.get("status", "Unknown"), ready.get("reason", "")) if ready else ("Unknown", ""))
         previous = get_condition(old.get("conditions"), "Ready")
         if changed_data:
             await self.kube.post_event(kind="SecretSource", namespace=state.namespace, name=state.name,
@@ -276,17 +284,23 @@ class SecretSync:
         elif not ok and (previous is None or previous.get("reason") != plan.reason):
             await self.kube.post_event(kind="SecretSource", namespace=state.namespace, name=state.name,
                                        uid=state.uid, type="Warning", reason=plan.reason, message=plan.message)
-        self._update_gauge()
 
-    def _update_gauge(self) -> None:
-        counts: dict[tuple[str, str], int] = {}
-        for state in self.sources.values():
-            ready = get_condition(state.status.get("conditions"), "Ready")
-            label = (ready.get("status", "Unknown"), ready.get("reason", "")) if ready else ("Unknown", "")
-            counts[label] = counts.get(label, 0) + 1
-        SOURCES.clear()
-        for (ready_status, reason), count in counts.items():
-            SOURCES.labels(ready_status, reason).set(count)
+    def _count_ready(self, key: Key, label: tuple[str, str] | None) -> None:
+        old = self._ready_label.pop(key, None)
+        if label is not None:
+            self._ready_label[key] = label
+        if old == label:
+            return
+        if old is not None:
+            self._ready_count[old] -= 1
+            if self._ready_count[old]:
+                SOURCES.labels(*old).set(self._ready_count[old])
+            else:
+                del self._ready_count[old]
+                SOURCES.remove(*old)
+        if label is not None:
+            self._ready_count[label] = self._ready_count.get(label, 0) + 1
+            SOURCES.labels(*label).set(self._ready_count[label])
 
     # -- deletion -------------------------------------------------------------------------------
 
@@ -306,16 +320,3 @@ class SecretSync:
                                                delete=spec.target.deletion_policy == "Delete",
                                                merge=spec.target.creation_policy == "Merge")
         self.forget_source(key)
-
-
-def _observed_from_body(body: Mapping[str, Any]) -> ObservedSecret:
-    import base64
-
-    meta = body["metadata"]
-    return ObservedSecret(
-        name=meta["name"], type=body.get("type") or "Opaque",
-        data={k: base64.b64decode(v) for k, v in (body.get("data") or {}).items()},
-        labels=dict(meta.get("labels") or {}), annotations=dict(meta.get("annotations") or {}),
-        owner_refs=tuple(dict(r) for r in meta.get("ownerReferences") or ()),
-        resource_version=meta.get("resourceVersion"),
-    )

@@ -56,6 +56,18 @@ class ObservedSecret:
     def owner_uids(self) -> tuple[str, ...]:
         return tuple(str(ref.get("uid")) for ref in self.owner_refs)
 
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> ObservedSecret:
+        """From the Secret as the API server sends it (a watch event or a response body)."""
+        meta = body["metadata"]
+        return cls(
+            name=meta["name"], type=body.get("type") or "Opaque",
+            data={k: base64.b64decode(v) for k, v in (body.get("data") or {}).items()},
+            labels=dict(meta.get("labels") or {}), annotations=dict(meta.get("annotations") or {}),
+            owner_refs=tuple(dict(r) for r in meta.get("ownerReferences") or ()),
+            resource_version=meta.get("resourceVersion"),
+        )
+
     def __repr__(self) -> str:
         return f"ObservedSecret(name={self.name!r}, keys={sorted(self.data)}, rv={self.resource_version})"
 
