@@ -273,10 +273,16 @@ class Kube:
 
     async def list_secrets(self, namespace: str, label_selector: str = "") -> list[ObservedSecret]:
         """The Secrets of a namespace (for digests of Secrets Rotor does not manage; values stay here)."""
-        found: list[ObservedSecret] = []
+        return [secret for _, secret in await self.list_labelled_secrets(label_selector, namespace)]
+
+    async def list_labelled_secrets(self, label_selector: str,
+                                    namespace: str | None = None) -> list[tuple[str, ObservedSecret]]:
+        """(namespace, Secret) for every Secret the selector matches, in NAMESPACE or cluster-wide."""
+        found: list[tuple[str, ObservedSecret]] = []
         async for body in self._pages("secrets", self._path("", "v1", "secrets", namespace), 500,
                                       query=[("labelSelector", label_selector)] if label_selector else None):
-            found.extend(ObservedSecret.from_json(item) for item in body.get("items") or ())
+            found.extend((item["metadata"]["namespace"], ObservedSecret.from_json(item))
+                         for item in body.get("items") or ())
         return found
 
     # -- inventory (reads) ----------------------------------------------------------------------

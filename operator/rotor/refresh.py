@@ -27,8 +27,9 @@ Work = Callable[[Hashable], Awaitable[float | None]]
 
 class RefreshScheduler:
     def __init__(self, work: Work, *, workers: int = 16, clock: Callable[[], float] = time.monotonic,
-                 gate: asyncio.Event | None = None) -> None:
+                 gate: asyncio.Event | None = None, gauges: bool = True) -> None:
         self._work = work
+        self._gauges = gauges  # the queue gauges describe the SecretSource scheduler only
         self._gate = gate
         self._workers = workers
         self._clock = clock
@@ -39,6 +40,7 @@ class RefreshScheduler:
         self._seq = itertools.count()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._due_gauge_at = float("-inf")
 
     def __len__(self) -> int:
         return len(self._due)
@@ -54,13 +56,15 @@ class RefreshScheduler:
             return
         self._due[key] = due
         heapq.heappush(self._heap, (due, next(self._seq), key))
-        QUEUE_DEPTH.set(len(self._due))
+        if self._gauges:
+            QUEUE_DEPTH.set(len(self._due))
         self._wake.set()
 
     def remove(self, key: Hashable) -> None:
         self._due.pop(key, None)  # its heap entry becomes stale and is skipped
         self._rerun.discard(key)
-        QUEUE_DEPTH.set(len(self._due))
+        if self._gauges:
+            QUEUE_DEPTH.set(len(self._due))
 
     def due_count(self) -> int:
         now = self._clock()
@@ -90,9 +94,14 @@ class RefreshScheduler:
                     continue
                 del self._due[key]
                 self._running.add(key)
-                QUEUE_DEPTH.set(len(self._due))
-                QUEUE_DUE.set(sum(1 for d, _, _ in self._heap if d <= now))
+                if self._gauges:
+                    QUEUE_DEPTH.set(len(self._due))
+                if self._gauges and now - self._due_gauge_at >= 1.0:  # counting is O(heap): once a second
+                    self._due_gauge_at = now
+                    QUEUE_DUE.set(self.due_count())
                 return key
+            if self._gauges:
+                QUEUE_DUE.set(0)  # nothing left is due before the heap's top
             timeout = (self._heap[0][0] - now) if self._heap else None
             self._wake.clear()
             try:

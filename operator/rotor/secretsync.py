@@ -10,7 +10,7 @@ import datetime
 import logging
 import random
 import time
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,6 +86,7 @@ class SecretSync:
         # The Ready gauge, kept incrementally: recounting every source on each sync is O(N) per sync.
         self._ready_label: dict[Key, tuple[str, str]] = {}
         self._ready_count: dict[tuple[str, str], int] = {}
+        self._secrets_loaded = False  # True once load_secrets() filled the view: a miss means "absent"
 
     # -- the in-memory view, fed by the handlers ------------------------------------------------
 
@@ -139,6 +140,19 @@ class SecretSync:
             return source_key
         return None
 
+    async def load_secrets(self, namespaces: Sequence[str]) -> None:
+        """Every managed Secret, once at start-up (before the watch starts; it keeps the view current after).
+        Then a Secret missing from the view does not exist, and a first sync creates it without reading
+        first (creationPolicy Merge still reads: it writes into a Secret Rotor does not manage). Should it
+        exist after all (a lagging watch, a foreign Secret of that name), the create conflicts and the
+        sync reads it and plans again."""
+        selector = f"{labels.MANAGED_BY}={labels.MANAGED_BY_VALUE}"
+        scopes: list[str | None] = list(namespaces) or [None]
+        for namespace in scopes:
+            for ns, secret in await self.kube.list_labelled_secrets(selector, namespace):
+                self.secrets[(ns, secret.name)] = secret
+        self._secrets_loaded = True
+
     def set_denylist(self, owner: Hashable, digests: frozenset[str]) -> None:
         """Value digests (planning.hashing.value_hmac) that must never be delivered; OWNER is the incident
         that reported them. Sources are re-checked right away by the caller scheduling them."""
@@ -166,7 +180,8 @@ class SecretSync:
             if backend is None:
                 raise KeyError(spec.provider)
             fetched = await backend.fetch(state.namespace, spec)
-            existing = await self._existing(state.namespace, target_name(spec, state.name))
+            existing = await self._existing(state.namespace, target_name(spec, state.name),
+                                            merge=spec.target.creation_policy == "Merge")
             plan = plan_sync(spec=spec, owner=state.owner, fetched=fetched, existing=existing,
                              hmac_key=self.hmac_key, denylist=self.denylist)
             plan = await self._apply(state, plan, existing, started)
@@ -199,9 +214,10 @@ class SecretSync:
         await self._report(state, plan, delay)
         return delay
 
-    async def _existing(self, namespace: str, name: str) -> ObservedSecret | None:
+    async def _existing(self, namespace: str, name: str, *, merge: bool) -> ObservedSecret | None:
         cached = self.secrets.get((namespace, name))
-        if cached is not None:
+        # The view holds managed Secrets only: Merge must see a Secret someone else made.
+        if cached is not None or (self._secrets_loaded and not merge):
             return cached
         return await self.kube.read_secret(namespace, name)
 

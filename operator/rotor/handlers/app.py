@@ -74,15 +74,16 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     scheduler = RefreshScheduler(engine.sync, workers=config.sync_workers, gate=gate)
     memo.kube, memo.engine, memo.scheduler = kube, engine, scheduler
     rotator = Rotator(kube, cast(VaultBackend, engine.backends["vault"]), engine, scheduler)
-    memo.rotator, memo.rotation_scheduler = rotator, RefreshScheduler(rotator.step, workers=4, gate=gate)
+    memo.rotator, memo.rotation_scheduler = rotator, RefreshScheduler(rotator.step, workers=4, gate=gate, gauges=False)
     metrics.track_objects(engine.sources, rotator.policies, enabled=config.metrics_secret_names)  # per-object series
     from rotor.incident import Incidents
     memo.incidents = Incidents(kube, rotator.vault, engine, scheduler, rotator, config.vault_connections)
-    memo.incident_scheduler = memo.incidents.scheduler = RefreshScheduler(memo.incidents.step, workers=16,
+    memo.incident_scheduler = memo.incidents.scheduler = RefreshScheduler(memo.incidents.step, workers=16, gauges=False,
                                                                            gate=gate)
     # Before the first sync: Kopf re-reads LeakIncidents and SecretSources in parallel, and a source
     # synced before its incident would deliver the leaked value again.
     await memo.incidents.load_denylists(config.namespaces)
+    await engine.load_secrets(config.namespaces)  # first syncs need no read of a Secret that is not there
     if gate is not None and paused is not None:  # after all that may fail: a retried start-up makes one
         memo.peering_task = asyncio.create_task(peering.follow_pause(paused, gate), name="rotor-peering-gate")
     for started in (scheduler, memo.rotation_scheduler, memo.incident_scheduler):
