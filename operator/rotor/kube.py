@@ -13,7 +13,7 @@ import datetime
 import json
 import os
 import secrets as _random
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -211,6 +211,14 @@ class Kube:
                 return False
             raise
         return True
+
+    async def set_finalizers(self, plural: str, namespace: str, name: str, finalizers: Sequence[str],
+                             resource_version: str | None) -> None:
+        """Replace a Rotor object's finalizers, only if it is still at RESOURCE_VERSION (a 409 otherwise):
+        the list is written whole, so a finalizer someone added meanwhile must not be dropped."""
+        await self._json("patch", plural, "PATCH", f"{self._path(GROUP, VERSION, plural, namespace)}/{name}",
+                         {"metadata": {"finalizers": list(finalizers) or None, "resourceVersion": resource_version}},
+                         content_type="application/merge-patch+json")
 
     async def get_object(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:

@@ -52,6 +52,8 @@ class SourceState:
     status: dict[str, Any] = field(default_factory=dict)
     failures: int = 0
     deleting: bool = False
+    finalizers: tuple[str, ...] = ()
+    resource_version: str | None = None
 
     @property
     def owner(self) -> Owner:
@@ -90,23 +92,50 @@ class SecretSync:
 
     # -- the in-memory view, fed by the handlers ------------------------------------------------
 
+    def observe_source(self, event_type: str | None, body: Mapping[str, Any]) -> tuple[Key, str | None]:
+        """Fold one watch event of a SecretSource into the view. Returns its key and what to do:
+        "sync" (new, spec changed, or being deleted: the worker applies deletionPolicy), "forget"
+        (gone, or going with nothing left for Rotor to do), or None (only status or metadata moved)."""
+        meta = body["metadata"]
+        key: Key = (meta["namespace"], meta["name"])
+        if event_type == "DELETED":
+            self.forget_source(key)
+            return key, "forget"
+        state = self.sources.get(key)
+        if state is None or state.uid != meta["uid"] or state.generation != int(meta.get("generation") or 0):
+            # New, re-created, or its spec changed (generation counts spec changes only).
+            self.upsert_source(body)
+            state = self.sources[key]
+            action: str | None = "sync"
+        else:
+            state.status = dict(body.get("status") or {})
+            action = None
+        state.finalizers = tuple(meta.get("finalizers") or ())
+        state.resource_version = meta.get("resourceVersion")
+        if meta.get("deletionTimestamp"):
+            if labels.CLEANUP_FINALIZER not in state.finalizers:
+                # Nothing of Rotor's to clean up (it writes nothing before its finalizer is on), or the
+                # cleanup is done: no more syncs; Kubernetes deletes the object.
+                state.deleting = True
+                return key, "forget"
+            if not state.deleting:
+                state.deleting = True
+                action = "sync"
+        return key, action
+
     def upsert_source(self, body: Mapping[str, Any]) -> Key:
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
         spec, error = parse_spec(body.get("spec") or {})
         previous = self.sources.get(key)
         state = SourceState(meta["namespace"], meta["name"], meta["uid"], int(meta.get("generation") or 0),
-                            spec, error, dict(body.get("status") or {}))
+                            spec, error, dict(body.get("status") or {}),
+                            finalizers=tuple(meta.get("finalizers") or ()),
+                            resource_version=meta.get("resourceVersion"))
         if previous is not None and previous.uid == state.uid:
             state.failures = previous.failures
         self.sources[key] = state
         return key
-
-    def observe_status(self, body: Mapping[str, Any]) -> None:
-        meta = body["metadata"]
-        state = self.sources.get((meta["namespace"], meta["name"]))
-        if state is not None and state.uid == meta.get("uid"):
-            state.status = dict(body.get("status") or {})
 
     def forget_source(self, key: Key) -> None:
         self.sources.pop(key, None)
@@ -167,8 +196,21 @@ class SecretSync:
     async def sync(self, key: Hashable) -> float | None:
         """Sync one source; returns seconds until it is due again (None: no longer exists)."""
         state = self.sources.get(key) if isinstance(key, tuple) else None
-        if state is None or state.deleting:
+        if state is None:
             return None
+        if state.deleting:
+            return await self._finalize(state)
+        if labels.CLEANUP_FINALIZER not in state.finalizers:
+            # Before anything is written: deletionPolicy needs Rotor to see the deletion through.
+            try:
+                await self.kube.set_finalizers(PLURAL, state.namespace, state.name,
+                                               (*state.finalizers, labels.CLEANUP_FINALIZER), state.resource_version)
+            except KubeError as err:
+                if err.not_found:
+                    return None
+                # A 409: the object moved on; its watch event brings the new version before the retry.
+                return 1.0 if err.conflict else backoff_delay(state.failures + 1, self._rng.random(), cap=300.0)
+            state.finalizers = (*state.finalizers, labels.CLEANUP_FINALIZER)
         if state.spec is None:
             await self._report(state, SyncPlan("fail", state.name, "InvalidSpec", state.spec_error or ""), None)
             return None  # nothing will change until the spec does
@@ -320,19 +362,28 @@ class SecretSync:
 
     # -- deletion -------------------------------------------------------------------------------
 
-    async def delete_source(self, body: Mapping[str, Any]) -> None:
-        """Apply deletionPolicy: Delete removes what Rotor wrote; Retain leaves it and drops our owner ref."""
-        meta = body["metadata"]
-        key = (meta["namespace"], meta["name"])
-        state = self.sources.get(key)
-        if state is not None:
-            state.deleting = True
-        spec, _ = parse_spec(body.get("spec") or {})
-        if spec is not None:
-            name = target_name(spec, meta["name"])
-            secret = await self.kube.read_secret(meta["namespace"], name)
-            if secret is not None and secret.labels.get(labels.SOURCE_LABEL) == meta["name"]:
-                await self.kube.release_secret(meta["namespace"], secret, meta["uid"],
-                                               delete=spec.target.deletion_policy == "Delete",
-                                               merge=spec.target.creation_policy == "Merge")
-        self.forget_source(key)
+    async def _finalize(self, state: SourceState) -> float | None:
+        """Apply deletionPolicy, then release the object: Delete removes what Rotor wrote; Retain
+        leaves it and drops Rotor's owner reference. Safe to repeat after a failure or a crash."""
+        try:
+            if state.spec is not None:
+                name = target_name(state.spec, state.name)
+                secret = await self.kube.read_secret(state.namespace, name)
+                if secret is not None and secret.labels.get(labels.SOURCE_LABEL) == state.name:
+                    await self.kube.release_secret(state.namespace, secret, state.uid,
+                                                   delete=state.spec.target.deletion_policy == "Delete",
+                                                   merge=state.spec.target.creation_policy == "Merge")
+            await self.kube.set_finalizers(PLURAL, state.namespace, state.name,
+                                           [f for f in state.finalizers if f != labels.CLEANUP_FINALIZER],
+                                           state.resource_version)
+        except KubeError as err:
+            if err.not_found:
+                return None
+            if err.conflict:
+                return 1.0  # the object moved on; its watch event brings the new version first
+            state.failures += 1
+            delay = backoff_delay(state.failures, self._rng.random(), cap=300.0)
+            log.warning("cleanup of deleted SecretSource %s/%s failed: %s (retry in %.0fs)", state.namespace,
+                        state.name, err.reason, delay)
+            return delay
+        return None  # its DELETED event forgets it

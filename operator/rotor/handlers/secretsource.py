@@ -10,25 +10,16 @@ from rotor import GROUP, VERSION
 from rotor.planning.labels import MANAGED_BY, MANAGED_BY_VALUE
 
 
-@kopf.on.resume(GROUP, VERSION, "secretsources")
-@kopf.on.create(GROUP, VERSION, "secretsources")
-@kopf.on.update(GROUP, VERSION, "secretsources", field="spec")
-async def source_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    key = memo.engine.upsert_source(body)
-    memo.scheduler.schedule(key, 0.0)
-
-
+# One raw-event handler, no Kopf change handlers: those would cost two extra patches per object
+# (Kopf's finalizer, its diff-base annotation) and a diff of every status write Rotor makes.
+# The engine tells a spec change by metadata.generation and keeps its own cleanup finalizer.
 @kopf.on.event(GROUP, VERSION, "secretsources")
 async def source_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    # Keeps the engine's copy of status current (it writes status only when it changes).
-    if event.get("type") != "DELETED":
-        memo.engine.observe_status(event["object"])
-
-
-@kopf.on.delete(GROUP, VERSION, "secretsources")
-async def source_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await memo.engine.delete_source(body)
-    memo.scheduler.remove((body.metadata.namespace, body.metadata.name))
+    key, action = memo.engine.observe_source(event.get("type"), event["object"])
+    if action == "sync":
+        memo.scheduler.schedule(key, 0.0)
+    elif action == "forget":
+        memo.scheduler.remove(key)
 
 
 # Managed Secrets only (label selector), and only an event handler: no create/update handler may

@@ -41,10 +41,10 @@ Grant = tuple[str, str, str]  # (apiGroup, resource[/subresource], verb)
 ALLOWED: dict[Grant, str] = {
     ("rotor.dev", "secretsources", "list"): "Kopf lists SecretSources when its watch starts",
     ("rotor.dev", "secretsources", "watch"): "Kopf watches SecretSources",
-    ("rotor.dev", "secretsources", "patch"): "Kopf adds/removes the finalizer and its progress annotations",
+    ("rotor.dev", "secretsources", "patch"): "Rotor adds/removes its cleanup finalizer",
     ("rotor.dev", "secretsources/status", "patch"): "Rotor writes conditions and the synced version",
     ("", "secrets", "get"): "read the target Secret before writing; read the HMAC key; kubernetes backend",
-    ("", "secrets", "list"): "managed Secrets (label-selected) when the drift watch starts",
+    ("", "secrets", "list"): "managed Secrets (label-selected): loaded at start-up, and when the drift watch starts",
     ("", "secrets", "watch"): "managed Secrets (label-selected): drift and deletion are restored",
     ("", "secrets", "create"): "deliver a new Secret; create the HMAC key once",
     ("", "secrets", "update"): "replace a Secret on its observed resourceVersion (no blind patch)",
