@@ -57,8 +57,10 @@ def test_canary_values_never_reach_a_log_record(custom: Any, core: Any, vault: h
 def test_response_bodies_with_values_are_masked_if_client_debug_is_turned_on(
         custom: Any, core: Any, vault: hvac.Client, namespace: str, app_identity: str,
         operator_logs: OperatorLogs) -> None:
-    """Rotor silences the Kubernetes client's DEBUG body logging; if someone turns it back on, the
-    Secret bodies Rotor writes (base64 of values it fetched from Vault) are still redacted."""
+    """Rotor silences the Kubernetes client's DEBUG body logging; if someone turns it back on, a Secret
+    body the client logs (base64 of values fetched from Vault) is still redacted. Syncs send plain JSON
+    that the client never logs; releasing a Secret on deletion (deletionPolicy Retain) still goes through
+    the client's models, whose response body it logs."""
     canary = f"log-canary-body-{uuid.uuid4().hex[:12]}"
     rest = logging.getLogger("kubernetes.client.rest")
     previous = rest.level
@@ -67,13 +69,18 @@ def test_response_bodies_with_values_are_masked_if_client_debug_is_turned_on(
         start = len(operator_logs.lines)
         vault.secrets.kv.v2.create_or_update_secret(f"{namespace}/api", {"key": canary}, mount_point="secret")
         secret_source(custom, namespace, "api", {"provider": "vault", "serviceAccountName": "app",
-                                                 "vault": {"path": f"{namespace}/api", "role": app_identity}})
+                                                 "vault": {"path": f"{namespace}/api", "role": app_identity},
+                                                 "target": {"deletionPolicy": "Retain"}})
         wait_ready(custom, namespace, "api")
+        custom.delete_namespaced_custom_object("rotor.dev", "v1alpha1", namespace, "secretsources", "api")
+        wait_for(lambda: not core.read_namespaced_secret("api", namespace).metadata.owner_references,
+                 what="the retained Secret released")
         records = operator_logs.lines[start:]
     finally:
         rest.setLevel(previous)
     bodies = [line for line in records if line.startswith("DEBUG kubernetes.client.rest: response body")
               and f'"name":"api","namespace":"{namespace}"' in line and '"kind":"Secret"' in line]
-    assert bodies, "the client logged the written Secret's body"
+    assert bodies, "the client logged the released Secret's body"
     assert all(REDACTED in line for line in bodies)
+    assert secret_data(core, namespace, "api") == {"key": canary.encode()}  # retained, value intact
     assert not leaks(records, canary)
