@@ -54,30 +54,40 @@ def _cmd_inventory(args: argparse.Namespace) -> int:
 
 def _cmd_rotate(args: argparse.Namespace) -> int:
     """`rotor rotate NS/POLICY`: ask for a rotation now (the annotation rotor.dev/rotate-now)."""
+    return _ask_now("rotate", "rotationpolicies", args.policy, "rotor.dev/rotate-now", "rotation", "rp")
+
+
+def _cmd_refresh(args: argparse.Namespace) -> int:
+    """`rotor refresh NS/SOURCE`: read the backend now, not at the next interval (rotor.dev/refresh-now)."""
+    return _ask_now("refresh", "secretsources", args.source, "rotor.dev/refresh-now", "refresh", "ss")
+
+
+def _ask_now(command: str, plural: str, ref: str, annotation: str, what: str, short: str) -> int:
+    """Set ANNOTATION to a new timestamp on the object REF (<namespace>/<name>): Rotor acts on a new value."""
     import asyncio
     import datetime
 
     from rotor.kube import Kube, KubeError
 
-    namespace, _, name = args.policy.partition("/")
+    namespace, _, name = ref.partition("/")
     if not namespace or not name:
-        print("rotor rotate: name the policy as <namespace>/<RotationPolicy>", file=sys.stderr)
+        print(f"rotor {command}: name the object as <namespace>/<name>", file=sys.stderr)
         return 2
     token = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
 
     async def request() -> None:
         kube = Kube()
         try:
-            await kube.annotate("rotationpolicies", namespace, name, {"rotor.dev/rotate-now": token})
+            await kube.annotate(plural, namespace, name, {annotation: token})
         finally:
             kube.close()
 
     try:
         asyncio.run(request())
     except KubeError as err:
-        print(f"rotor rotate: {namespace}/{name}: {err.message or err.reason}", file=sys.stderr)
+        print(f"rotor {command}: {namespace}/{name}: {err.message or err.reason}", file=sys.stderr)
         return 1
-    print(f"rotation of {namespace}/{name} requested ({token}); watch: kubectl get rp -n {namespace} {name} -w")
+    print(f"{what} of {namespace}/{name} requested ({token}); watch: kubectl get {short} -n {namespace} {name} -w")
     return 0
 
 
@@ -178,6 +188,10 @@ def parser() -> argparse.ArgumentParser:
     rotate = sub.add_parser("rotate", help="rotate a RotationPolicy's secret now (rotor.dev/rotate-now)")
     rotate.add_argument("policy", help="<namespace>/<RotationPolicy>")
     rotate.set_defaults(func=_cmd_rotate)
+
+    refresh = sub.add_parser("refresh", help="read a SecretSource's backend now (rotor.dev/refresh-now)")
+    refresh.add_argument("source", help="<namespace>/<SecretSource>")
+    refresh.set_defaults(func=_cmd_refresh)
 
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=_cmd_version)

@@ -54,6 +54,7 @@ class SourceState:
     deleting: bool = False
     finalizers: tuple[str, ...] = ()
     resource_version: str | None = None
+    refresh_now: str | None = None  # the rotor.dev/refresh-now value last acted on
 
     @property
     def owner(self) -> Owner:
@@ -110,6 +111,11 @@ class SecretSync:
         else:
             state.status = dict(body.get("status") or {})
             action = None
+        requested = (meta.get("annotations") or {}).get(labels.REFRESH_NOW)
+        if requested != state.refresh_now:
+            # A new rotor.dev/refresh-now value (`rotor refresh`): do not wait for the interval.
+            state.refresh_now = requested
+            action = "sync" if requested else action
         state.finalizers = tuple(meta.get("finalizers") or ())
         state.resource_version = meta.get("resourceVersion")
         if meta.get("deletionTimestamp"):
@@ -131,7 +137,8 @@ class SecretSync:
         state = SourceState(meta["namespace"], meta["name"], meta["uid"], int(meta.get("generation") or 0),
                             spec, error, dict(body.get("status") or {}),
                             finalizers=tuple(meta.get("finalizers") or ()),
-                            resource_version=meta.get("resourceVersion"))
+                            resource_version=meta.get("resourceVersion"),
+                            refresh_now=(meta.get("annotations") or {}).get(labels.REFRESH_NOW))
         if previous is not None and previous.uid == state.uid:
             state.failures = previous.failures
         self.sources[key] = state

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import os
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -70,6 +73,24 @@ def test_backend_update_is_followed_within_the_refresh_interval(custom: Any, cor
     assert time.monotonic() - started < 5
     wait_for(lambda: get_source(custom, namespace, "db")["status"].get("syncedVersion") == "2")
     assert (REGISTRY.get_sample_value("rotor_propagation_seconds_count") or 0) > propagated
+
+
+def test_rotor_refresh_reads_the_backend_now_not_at_the_interval(info: Any, custom: Any, core: Any,
+                                                                  vault: hvac.Client, namespace: str,
+                                                                  app_identity: str) -> None:
+    vault.secrets.kv.v2.create_or_update_secret(f"{namespace}/db", {"password": "v1"}, mount_point="secret")
+    secret_source(custom, namespace, "db", vault_spec(namespace, app_identity, refresh={"interval": "1h"}))
+    wait_for(lambda: secret_data(core, namespace, "db") == {"password": b"v1"}, what="first value")
+    vault.secrets.kv.v2.create_or_update_secret(f"{namespace}/db", {"password": "v2"}, mount_point="secret")
+    time.sleep(2)
+    assert secret_data(core, namespace, "db") == {"password": b"v1"}  # the interval is an hour
+    cli = subprocess.run([sys.executable, "-m", "rotor", "refresh", f"{namespace}/db"], capture_output=True,
+                         text=True, env={**os.environ, "KUBECONFIG": info.kubeconfig}, timeout=60)
+    assert cli.returncode == 0 and "refresh of" in cli.stdout, cli.stderr
+    wait_for(lambda: secret_data(core, namespace, "db") == {"password": b"v2"}, timeout=15, what="new value")
+    bad = subprocess.run([sys.executable, "-m", "rotor", "refresh", "db"], capture_output=True, text=True,
+                         env={**os.environ, "KUBECONFIG": info.kubeconfig}, timeout=60)
+    assert bad.returncode == 2 and "<namespace>/<name>" in bad.stderr
 
 
 def test_kv_version_1(custom: Any, core: Any, vault: hvac.Client, namespace: str, app_identity: str) -> None:

@@ -8,17 +8,17 @@ from __future__ import annotations
 from typing import Any, cast
 
 from rotor.kube import Kube
-from rotor.planning.labels import CLEANUP_FINALIZER
+from rotor.planning.labels import CLEANUP_FINALIZER, REFRESH_NOW
 from rotor.secretsync import SecretSync
 
 SPEC = {"provider": "vault", "serviceAccountName": "app", "vault": {"path": "app/db", "role": "app"}}
 
 
 def body(*, uid: str = "u1", generation: int = 1, rv: str = "1", finalizers: tuple[str, ...] = (),
-         deleting: bool = False, status: dict[str, Any] | None = None, spec: dict[str, Any] | None = None
-         ) -> dict[str, Any]:
+         deleting: bool = False, status: dict[str, Any] | None = None, spec: dict[str, Any] | None = None,
+         annotations: dict[str, str] | None = None) -> dict[str, Any]:
     meta: dict[str, Any] = {"namespace": "ns", "name": "db", "uid": uid, "generation": generation,
-                            "resourceVersion": rv, "finalizers": list(finalizers)}
+                            "resourceVersion": rv, "finalizers": list(finalizers), "annotations": annotations or {}}
     if deleting:
         meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
     return {"metadata": meta, "spec": spec or SPEC, "status": status or {}}
@@ -76,3 +76,12 @@ def test_deleted_is_forgotten() -> None:
     sync.observe_source("ADDED", body())
     assert sync.observe_source("DELETED", body()) == (("ns", "db"), "forget")
     assert ("ns", "db") not in sync.sources
+
+
+def test_a_new_refresh_now_value_syncs_once() -> None:
+    sync = engine()
+    sync.observe_source("ADDED", body(annotations={REFRESH_NOW: "t1"}))  # there at creation: that sync covers it
+    assert sync.observe_source("MODIFIED", body(rv="2", annotations={REFRESH_NOW: "t1"}))[1] is None
+    assert sync.observe_source("MODIFIED", body(rv="3", annotations={REFRESH_NOW: "t2"}))[1] == "sync"
+    assert sync.observe_source("MODIFIED", body(rv="4", annotations={REFRESH_NOW: "t2"}))[1] is None
+    assert sync.observe_source("MODIFIED", body(rv="5"))[1] is None  # removing it asks for nothing
