@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes
+from benchstack import client_with_crds
 
 from rotor.devenv import Stack
 from rotor.devenv.process import free_port
@@ -56,15 +57,8 @@ def main() -> int:
     info = stack.start()
     operator: subprocess.Popen[bytes] | None = None
     try:
-        api = kubernetes.config.new_client_from_config(config_file=info.kubeconfig)
-        api.configuration.connection_pool_maxsize = 32
+        api = client_with_crds(info.kubeconfig)
         core, custom = kubernetes.client.CoreV1Api(api), kubernetes.client.CustomObjectsApi(api)
-        ext = kubernetes.client.ApiextensionsV1Api(api)
-        import yaml
-
-        for path in sorted((REPO / "crds").glob("*.yaml")):
-            ext.create_custom_resource_definition(yaml.safe_load(path.read_text()))
-        time.sleep(2)
         t = time.monotonic()
         setup(stack, core, custom, namespaces, n, args.interval)
         results["setup_s"] = round(time.monotonic() - t, 1)

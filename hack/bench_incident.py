@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes
-import yaml
+from benchstack import client_with_crds
 
 from rotor.devenv import Stack
 from rotor.planning.incident import parse_time
@@ -132,13 +132,8 @@ def main() -> int:
     info = stack.start()
     operator: subprocess.Popen[bytes] | None = None
     try:
-        api = kubernetes.config.new_client_from_config(config_file=info.kubeconfig)
-        api.configuration.connection_pool_maxsize = 32
+        api = client_with_crds(info.kubeconfig)
         core, custom = kubernetes.client.CoreV1Api(api), kubernetes.client.CustomObjectsApi(api)
-        ext = kubernetes.client.ApiextensionsV1Api(api)
-        for path in sorted((REPO / "crds").glob("*.yaml")):
-            ext.create_custom_resource_definition(yaml.safe_load(path.read_text()))
-        time.sleep(2)
         count = args.concurrent + 1
         setup(stack, core, custom, count)
         env = {**os.environ, "KUBECONFIG": info.kubeconfig, "ROTOR_METRICS_PORT": "0", "ROTOR_LOG_LEVEL": "warning",

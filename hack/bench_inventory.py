@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes
-import yaml
+from benchstack import client_with_crds
 
 from rotor.devenv import Stack
 
@@ -46,13 +46,9 @@ def main() -> int:
     stack = Stack(state / "devenv", with_postgres=False)
     info = stack.start()
     try:
-        api = kubernetes.config.new_client_from_config(config_file=info.kubeconfig)
-        api.configuration.connection_pool_maxsize = 32
+        api = client_with_crds(info.kubeconfig)
         core, apps = kubernetes.client.CoreV1Api(api), kubernetes.client.AppsV1Api(api)
         custom = kubernetes.client.CustomObjectsApi(api)
-        ext = kubernetes.client.ApiextensionsV1Api(api)
-        for path in sorted((REPO / "crds").glob("*.yaml")):
-            ext.create_custom_resource_definition(yaml.safe_load(path.read_text()))
         namespaces = [f"inv-{i:03d}" for i in range(args.namespaces)]
         for name in namespaces:
             core.create_namespace({"metadata": {"name": name, "labels": {"rotor.dev/owner": f"team-{name}"}}})
