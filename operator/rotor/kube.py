@@ -328,7 +328,7 @@ class Kube:
 
     async def get_namespace(self, name: str) -> dict[str, Any] | None:
         try:
-            return await self._get_json("namespaces", f"/api/v1/namespaces/{name}")
+            return await self._json("get", "namespaces", "GET", f"/api/v1/namespaces/{name}")
         except KubeError as err:
             if err.not_found:
                 return None
@@ -353,15 +353,11 @@ class Kube:
         token = ""
         while True:
             params = [*(query or ()), ("limit", str(page))] + ([("continue", token)] if token else [])
-            body = await self._get_json(resource, path, params, accept=accept, verb="list")
+            body = await self._json("list", resource, "GET", path, query=params, accept=accept)
             yield body
             token = (body.get("metadata") or {}).get("continue") or ""
             if not token:
                 return
-
-    async def _get_json(self, resource: str, path: str, query: list[tuple[str, str]] | None = None, *,
-                        accept: str = "application/json", verb: str = "get") -> dict[str, Any]:
-        return await self._json(verb, resource, "GET", path, query=query, accept=accept)
 
     async def _json(self, verb: str, resource: str, method: str, path: str, body: Any = None, *,
                     query: list[tuple[str, str]] | None = None, accept: str = "application/json",
