@@ -16,8 +16,7 @@ from typing import Any
 
 import hvac
 import yaml
-
-from rotor.devenv import binaries
+from tests.devenv import binaries
 
 from .conftest import Target
 

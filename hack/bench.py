@@ -26,8 +26,9 @@ from typing import Any
 import kubernetes
 from benchstack import client_with_crds
 
-from rotor.devenv import Stack
-from rotor.devenv.process import free_port
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the local stack lives in tests/devenv
+from tests.devenv import Stack
+from tests.devenv.process import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 PER_NAMESPACE = 100

@@ -26,7 +26,8 @@ from typing import Any
 import kubernetes
 from benchstack import client_with_crds
 
-from rotor.devenv import Stack
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the local stack lives in tests/devenv
+from tests.devenv import Stack
 
 REPO = Path(__file__).resolve().parents[1]
 VALUE = "x" * 48  # a typical credential; three keys per Secret

@@ -1,4 +1,4 @@
-"""Generate docs/metrics.md from rotor.metrics (the one module declaring every metric).
+"""Generate docs/metrics.md from rotor.observability.metrics (the one module declaring every metric).
 
     python hack/gen_metrics_doc.py           write docs/metrics.md
     python hack/gen_metrics_doc.py --check   exit 1 if docs/metrics.md is out of date
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from prometheus_client.metrics import MetricWrapperBase
 
-from rotor import metrics
+from rotor.observability import metrics
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "metrics.md"
@@ -62,8 +62,8 @@ def _unit(name: str, type_: str, declared: str) -> str:
 
 
 def declared() -> list[Metric]:
-    """Every metric registered in rotor.metrics.REGISTRY, in declaration order, then the per-object
-    metrics (registered only when enabled, so declared in rotor.metrics.OBJECT_METRICS)."""
+    """Every metric registered in rotor.observability.metrics.REGISTRY, in declaration order, then the per-object
+    metrics (registered only when enabled, so declared in rotor.observability.metrics.OBJECT_METRICS)."""
     wrappers = {m._name: m for m in vars(metrics).values() if isinstance(m, MetricWrapperBase)}
     per_object = {m.name: m for m in metrics.OBJECT_METRICS}
     found = []
@@ -72,7 +72,7 @@ def declared() -> list[Metric]:
             continue  # an operator with per-object metrics ran in this process
         wrapper = wrappers.get(family.name)
         if wrapper is None:
-            raise SystemExit(f"{family.name} is registered but not declared in rotor.metrics")
+            raise SystemExit(f"{family.name} is registered but not declared in rotor.observability.metrics")
         labels = tuple(wrapper._labelnames)
         if family.type == "info":
             labels = tuple(sorted({k for s in family.samples for k in s.labels}))

@@ -16,7 +16,9 @@ from pathlib import Path
 import yaml
 
 from rotor.config import Settings, VaultConnection
-from rotor.devenv import Stack
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the local stack lives in tests/devenv
+from tests.devenv import Stack
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = "demo"

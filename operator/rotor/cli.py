@@ -46,7 +46,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_inventory(args: argparse.Namespace) -> int:
-    from rotor.inventory import main
+    from rotor.engines.inventory import main
 
     return main(namespaces=args.namespace, all_namespaces=args.all_namespaces, output=args.output,
                 unmanaged=args.unmanaged, include_system=args.include_system, kubeconfig=args.kubeconfig)

@@ -21,8 +21,8 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from rotor import GROUP, VERSION
-from rotor.metrics import KUBE_REQUESTS
-from rotor.planning.labels import MANAGED_BY, MANAGED_KEYS, SOURCE_LABEL
+from rotor.api.keys import MANAGED_BY, MANAGED_KEYS, SOURCE_LABEL
+from rotor.observability.metrics import KUBE_REQUESTS
 from rotor.planning.sync import DesiredSecret, ObservedSecret, Owner
 
 T = TypeVar("T")

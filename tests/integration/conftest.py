@@ -1,6 +1,6 @@
 """One real control plane for the whole integration suite (etcd, kube-apiserver, Vault, PostgreSQL).
 
-Started once per session by rotor.devenv; each test gets its own namespace. A missing binary fails
+Started once per session by tests.devenv; each test gets its own namespace. A missing binary fails
 the suite (it never skips): `make testbin` builds them.
 """
 
@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from rotor.config import Settings, VaultConnection
-from rotor.devenv import Stack, StackInfo
+from tests.devenv import Stack, StackInfo
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -18,8 +18,8 @@ import hvac
 import kubernetes
 import pytest
 
-from rotor.devenv import StackInfo
-from rotor.metrics import REGISTRY
+from rotor.observability.metrics import REGISTRY
+from tests.devenv import StackInfo
 
 from .conftest import OperatorLogs, RunningOperator, operator_settings, secret_source, wait_for, wait_ready
 

@@ -20,7 +20,7 @@ import kubernetes
 import pytest
 import yaml
 
-from rotor.devenv import Stack
+from tests.devenv import Stack
 
 from .conftest import secret_data, secret_source, vault_role, wait_for, wait_ready
 from .packaging.harness import (

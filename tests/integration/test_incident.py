@@ -23,8 +23,8 @@ import psycopg
 import pytest
 
 from rotor.config import Settings, VaultConnection
-from rotor.devenv import Stack, StackInfo
 from rotor.planning.hashing import value_hmac
+from tests.devenv import Stack, StackInfo
 
 from .conftest import OperatorLogs, RunningOperator, secret_data, secret_source, wait_for, wait_ready
 

@@ -23,7 +23,7 @@ import hvac
 import kubernetes
 import pytest
 
-from rotor.devenv import StackInfo
+from tests.devenv import StackInfo
 
 from .conftest import secret_source, wait_ready
 

@@ -12,7 +12,7 @@ from typing import Any
 import hvac
 import pytest
 
-from rotor.secrecy import REDACTED
+from rotor.observability.secrecy import REDACTED
 
 from .conftest import OperatorLogs, secret_data, secret_source, wait_for, wait_ready
 
@@ -49,9 +49,9 @@ def test_canary_values_never_reach_a_log_record(custom: Any, core: Any, vault: h
 
     # The running operator's filter knows what its backends fetched: a record carrying one is masked.
     mark = len(operator_logs.lines)
-    logging.getLogger("rotor.secretsync").error("would leak %s and %r", second, {"token": copied})
+    logging.getLogger("rotor.engines.secretsource.worker").error("would leak %s and %r", second, {"token": copied})
     [line] = [x for x in operator_logs.lines[mark:] if "would leak" in x]
-    assert line == f"ERROR rotor.secretsync: would leak {REDACTED} and {{'token': '{REDACTED}'}}"
+    assert line == f"ERROR rotor.engines.secretsource.worker: would leak {REDACTED} and {{'token': '{REDACTED}'}}"
 
 
 def test_response_bodies_with_values_are_masked_if_client_debug_is_turned_on(

@@ -12,7 +12,7 @@ import hvac
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from rotor.devenv import StackInfo
+from tests.devenv import StackInfo
 
 from .conftest import (
     OperatorLogs,

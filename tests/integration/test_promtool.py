@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from rotor.devenv import binaries
+from tests.devenv import binaries
 
 REPO = Path(__file__).resolve().parents[2]
 ALERTS = REPO / "charts" / "rotor" / "files" / "alerts.yaml"

@@ -21,7 +21,7 @@ import kubernetes
 import psycopg
 import pytest
 
-from rotor.devenv import StackInfo
+from tests.devenv import StackInfo
 
 from .conftest import secret_data, secret_source, vault_role, wait_for, wait_ready
 
@@ -255,7 +255,7 @@ def test_dynamic_credentials_rotate_per_lease_with_zero_failed_logins(custom: An
     print(f"\ndynamic zero-downtime: {reader.ok} logins, {len(reader.failed)} failed")
     assert reader.failed == [] and reader.ok > 50 and len(reader.users) == 4
     assert len(leases(vault, role)) == 1, "exactly the active lease remains"
-    from rotor.metrics import REGISTRY
+    from rotor.observability.metrics import REGISTRY
 
     assert (REGISTRY.get_sample_value("rotor_leases", {"mount": "database"}) or 0) >= 1
     assert dynamic_pg_roles(env.pg) - roles_before == 1
@@ -298,7 +298,7 @@ def test_versioned_keeps_n_versions_and_pinned_readers_keep_theirs(custom: Any, 
 
 def test_failed_verification_rolls_back(custom: Any, core: Any, api_client: Any, vault: hvac.Client,
                                         env: Env) -> None:
-    from rotor.metrics import REGISTRY
+    from rotor.observability.metrics import REGISTRY
 
     vault.secrets.kv.v2.create_or_update_secret(f"{env.namespace}/db", {"password": "old-value"},
                                                 mount_point="secret")

@@ -21,7 +21,7 @@ from typing import Any
 import hvac
 import pytest
 
-from rotor.devenv import StackInfo
+from tests.devenv import StackInfo
 
 from .conftest import RunningOperator, secret_source, wait_for, wait_ready
 from .test_rotation import (

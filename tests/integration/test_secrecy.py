@@ -18,7 +18,7 @@ import hvac
 import pytest
 from prometheus_client import generate_latest
 
-from rotor.metrics import REGISTRY
+from rotor.observability.metrics import REGISTRY
 
 from .conftest import OperatorLogs, secret_data, secret_source, wait_for, wait_ready
 

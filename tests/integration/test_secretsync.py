@@ -13,7 +13,7 @@ import hvac
 import kubernetes
 import pytest
 
-from rotor.metrics import REGISTRY
+from rotor.observability.metrics import REGISTRY
 
 from .conftest import (
     RunningOperator,

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from rotor.logs import JsonFormatter, MaskingFilter, configure_logging, install_masking
-from rotor.secrecy import REDACTED, Registry, remember
+from rotor.observability.logs import JsonFormatter, MaskingFilter, configure_logging, install_masking
+from rotor.observability.secrecy import REDACTED, Registry, remember
 
 CANARY = "canary-7f3a9c1e-do-not-log"
 PEM = ("-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\n"
@@ -119,7 +119,7 @@ def test_registry_keeps_no_value_in_memory() -> None:
 def test_backends_remember_through_the_module_registry() -> None:
     data = {"password": b"module-level-canary-42"}
     assert remember(data) is data  # backends wrap their fetched dict in place
-    from rotor.secrecy import REGISTRY
+    from rotor.observability.secrecy import REGISTRY
 
     assert REGISTRY.contains("password=module-level-canary-42")
 

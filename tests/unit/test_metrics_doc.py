@@ -1,4 +1,4 @@
-"""docs/metrics.md is generated from rotor.metrics; it must say exactly what the module declares."""
+"""docs/metrics.md is generated from rotor.observability.metrics; it must say exactly what the module declares."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from rotor import metrics
+from rotor.observability import metrics
 
 REPO = Path(__file__).resolve().parents[2]
 

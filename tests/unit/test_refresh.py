@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Hashable
 
-from rotor.refresh import RefreshScheduler
+from rotor.engines.scheduler import RefreshScheduler
 
 
 async def _run(scheduler: RefreshScheduler, seconds: float) -> None:

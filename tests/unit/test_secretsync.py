@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from rotor.api.keys import CLEANUP_FINALIZER, REFRESH_NOW
+from rotor.engines.secretsource.worker import SecretSync
 from rotor.kube import Kube
-from rotor.planning.labels import CLEANUP_FINALIZER, REFRESH_NOW
-from rotor.secretsync import SecretSync
 
 SPEC = {"provider": "vault", "serviceAccountName": "app", "vault": {"path": "app/db", "role": "app"}}
 

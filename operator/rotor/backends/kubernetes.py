@@ -8,19 +8,30 @@ Secret just by naming it.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import ClassVar
 
+from rotor.api.capabilities import Capability
+from rotor.api.keys import ALLOWED_NAMESPACES
 from rotor.api.secretsource import KubernetesSource, SecretSourceSpec
-from rotor.backends.base import InvalidSpec, NotFound, PermissionDenied
-from rotor.planning.labels import ALLOWED_NAMESPACES
+from rotor.backends.protocols import Actor, InvalidSpec, NotFound, PermissionDenied
+from rotor.observability.secrecy import remember
 from rotor.planning.sync import Fetched, ObservedSecret
-from rotor.secrecy import remember
 
 SecretReader = Callable[[str, str], Awaitable[ObservedSecret | None]]
 
 
+@dataclass(frozen=True)
+class SourceSecret:
+    """A handle on a Secret of another namespace: a location, nothing to act on."""
+
+    where: str
+    actor: str
+
+
 class KubernetesBackend:
     provider: ClassVar[str] = "kubernetes"
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.READ})
 
     def __init__(self, read_secret: SecretReader) -> None:
         self._read = read_secret
@@ -40,6 +51,11 @@ class KubernetesBackend:
                 f"Secret {source.namespace}/{source.name} does not allow namespace {namespace}: its owner must add "
                 f"{namespace} to the annotation {ALLOWED_NAMESPACES}")
         return Fetched(remember(dict(secret.data)), secret.resource_version)
+
+    def bind(self, namespace: str, spec: SecretSourceSpec, actor: Actor | None = None) -> SourceSecret:
+        """The source Secret: read-only (no capability beyond reading)."""
+        source = _source(spec)
+        return SourceSecret(f"kubernetes:{source.namespace}/{source.name}", f"{namespace}/rotor")
 
     async def close(self) -> None:
         return None

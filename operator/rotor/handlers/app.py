@@ -7,14 +7,15 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, cast
+from typing import Any
 
 import kopf
 
 from rotor import GROUP
+from rotor.api import keys
 from rotor.config import Settings
-from rotor.logs import configure_logging, install_masking
-from rotor.planning.labels import FINALIZER, MANAGED_BY, MANAGED_BY_VALUE
+from rotor.handlers.memo import runtime_of
+from rotor.observability.logs import configure_logging, install_masking
 
 log = logging.getLogger("rotor")
 
@@ -30,18 +31,13 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    from rotor import backends, metrics
-    from rotor.backends.vault import VaultBackend
-    from rotor.kube import Kube
-    from rotor.refresh import RefreshScheduler
-    from rotor.rotation import Rotator
-    from rotor.secretsync import SecretSync
+    from rotor import wiring
+    from rotor.handlers import delivery, peering
 
     config: Settings = memo.config
     # Peering: Kopf pauses its watches on a standby replica; Rotor's own schedulers (they work on
     # objects loaded earlier) must pause with them, or a paused replica keeps syncing and rotating.
     # Standalone: no gate, the schedulers always work.
-    from rotor.handlers import peering
     gate: asyncio.Event | None = None
     paused: peering.PauseState | None = None
     if not config.standalone:
@@ -49,18 +45,18 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         if paused is None:
             raise kopf.PermanentError("peering is on but Kopf's pause state cannot be found (an unsupported "
                                       "Kopf version?): a paused replica would keep syncing")
-        gate = memo.active = asyncio.Event()  # also the restart executor's (handlers.delivery)
+        gate = asyncio.Event()
     # Watches: long server-side timeouts, a client timeout just above them, quick reconnects.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 30
     # Only Secrets Rotor manages are watched (server-side selector): others cost no memory.
-    settings.watching.label_selectors["", "v1", "secrets"] = f"{MANAGED_BY}={MANAGED_BY_VALUE}"
+    settings.watching.label_selectors["", "v1", "secrets"] = f"{keys.MANAGED_BY}={keys.MANAGED_BY_VALUE}"
     # Routine success is not worth a Kubernetes Event per object; Rotor posts its own on change.
     settings.posting.level = logging.WARNING
     # Progress and diff-base in annotations under our prefix; status stays schema-exact.
-    settings.persistence.finalizer = FINALIZER
+    settings.persistence.finalizer = keys.FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration")
@@ -72,31 +68,13 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.queueing.idle_timeout = 1.0
 
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(32, thread_name_prefix="rotor-io"))
-    kube = Kube()
-    await kube.ensure_namespace(config.operator_namespace)
-    key = await kube.get_or_create_key(config.operator_namespace, config.hmac_key_secret)
-    engine = SecretSync(kube, backends.build(config, kube), key)
-    scheduler = RefreshScheduler(engine.sync, workers=config.sync_workers, gate=gate)
-    memo.kube, memo.engine, memo.scheduler = kube, engine, scheduler
-    rotator = Rotator(kube, cast(VaultBackend, engine.backends["vault"]), engine, scheduler)
-    memo.rotator, memo.rotation_scheduler = rotator, RefreshScheduler(rotator.step, workers=4, gate=gate, gauges=False)
-    metrics.track_objects(engine.sources, rotator.policies, enabled=config.metrics_secret_names)  # per-object series
-    from rotor.incident import Incidents
-    memo.incidents = Incidents(kube, rotator.vault, engine, scheduler, rotator, config.vault_connections)
-    memo.incident_scheduler = memo.incidents.scheduler = RefreshScheduler(memo.incidents.step, workers=16, gauges=False,
-                                                                           gate=gate)
-    # Before the first sync: Kopf re-reads LeakIncidents and SecretSources in parallel, and a source
-    # synced before its incident would deliver the leaked value again.
-    await memo.incidents.load_denylists(config.namespaces)
-    await engine.load_secrets(config.namespaces)  # first syncs need no read of a Secret that is not there
+    runtime = await wiring.build(config, gate=gate)
+    memo.runtime = runtime
+    await runtime.load()
     if gate is not None and paused is not None:  # after all that may fail: a retried start-up makes one
-        memo.peering_task = asyncio.create_task(peering.follow_pause(paused, gate), name="rotor-peering-gate")
-    for started in (scheduler, memo.rotation_scheduler, memo.incident_scheduler):
-        started.start()
-    from rotor.handlers import delivery  # the pod-injection webhook (when enabled) and the restart executor
-    delivery.configure(settings, memo)
-    if config.metrics_port:
-        metrics.serve(config.metrics_port)
+        runtime.tasks.append(asyncio.create_task(peering.follow_pause(paused, gate), name="rotor-peering-gate"))
+    runtime.start()
+    delivery.configure(settings, memo)  # the pod-injection webhook (when enabled)
     log.info("Rotor started: watching %s; backends: %s", ", ".join(config.namespaces) or "all namespaces",
              ", ".join(f"vault/{n}" for n in config.vault_connections) or "kubernetes only")
 
@@ -104,20 +82,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     from rotor.handlers import delivery
-    await delivery.shutdown(memo)
-    task = getattr(memo, "peering_task", None)
-    if task is not None:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-    for name in ("incident_scheduler", "rotation_scheduler", "scheduler"):
-        scheduler = getattr(memo, name, None)
-        if scheduler is not None:
-            await scheduler.stop()
-    engine = getattr(memo, "engine", None)
-    if engine is not None:
-        for backend in engine.backends.values():
-            await backend.close()
-        engine.kube.close()
+
+    delivery.shutdown(memo)
+    found = getattr(memo, "runtime", None)
+    if found is not None:
+        await runtime_of(memo).stop()
 
 
 def run(config: Settings, *, stop_flag: threading.Event | None = None,

@@ -1,6 +1,6 @@
 """Delivery into workloads: the pod-injection webhook, and the watches that feed restarts on change.
 
-Thin: decode, ask rotor.planning.injection / hand events to the Reloader (rotor.delivery).
+Thin: decode, ask rotor.planning.injection / hand events to the Reloader (rotor.engines.delivery.worker).
 No create/update/resume handler ever touches core Secrets (Kopf would copy their data into an
 annotation): Secrets are only watched with event handlers.
 """
@@ -15,13 +15,11 @@ from typing import Any
 import kopf
 
 from rotor import GROUP, VERSION
+from rotor.api.keys import INJECT_LABEL, MANAGED_BY, MANAGED_BY_VALUE
 from rotor.config import Settings
-from rotor.metrics import WEBHOOK_ADMISSIONS
-from rotor.planning.conditions import get_condition
-from rotor.planning.injection import INJECT_LABEL, SourceView, describe, parse_request, plan_injection
-from rotor.planning.labels import MANAGED_BY, MANAGED_BY_VALUE
-from rotor.planning.reload import RateLimits
-from rotor.planning.sync import target_name
+from rotor.handlers.memo import runtime_of
+from rotor.observability.metrics import WEBHOOK_ADMISSIONS
+from rotor.planning.injection import describe, parse_request, plan_injection
 
 WEBHOOK_CONFIGURATION = GROUP  # the MutatingWebhookConfiguration Kopf creates and keeps current
 
@@ -35,7 +33,6 @@ async def _no_webhook_server(fn: Any) -> AsyncIterator[Any]:
 
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo) -> None:
     """Called from the startup handler: the webhook server (when enabled) and the restart executor."""
-    from rotor.delivery import Reloader
     from rotor.servingcert import ServingCertificate
 
     config: Settings = memo.config
@@ -56,37 +53,15 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo) -> None:
         memo.webhook_cert_task = asyncio.get_running_loop().create_task(cert.keep_renewed())
     else:
         settings.admission.server = _no_webhook_server
-    reloader = Reloader(memo.kube, memo.engine.hmac_key, window=config.reload_batch_seconds,
-                        limits=RateLimits(config.restarts_per_namespace, config.restarts_cluster,
-                                          config.restart_limit_window_seconds),
-                        poll_seconds=config.reload_poll_seconds, gate=getattr(memo, "active", None))
-    reloader.start()
-    memo.reloader = reloader
 
 
-async def shutdown(memo: kopf.Memo) -> None:
-    reloader = getattr(memo, "reloader", None)
-    if reloader is not None:
-        await reloader.stop()
+def shutdown(memo: kopf.Memo) -> None:
     task = getattr(memo, "webhook_cert_task", None)
     if task is not None:
         task.cancel()
     cert = getattr(memo, "webhook_cert", None)
     if cert is not None:
         shutil.rmtree(cert.dir, ignore_errors=True)
-
-
-def source_view(engine: Any, namespace: str, name: str) -> SourceView:
-    """What the sync engine knows about a SecretSource, as plain data (names and status, no values)."""
-    state = engine.sources.get((namespace, name))
-    if state is None or state.deleting:
-        return SourceView(name, exists=False)
-    ready = get_condition(state.status.get("conditions"), "Ready") or {}
-    target = target_name(state.spec, name) if state.spec is not None else name
-    secret = engine.secrets.get((namespace, target))
-    return SourceView(name, exists=True, ready=ready.get("status") == "True", target=target,
-                      reason=str(ready.get("reason") or ""), message=str(ready.get("message") or ""),
-                      keys=tuple(sorted(secret.data)) if secret is not None else None)
 
 
 # Persistent: the configuration stays when Rotor stops, so a labelled pod is refused rather than
@@ -101,7 +76,7 @@ async def inject(body: kopf.Body, patch: kopf.Patch, warnings: list[str], memo: 
     if request is None:
         _refuse_or_warn(config, problems, warnings)
         return
-    views = {name: source_view(memo.engine, namespace, name) for name in request.sources}
+    views = {name: runtime_of(memo).sync.source_view(namespace, name) for name in request.sources}
     plan = plan_injection(body, request, views, namespace)
     if plan.problems:
         _refuse_or_warn(config, list(plan.problems), warnings)
@@ -123,29 +98,29 @@ def _refuse_or_warn(config: Settings, problems: list[str], warnings: list[str]) 
 
 @kopf.on.event("", "v1", "secrets", labels={MANAGED_BY: MANAGED_BY_VALUE}, id="reload-on-secret")
 async def secret_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    memo.reloader.observe_secret(event.get("type"), event["object"])
+    runtime_of(memo).reloader.observe_secret(event.get("type"), event["object"])
 
 
 @kopf.on.event(GROUP, VERSION, "secretsources", id="reload-on-source")
 async def source_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    memo.reloader.observe_source(event.get("type"), event["object"])
+    runtime_of(memo).reloader.observe_source(event.get("type"), event["object"])
 
 
 @kopf.on.event("apps", "v1", "deployments", id="reload-deployment")
 async def deployment_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    memo.reloader.observe_workload("Deployment", event.get("type"), event["object"])
+    runtime_of(memo).reloader.observe_workload("Deployment", event.get("type"), event["object"])
 
 
 @kopf.on.event("apps", "v1", "statefulsets", id="reload-statefulset")
 async def statefulset_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    memo.reloader.observe_workload("StatefulSet", event.get("type"), event["object"])
+    runtime_of(memo).reloader.observe_workload("StatefulSet", event.get("type"), event["object"])
 
 
 @kopf.on.event("apps", "v1", "daemonsets", id="reload-daemonset")
 async def daemonset_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    memo.reloader.observe_workload("DaemonSet", event.get("type"), event["object"])
+    runtime_of(memo).reloader.observe_workload("DaemonSet", event.get("type"), event["object"])
 
 
 @kopf.on.event("batch", "v1", "cronjobs", id="reload-cronjob")
 async def cronjob_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    memo.reloader.observe_workload("CronJob", event.get("type"), event["object"])
+    runtime_of(memo).reloader.observe_workload("CronJob", event.get("type"), event["object"])

@@ -11,6 +11,7 @@ from typing import Any
 import kopf
 
 from rotor import GROUP, VERSION
+from rotor.handlers.memo import runtime_of
 
 PLURAL = "leakincidents"
 
@@ -19,29 +20,32 @@ PLURAL = "leakincidents"
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
 async def incident_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    key = memo.incidents.upsert(body)
-    memo.incident_scheduler.schedule(key, 0.0)
+    runtime = runtime_of(memo)
+    runtime.incident_scheduler.schedule(runtime.incidents.upsert(body), 0.0)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def incident_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    runtime = runtime_of(memo)
+    meta = event["object"]["metadata"]
     if event.get("type") == "DELETED":
-        meta = event["object"]["metadata"]
-        memo.incidents.forget((meta["namespace"], meta["name"]))
-        memo.incident_scheduler.remove((meta["namespace"], meta["name"]))
+        runtime.incidents.forget((meta["namespace"], meta["name"]))
+        runtime.incident_scheduler.remove((meta["namespace"], meta["name"]))
     elif event.get("type") is not None:
-        memo.incidents.observe(event["object"])
+        runtime.incidents.observe(event["object"])
 
 
 @kopf.on.event(GROUP, VERSION, "secretsources")
 async def source_event_for_incidents(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    runtime = runtime_of(memo)
     meta = event["object"]["metadata"]
-    for key in memo.incidents.for_source(meta["namespace"], meta["name"]):
-        memo.incident_scheduler.schedule(key, 0.0)
+    for key in runtime.incidents.for_source(meta["namespace"], meta["name"]):
+        runtime.incident_scheduler.schedule(key, 0.0)
 
 
 @kopf.on.event(GROUP, VERSION, "rotationpolicies")
 async def policy_event_for_incidents(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    runtime = runtime_of(memo)
     meta = event["object"]["metadata"]
-    for key in memo.incidents.for_policy(meta["namespace"], meta["name"]):
-        memo.incident_scheduler.schedule(key, 0.0)
+    for key in runtime.incidents.for_policy(meta["namespace"], meta["name"]):
+        runtime.incident_scheduler.schedule(key, 0.0)

@@ -7,6 +7,7 @@ from typing import Any
 import kopf
 
 from rotor import GROUP, VERSION
+from rotor.handlers.memo import runtime_of
 
 PLURAL = "rotationpolicies"
 
@@ -15,18 +16,19 @@ PLURAL = "rotationpolicies"
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
 async def policy_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    key = memo.rotator.upsert(body)
-    memo.rotation_scheduler.schedule(key, 0.0)
+    runtime = runtime_of(memo)
+    runtime.rotation_scheduler.schedule(runtime.rotator.upsert(body), 0.0)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def policy_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     # Keeps the rotator's copy of status current across its own writes and other replicas'.
+    runtime = runtime_of(memo)
+    meta = event["object"]["metadata"]
+    key = (meta["namespace"], meta["name"])
     if event.get("type") == "DELETED":
-        meta = event["object"]["metadata"]
-        memo.rotator.forget((meta["namespace"], meta["name"]))
-        memo.rotation_scheduler.remove((meta["namespace"], meta["name"]))
-    elif event.get("type") is not None and memo.rotator.observe(event["object"]):
+        runtime.rotator.forget(key)
+        runtime.rotation_scheduler.remove(key)
+    elif event.get("type") is not None and runtime.rotator.observe(event["object"]):
         # A new rotor.dev/rotate-now value (an annotation: not part of Kopf's spec diff).
-        meta = event["object"]["metadata"]
-        memo.rotation_scheduler.schedule((meta["namespace"], meta["name"]), 0.0)
+        runtime.rotation_scheduler.schedule(key, 0.0)

@@ -7,7 +7,8 @@ from typing import Any
 import kopf
 
 from rotor import GROUP, VERSION
-from rotor.planning.labels import MANAGED_BY, MANAGED_BY_VALUE
+from rotor.api.keys import MANAGED_BY, MANAGED_BY_VALUE
+from rotor.handlers.memo import runtime_of
 
 
 # One raw-event handler, no Kopf change handlers: those would cost two extra patches per object
@@ -15,17 +16,19 @@ from rotor.planning.labels import MANAGED_BY, MANAGED_BY_VALUE
 # The engine tells a spec change by metadata.generation and keeps its own cleanup finalizer.
 @kopf.on.event(GROUP, VERSION, "secretsources")
 async def source_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    key, action = memo.engine.observe_source(event.get("type"), event["object"])
+    runtime = runtime_of(memo)
+    key, action = runtime.sync.observe_source(event.get("type"), event["object"])
     if action == "sync":
-        memo.scheduler.schedule(key, 0.0)
+        runtime.sync_scheduler.schedule(key, 0.0)
     elif action == "forget":
-        memo.scheduler.remove(key)
+        runtime.sync_scheduler.remove(key)
 
 
 # Managed Secrets only (label selector), and only an event handler: no create/update handler may
 # touch core Secrets, or Kopf would copy their data into its last-handled-configuration annotation.
 @kopf.on.event("", "v1", "secrets", labels={MANAGED_BY: MANAGED_BY_VALUE})
 async def managed_secret_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    drifted = memo.engine.observe_secret(event.get("type"), event["object"])
+    runtime = runtime_of(memo)
+    drifted = runtime.sync.observe_secret(event.get("type"), event["object"])
     if drifted is not None:
-        memo.scheduler.schedule(drifted, 0.0)
+        runtime.sync_scheduler.schedule(drifted, 0.0)

@@ -3,7 +3,7 @@
     Open -> Contained -> Identified -> Rotated -> Revoked -> Audited -> Prevented -> (spec.resolved) Resolved
                                    \\-> Revoked -> Rotated -/        (order immediate)
 
-The engine (rotor.incident) persists the step it is about to take before acting and the phase's
+The engine (rotor.engines.incident.worker) persists the step it is about to take before acting and the phase's
 timestamp after, so a restarted operator re-enters an unfinished step (each step's action checks
 whether it already happened) and never repeats a finished one. Everything here takes names, versions,
 digests and timestamps; values never reach this module except as HMAC digests.
@@ -12,7 +12,6 @@ digests and timestamps; values never reach this module except as HMAC digests.
 from __future__ import annotations
 
 import datetime
-import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -262,49 +261,6 @@ def parse_time(text: str) -> datetime.datetime:
     fraction = digits.group(0) if digits else ""
     zone = rest[len(fraction):] or "+00:00"
     return datetime.datetime.fromisoformat(f"{head}.{(fraction + '000000')[:6]}{zone}").astimezone(datetime.UTC)
-
-
-def audit_paths(mount: str, path: str) -> frozenset[str]:
-    """The request paths that read a KV secret (v2 data path and v1 path)."""
-    return frozenset({f"{mount}/data/{path}", f"{mount}/{path}"})
-
-
-def audit_reads(lines: Iterable[str], *, paths: frozenset[str], start: datetime.datetime,
-                end: datetime.datetime | None, limit: int = 100) -> tuple[list[dict[str, Any]], int]:
-    """Reads of PATHS between START and END from Vault/OpenBao file-audit JSON lines: (first LIMIT, total).
-    Response entries only (one per request, with the outcome); values in the log are HMACed by Vault
-    and none is copied here anyway."""
-    found: list[dict[str, Any]] = []
-    total = 0
-    for line in lines:
-        if '"response"' not in line or not any(p in line for p in paths):
-            continue  # cheap pre-filter: the log holds every request of the server
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        request = entry.get("request") or {}
-        if entry.get("type") != "response" or request.get("operation") != "read" or request.get("path") not in paths:
-            continue
-        try:
-            when = parse_time(str(entry.get("time") or ""))
-        except ValueError:
-            continue
-        if when < start or (end is not None and when > end):
-            continue
-        total += 1
-        if len(found) >= limit:
-            continue
-        auth = entry.get("auth") or {}
-        meta = auth.get("metadata") or {}
-        account = None
-        if meta.get("service_account_name"):
-            account = f"{meta.get('service_account_namespace', '')}/{meta['service_account_name']}"
-        found.append({"time": iso(when), "operation": "read", "path": str(request.get("path")),
-                      "serviceAccount": account, "role": meta.get("role"),
-                      "displayName": auth.get("display_name"), "remoteAddress": request.get("remote_address"),
-                      "denied": bool(entry.get("error"))})
-    return found, total
 
 
 def iso(moment: datetime.datetime) -> str:

@@ -17,12 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-INJECT_LABEL = "rotor.dev/inject"  # the webhook's objectSelector: no other pod ever reaches Rotor
-SECRETS = "rotor.dev/secrets"
-INJECT_AS = "rotor.dev/inject-as"
-CONTAINERS = "rotor.dev/containers"
-ENV_PREFIX = "rotor.dev/env-prefix"
-INJECTED = "rotor.dev/injected"  # written on the pod: which sources were injected, and how
+from rotor.api.keys import CONTAINERS, ENV_PREFIX, INJECT_AS, INJECTED, SECRETS
+
 MOUNT_ROOT = "/var/run/secrets/rotor"
 
 InjectAs = Literal["volume", "env", "env-keys"]

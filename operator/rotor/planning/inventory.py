@@ -18,12 +18,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from rotor.api.keys import MANAGED_BY, MANAGED_BY_VALUE, OWNER_LABEL
 from rotor.api.rotationpolicy import RotationPolicySpec
 from rotor.api.secretsource import VaultSource
-from rotor.planning.labels import MANAGED_BY, MANAGED_BY_VALUE
 from rotor.planning.rotation import next_due
 
-OWNER_LABEL = "rotor.dev/owner"
 # On a Namespace the owner may also be written the way many clusters already do.
 NAMESPACE_OWNER_KEYS = (OWNER_LABEL, "owner", "team")
 UNOWNED = "unowned"

@@ -22,12 +22,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
-from rotor.planning.injection import INJECT_LABEL, SECRETS
-
-RELOAD = "rotor.dev/reload"  # "true": reload on every Secret the template references; "never": no restarts
-RELOAD_ON = "rotor.dev/reload-on"  # "a,b": reload when these Secrets change
-HASH = "rotor.dev/secrets-hash"
-APPLIED = "rotor.dev/applied-secrets"
+from rotor.api.keys import APPLIED, INJECT_LABEL, RELOAD, RELOAD_ON, SECRETS
+from rotor.api.keys import SECRETS_HASH as HASH
 
 Kind = Literal["Deployment", "StatefulSet", "DaemonSet", "CronJob"]
 KINDS: tuple[Kind, ...] = ("Deployment", "StatefulSet", "DaemonSet", "CronJob")

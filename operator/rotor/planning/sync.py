@@ -15,8 +15,8 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
+from rotor.api import keys
 from rotor.api.secretsource import SecretSourceSpec
-from rotor.planning import labels
 from rotor.planning.hashing import data_hmac, value_hmac
 
 Action = Literal["create", "update", "recreate", "none", "fail"]
@@ -196,21 +196,21 @@ def plan_sync(
     if existing is None and policy == "Merge":
         return SyncPlan("fail", name, "Conflict", f"Secret {name} does not exist and creationPolicy is Merge; "
                                                   "create it, or use creationPolicy Owner")
-    if existing is not None and policy != "Merge" and existing.labels.get(labels.SOURCE_LABEL) != owner.name:
+    if existing is not None and policy != "Merge" and existing.labels.get(keys.SOURCE_LABEL) != owner.name:
         return SyncPlan("fail", name, "Conflict", f"Secret {name} exists and is not managed by this SecretSource; "
                                                   "delete it, rename spec.target.name, or use creationPolicy Merge")
 
     data = dict(values)
     if existing is not None and policy == "Merge":
-        previously = set(filter(None, existing.annotations.get(labels.MANAGED_KEYS, "").split(",")))
+        previously = set(filter(None, existing.annotations.get(keys.MANAGED_KEYS, "").split(",")))
         data = {k: v for k, v in existing.data.items() if k not in previously} | values
     desired = DesiredSecret(
         name=name,
         type=existing.type if (existing is not None and policy == "Merge") else spec.target.type,
         data=data,
-        labels={**spec.target.labels, labels.MANAGED_BY: labels.MANAGED_BY_VALUE, labels.SOURCE_LABEL: owner.name},
-        annotations={**spec.target.annotations, labels.DATA_HMAC: digest,
-                     labels.SOURCE_VERSION: fetched.version or "", labels.MANAGED_KEYS: ",".join(sorted(values))},
+        labels={**spec.target.labels, keys.MANAGED_BY: keys.MANAGED_BY_VALUE, keys.SOURCE_LABEL: owner.name},
+        annotations={**spec.target.annotations, keys.DATA_HMAC: digest,
+                     keys.SOURCE_VERSION: fetched.version or "", keys.MANAGED_KEYS: ",".join(sorted(values))},
         owned=policy == "Owner",
     )
     if existing is None:
@@ -222,7 +222,7 @@ def plan_sync(
     current = {k: existing.data[k] for k in values if k in existing.data}
     unchanged = (
         data_hmac(hmac_key, current, spec.target.type) == digest
-        and existing.annotations.get(labels.DATA_HMAC) == digest
+        and existing.annotations.get(keys.DATA_HMAC) == digest
         and all(existing.labels.get(k) == v for k, v in desired.labels.items())
         and all(existing.annotations.get(k) == v for k, v in desired.annotations.items())
         and (not desired.owned or owner.uid in existing.owner_uids)

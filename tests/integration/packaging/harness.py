@@ -25,8 +25,8 @@ import pytest
 import yaml
 from kubernetes.dynamic import DynamicClient
 
-from rotor.devenv import Stack, binaries
-from rotor.devenv.stack import ISSUER
+from tests.devenv import Stack, binaries
+from tests.devenv.stack import ISSUER
 
 REPO = Path(__file__).resolve().parents[3]
 CHART = REPO / "charts" / "rotor"

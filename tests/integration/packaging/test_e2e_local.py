@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from rotor.devenv import Stack
+from tests.devenv import Stack
 
 from .harness import REPO, OperatorProcess, chart_operator, install_chart, isolated_stack
 

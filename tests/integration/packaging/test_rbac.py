@@ -18,7 +18,7 @@ import hvac
 import kubernetes
 import pytest
 
-from rotor.devenv import Stack
+from tests.devenv import Stack
 
 from ..conftest import secret_data, secret_source, vault_role, wait_for, wait_ready
 from .harness import (

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from rotor import metrics
-from rotor.metrics import OBJECT_METRICS, ObjectMetrics, track_objects
+from rotor.observability import metrics
+from rotor.observability.metrics import OBJECT_METRICS, ObjectMetrics, track_objects
 
 T0 = datetime.datetime(2026, 5, 1, 12, 0, 0, tzinfo=datetime.UTC)
 

@@ -10,6 +10,7 @@ import pytest
 
 from rotor.api.leakincident import AuditRead, BlastRadius, Consumer, LeakIncidentSpec
 from rotor.planning import incident as plan
+from rotor.planning import vault_audit
 
 UTC = datetime.UTC
 
@@ -187,14 +188,14 @@ def test_audit_reads_keeps_reads_of_the_path_inside_the_window() -> None:
         "not json", "",
         _audit("2026-01-01T00:01:30Z"),  # after revocation
     ]
-    reads, total = plan.audit_reads(lines, paths=plan.audit_paths("secret", "a/db"), start=start, end=end)
+    reads, total = vault_audit.audit_reads(lines, paths=vault_audit.audit_paths("secret", "a/db"), start=start, end=end)
     assert total == 2
     assert [(r["serviceAccount"], r["denied"]) for r in reads] == [("a/intruder", False), ("a/app", True)]
     assert reads[0]["time"] == "2026-01-01T00:00:20.123Z" and reads[0]["remoteAddress"] == "10.0.0.7"
     for read in reads:
         AuditRead.model_validate(read)
-    capped, total = plan.audit_reads(lines, paths=plan.audit_paths("secret", "a/db"), start=start, end=None,
-                                     limit=1)
+    paths = vault_audit.audit_paths("secret", "a/db")
+    capped, total = vault_audit.audit_reads(lines, paths=paths, start=start, end=None, limit=1)
     assert len(capped) == 1 and total == 3
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from rotor.api import keys
 from rotor.api.secretsource import SecretSourceSpec
-from rotor.planning import labels
 from rotor.planning.hashing import data_hmac, value_hmac
 from rotor.planning.sync import Fetched, ObservedSecret, Owner, SyncPlan, plan_sync
 
@@ -36,8 +36,8 @@ def test_first_sync_creates_the_secret_with_every_key() -> None:
     p = plan(spec(), {"user": b"app", "password": b"s3cret"})
     assert p.action == "create" and p.target == "db"
     assert p.secret is not None and dict(p.secret.data) == {"user": b"app", "password": b"s3cret"}
-    assert p.secret.labels[labels.SOURCE_LABEL] == "db"
-    assert p.secret.annotations[labels.DATA_HMAC] == p.data_hmac
+    assert p.secret.labels[keys.SOURCE_LABEL] == "db"
+    assert p.secret.annotations[keys.DATA_HMAC] == p.data_hmac
     assert p.secret.owned and p.version == "3"
 
 

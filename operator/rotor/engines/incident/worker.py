@@ -26,23 +26,25 @@ from pydantic import ValidationError
 
 from rotor import GROUP, VERSION
 from rotor.api.common import parse_duration
+from rotor.api.keys import ROTATE_NOW
 from rotor.api.leakincident import LeakIncidentSpec
 from rotor.api.secretsource import SecretSourceSpec
-from rotor.backends.base import BackendError, NotFound
+from rotor.backends.protocols import BackendError, NotFound
 from rotor.backends.vault import Identity, VaultBackend
 from rotor.config import VaultConnection
+from rotor.engines.rotation.worker import LEASE_META, PolicyState, Rotator, fingerprint
+from rotor.engines.scheduler import RefreshScheduler
+from rotor.engines.secretsource.worker import SecretSync, SourceState
 from rotor.kube import Kube, KubeError
-from rotor.metrics import INCIDENTS_OPEN, TIME_TO_CONTAIN, TIME_TO_REVOKE, TIME_TO_ROTATE
+from rotor.observability.metrics import INCIDENTS_OPEN, TIME_TO_CONTAIN, TIME_TO_REVOKE, TIME_TO_ROTATE
+from rotor.observability.secrecy import remember
 from rotor.planning import incident as plan
 from rotor.planning.conditions import get_condition, set_condition, status_unchanged
 from rotor.planning.hashing import value_hmac
 from rotor.planning.sync import target_name
-from rotor.refresh import RefreshScheduler
-from rotor.rotation import LEASE_META, ROTATE_NOW, PolicyState, Rotator, fingerprint
-from rotor.secrecy import remember
-from rotor.secretsync import SecretSync, SourceState
+from rotor.planning.vault_audit import audit_paths, audit_reads
 
-log = logging.getLogger("rotor.incident")
+log = logging.getLogger("rotor.engines.incident.worker")
 audit = logging.getLogger("rotor.audit")
 PLURAL = "leakincidents"
 ACTOR = "rotor"
@@ -469,7 +471,7 @@ class Incidents:
         mount, path = ctx.mount_path
         # VaultBackend has no typed call for version times yet; this goes through its rate limits and
         # token handling all the same.
-        response = await self.vault._as(ctx.identity, "kv-metadata", lambda c: c.secrets.kv.v2.read_secret_metadata(
+        response = await self.vault.call_as(ctx.identity, "kv-metadata", lambda c: c.secrets.kv.v2.read_secret_metadata(
             path=path, mount_point=mount), where=f"{mount}/{path}")
         created = ((response.get("data") or {}).get("versions") or {}).get(version, {}).get("created_time")
         return plan.iso(plan.parse_time(str(created))) if created else None
@@ -647,7 +649,7 @@ class Incidents:
                     "(operator setting vault_connections.<name>.audit_log_file): reads not listed")
             return Outcome(note, {"auditReads": [], "auditReadsTotal": None, "auditNote": note},
                            condition_reason="NoAuditLog")
-        paths = plan.audit_paths(mount, path)
+        paths = audit_paths(mount, path)
         try:
             reads, total = await asyncio.to_thread(_scan, file, paths, start, end)
         except OSError as err:
@@ -823,7 +825,7 @@ class Incidents:
 def _scan(file: Path, paths: frozenset[str], start: datetime.datetime,
           end: datetime.datetime | None) -> tuple[list[dict[str, Any]], int]:
     with file.open(encoding="utf-8", errors="replace") as handle:
-        return plan.audit_reads(_lines(handle), paths=paths, start=start, end=end)
+        return audit_reads(_lines(handle), paths=paths, start=start, end=end)
 
 
 def _lines(handle: Any) -> Iterator[str]:

@@ -7,7 +7,7 @@ import logging
 import sys
 from typing import Any
 
-from rotor.secrecy import REGISTRY, Registry
+from rotor.observability.secrecy import REGISTRY, Registry
 
 _STABLE = ("namespace", "name", "kind", "phase", "reason")
 
@@ -36,7 +36,7 @@ class JsonFormatter(logging.Formatter):
 
 
 class MaskingFilter(logging.Filter):
-    """Defense in depth: redact every value Rotor holds (rotor.secrecy) from a record before any
+    """Defense in depth: redact every value Rotor holds (rotor.observability.secrecy) from a record before any
     handler formats it: the message with its arguments, string arguments, exception and stack text.
 
     Installed on handlers, not loggers: a logger's filters do not see records propagated from child

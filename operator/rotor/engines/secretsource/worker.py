@@ -16,11 +16,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from rotor.api import keys
 from rotor.api.common import parse_duration
 from rotor.api.secretsource import SecretSourceSpec
-from rotor.backends.base import Backend, BackendError
+from rotor.backends.protocols import Backend, BackendError
 from rotor.kube import Kube, KubeError
-from rotor.metrics import (
+from rotor.observability.metrics import (
     DENYLIST_REFUSALS,
     DRIFT,
     PROPAGATION_SECONDS,
@@ -29,9 +30,9 @@ from rotor.metrics import (
     SYNC_SECONDS,
     SYNCS,
 )
-from rotor.planning import labels
 from rotor.planning.conditions import get_condition, same_conditions, set_condition
 from rotor.planning.hashing import data_hmac
+from rotor.planning.injection import SourceView as InjectionView
 from rotor.planning.schedule import backoff_delay, refresh_delay
 from rotor.planning.sync import ObservedSecret, Owner, SyncPlan, plan_sync, target_name
 
@@ -111,7 +112,7 @@ class SecretSync:
         else:
             state.status = dict(body.get("status") or {})
             action = None
-        requested = (meta.get("annotations") or {}).get(labels.REFRESH_NOW)
+        requested = (meta.get("annotations") or {}).get(keys.REFRESH_NOW)
         if requested != state.refresh_now:
             # A new rotor.dev/refresh-now value (`rotor refresh`): do not wait for the interval.
             state.refresh_now = requested
@@ -119,7 +120,7 @@ class SecretSync:
         state.finalizers = tuple(meta.get("finalizers") or ())
         state.resource_version = meta.get("resourceVersion")
         if meta.get("deletionTimestamp"):
-            if labels.CLEANUP_FINALIZER not in state.finalizers:
+            if keys.CLEANUP_FINALIZER not in state.finalizers:
                 # Nothing of Rotor's to clean up (it writes nothing before its finalizer is on), or the
                 # cleanup is done: no more syncs; Kubernetes deletes the object.
                 state.deleting = True
@@ -138,7 +139,7 @@ class SecretSync:
                             spec, error, dict(body.get("status") or {}),
                             finalizers=tuple(meta.get("finalizers") or ()),
                             resource_version=meta.get("resourceVersion"),
-                            refresh_now=(meta.get("annotations") or {}).get(labels.REFRESH_NOW))
+                            refresh_now=(meta.get("annotations") or {}).get(keys.REFRESH_NOW))
         if previous is not None and previous.uid == state.uid:
             state.failures = previous.failures
         self.sources[key] = state
@@ -152,7 +153,7 @@ class SecretSync:
         """Record a managed Secret's change; returns the source to sync if the Secret drifted."""
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
-        source_name = (meta.get("labels") or {}).get(labels.SOURCE_LABEL)
+        source_name = (meta.get("labels") or {}).get(keys.SOURCE_LABEL)
         if event_type == "DELETED":
             self.secrets.pop(key, None)
         else:
@@ -169,10 +170,10 @@ class SecretSync:
         if event_type == "DELETED":
             return source_key
         observed = self.secrets[key]
-        managed = [k for k in observed.annotations.get(labels.MANAGED_KEYS, "").split(",") if k]
+        managed = [k for k in observed.annotations.get(keys.MANAGED_KEYS, "").split(",") if k]
         actual = data_hmac(self.hmac_key, {k: observed.data[k] for k in managed if k in observed.data},
                            state.spec.target.type)
-        if expected and (actual != expected or observed.annotations.get(labels.DATA_HMAC) != expected):
+        if expected and (actual != expected or observed.annotations.get(keys.DATA_HMAC) != expected):
             return source_key
         return None
 
@@ -182,7 +183,7 @@ class SecretSync:
         first (creationPolicy Merge still reads: it writes into a Secret Rotor does not manage). Should it
         exist after all (a lagging watch, a foreign Secret of that name), the create conflicts and the
         sync reads it and plans again."""
-        selector = f"{labels.MANAGED_BY}={labels.MANAGED_BY_VALUE}"
+        selector = f"{keys.MANAGED_BY}={keys.MANAGED_BY_VALUE}"
         scopes: list[str | None] = list(namespaces) or [None]
         for namespace in scopes:
             for ns, secret in await self.kube.list_labelled_secrets(selector, namespace):
@@ -198,6 +199,30 @@ class SecretSync:
             self._denylists.pop(owner, None)
         self.denylist = frozenset().union(*self._denylists.values())
 
+    # -- what other engines and the webhook see (rotor.engines.ports.Sources) ---------------------
+
+    def source(self, namespace: str, name: str) -> SourceState | None:
+        state = self.sources.get((namespace, name))
+        return None if state is None or state.deleting else state
+
+    def source_for_target(self, namespace: str, target: str) -> str | None:
+        for (ns, name), state in self.sources.items():
+            if ns == namespace and state.spec is not None and target_name(state.spec, name) == target:
+                return name
+        return None
+
+    def source_view(self, namespace: str, name: str) -> InjectionView:
+        """What the webhook needs of a SecretSource, as plain data (names and status, no values)."""
+        state = self.source(namespace, name)
+        if state is None:
+            return InjectionView(name, exists=False)
+        ready = get_condition(state.status.get("conditions"), keys.READY) or {}
+        target = target_name(state.spec, name) if state.spec is not None else name
+        secret = self.secrets.get((namespace, target))
+        return InjectionView(name, exists=True, ready=ready.get("status") == "True", target=target,
+                             reason=str(ready.get("reason") or ""), message=str(ready.get("message") or ""),
+                             keys=tuple(sorted(secret.data)) if secret is not None else None)
+
     # -- one sync -------------------------------------------------------------------------------
 
     async def sync(self, key: Hashable) -> float | None:
@@ -207,17 +232,17 @@ class SecretSync:
             return None
         if state.deleting:
             return await self._finalize(state)
-        if labels.CLEANUP_FINALIZER not in state.finalizers:
+        if keys.CLEANUP_FINALIZER not in state.finalizers:
             # Before anything is written: deletionPolicy needs Rotor to see the deletion through.
             try:
                 await self.kube.set_finalizers(PLURAL, state.namespace, state.name,
-                                               (*state.finalizers, labels.CLEANUP_FINALIZER), state.resource_version)
+                                               (*state.finalizers, keys.CLEANUP_FINALIZER), state.resource_version)
             except KubeError as err:
                 if err.not_found:
                     return None
                 # A 409: the object moved on; its watch event brings the new version before the retry.
                 return 1.0 if err.conflict else backoff_delay(state.failures + 1, self._rng.random(), cap=300.0)
-            state.finalizers = (*state.finalizers, labels.CLEANUP_FINALIZER)
+            state.finalizers = (*state.finalizers, keys.CLEANUP_FINALIZER)
         if state.spec is None:
             await self._report(state, SyncPlan("fail", state.name, "InvalidSpec", state.spec_error or ""), None)
             return None  # nothing will change until the spec does
@@ -376,12 +401,12 @@ class SecretSync:
             if state.spec is not None:
                 name = target_name(state.spec, state.name)
                 secret = await self.kube.read_secret(state.namespace, name)
-                if secret is not None and secret.labels.get(labels.SOURCE_LABEL) == state.name:
+                if secret is not None and secret.labels.get(keys.SOURCE_LABEL) == state.name:
                     await self.kube.release_secret(state.namespace, secret, state.uid,
                                                    delete=state.spec.target.deletion_policy == "Delete",
                                                    merge=state.spec.target.creation_policy == "Merge")
             await self.kube.set_finalizers(PLURAL, state.namespace, state.name,
-                                           [f for f in state.finalizers if f != labels.CLEANUP_FINALIZER],
+                                           [f for f in state.finalizers if f != keys.CLEANUP_FINALIZER],
                                            state.resource_version)
         except KubeError as err:
             if err.not_found:

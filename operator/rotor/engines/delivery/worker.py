@@ -18,9 +18,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from rotor.api import keys
 from rotor.kube import Kube, KubeError
-from rotor.metrics import CONSUMERS, RESTARTS_DEFERRED, WORKLOAD_RESTARTS
-from rotor.planning import labels
+from rotor.observability.metrics import CONSUMERS, RESTARTS_DEFERRED, WORKLOAD_RESTARTS
 from rotor.planning.hashing import data_hmac
 from rotor.planning.reload import (
     Kind,
@@ -39,11 +39,11 @@ from rotor.planning.reload import (
 )
 from rotor.planning.sync import ObservedSecret
 
-log = logging.getLogger("rotor.delivery")
+log = logging.getLogger("rotor.engines.delivery.worker")
 
 SecretKey = tuple[str, str]  # (namespace, name)
 WorkloadKey = tuple[str, str, str]  # (kind, namespace, name)
-_UNMANAGED = f"{labels.MANAGED_BY}!={labels.MANAGED_BY_VALUE}"
+_UNMANAGED = f"{keys.MANAGED_BY}!={keys.MANAGED_BY_VALUE}"
 
 
 @dataclass
@@ -87,7 +87,7 @@ class Reloader:
     def observe_secret(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
-        managed = (meta.get("labels") or {}).get(labels.MANAGED_BY) == labels.MANAGED_BY_VALUE
+        managed = (meta.get("labels") or {}).get(keys.MANAGED_BY) == keys.MANAGED_BY_VALUE
         value = None if event_type == "DELETED" else self._digest_of_body(body)
         self._record(key, _Digest(value, managed))
 
@@ -151,14 +151,14 @@ class Reloader:
         import base64
 
         annotations = (body["metadata"].get("annotations") or {})
-        if annotations.get(labels.DATA_HMAC):
-            return str(annotations[labels.DATA_HMAC])  # Rotor's own digest of what it wrote
+        if annotations.get(keys.DATA_HMAC):
+            return str(annotations[keys.DATA_HMAC])  # Rotor's own digest of what it wrote
         data = {k: base64.b64decode(v) for k, v in (body.get("data") or {}).items()}
         return data_hmac(self.hmac_key, data, body.get("type") or "Opaque")
 
     def _digest_of(self, secret: ObservedSecret) -> str:
-        if secret.annotations.get(labels.DATA_HMAC):
-            return str(secret.annotations[labels.DATA_HMAC])
+        if secret.annotations.get(keys.DATA_HMAC):
+            return str(secret.annotations[keys.DATA_HMAC])
         return data_hmac(self.hmac_key, secret.data, secret.type)
 
     def _record(self, key: SecretKey, digest: _Digest) -> None:
@@ -251,7 +251,7 @@ class Reloader:
             known = self.digests.get((namespace, name))
             if known is None:  # not seen yet (start-up, or unmanaged): ask once, then keep it current
                 secret = await self.kube.read_secret(namespace, name)
-                managed = secret is not None and secret.labels.get(labels.MANAGED_BY) == labels.MANAGED_BY_VALUE
+                managed = secret is not None and secret.labels.get(keys.MANAGED_BY) == keys.MANAGED_BY_VALUE
                 known = _Digest(self._digest_of(secret) if secret else None, managed)
                 self.digests.setdefault((namespace, name), known)
             out[name] = known.value

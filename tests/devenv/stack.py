@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from rotor.devenv import binaries
-from rotor.devenv.pki import CertificateAuthority, write_service_account_keys
-from rotor.devenv.process import Process, free_port, http_json, http_status
+from tests.devenv import binaries
+from tests.devenv.pki import CertificateAuthority, write_service_account_keys
+from tests.devenv.process import Process, free_port, http_json, http_status
 
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 REVIEWER_SA = ("kube-system", "vault-token-reviewer")

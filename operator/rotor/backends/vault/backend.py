@@ -9,6 +9,8 @@ shortly before they expire; identical concurrent reads by the same identity coll
 from __future__ import annotations
 
 import asyncio
+import datetime
+import email.utils
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -20,8 +22,10 @@ import hvac.exceptions
 import requests
 import requests.adapters
 
+from rotor.api.capabilities import Capability
 from rotor.api.secretsource import SecretSourceSpec, VaultSource
-from rotor.backends.base import (
+from rotor.backends.protocols import (
+    Actor,
     BackendError,
     InvalidSpec,
     NotFound,
@@ -29,9 +33,10 @@ from rotor.backends.base import (
     Unavailable,
     VersionConflict,
 )
+from rotor.backends.vault.handle import VaultSecret
 from rotor.concurrency import SingleFlight, TokenBucket
 from rotor.config import VaultConnection
-from rotor.metrics import (
+from rotor.observability.metrics import (
     BACKEND_REQUESTS,
     BACKEND_SECONDS,
     BACKEND_UP,
@@ -39,8 +44,8 @@ from rotor.metrics import (
     LOGINS,
     TOKEN_CACHE_HITS,
 )
+from rotor.observability.secrecy import remember
 from rotor.planning.sync import Fetched
-from rotor.secrecy import remember
 
 T = TypeVar("T")
 # (namespace, service account, audience, seconds) -> (jwt, expiry); supplied by rotor.kube.
@@ -87,6 +92,7 @@ class _Connection:
 
 class VaultBackend:
     provider: ClassVar[str] = "vault"
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability)
 
     def __init__(self, connections: dict[str, VaultConnection], request_token: TokenRequester) -> None:
         self._connections = {name: _Connection(name, c) for name, c in connections.items()}
@@ -116,6 +122,29 @@ class VaultBackend:
             COLLAPSED_READS.labels(conn.name).inc()
         return result
 
+    def bind(self, namespace: str, spec: SecretSourceSpec, actor: Actor | None = None) -> VaultSecret:
+        """The source's KV secret, acting as ACTOR's ServiceAccount and Vault role (default: the source's)."""
+        source = _vault(spec)
+        conn = self._connection(source.connection)
+        actor = actor or Actor()
+        identity = Identity(source.connection, namespace, actor.service_account or spec.service_account_name,
+                            actor.role or source.role, source.auth_mount, source.audience)
+        return VaultSecret(self, identity, source.mount, source.path, conn.settings.audit_log_file)
+
+    async def server_time(self, connection: str) -> datetime.datetime:
+        """Vault's clock: the Date header of GET /v1/sys/health (unauthenticated)."""
+        conn = self._connection(connection)
+
+        def health(client: hvac.Client) -> str:
+            response = client.adapter.get("/v1/sys/health", raise_exception=False)
+            return str(response.headers.get("Date") or "")
+
+        date = await self._call(conn, "health", health)
+        try:
+            return email.utils.parsedate_to_datetime(date).astimezone(datetime.UTC)
+        except (TypeError, ValueError):
+            raise Unavailable(f"Vault connection {conn.name!r} sent no usable Date header") from None
+
     def forget_token(self, identity: Identity) -> None:
         self._tokens.pop(identity, None)
 
@@ -126,7 +155,7 @@ class VaultBackend:
                        cas: int | None) -> str:
         """POST /v1/{mount}/data/{path} with check-and-set; returns the new version."""
         try:
-            response = await self._as(identity, "kv-write", lambda c: c.secrets.kv.v2.create_or_update_secret(
+            response = await self.call_as(identity, "kv-write", lambda c: c.secrets.kv.v2.create_or_update_secret(
                 path=path, secret=data, cas=cas, mount_point=mount), where=f"{mount}/{path}")
         except InvalidSpec as err:
             if "check-and-set" in err.message:
@@ -137,21 +166,21 @@ class VaultBackend:
     async def kv_read(self, identity: Identity, mount: str, path: str,
                       version: int | None = None) -> tuple[dict[str, str], str]:
         """GET /v1/{mount}/data/{path}: the data as strings, and its version."""
-        response = await self._as(identity, "read", lambda c: c.secrets.kv.v2.read_secret_version(
+        response = await self.call_as(identity, "read", lambda c: c.secrets.kv.v2.read_secret_version(
             path=path, mount_point=mount, version=version, raise_on_deleted_version=True), where=f"{mount}/{path}")
         data = {k: v if isinstance(v, str) else _to_bytes(v).decode() for k, v in response["data"]["data"].items()}
         return data, str(response["data"]["metadata"]["version"])
 
     async def kv_versions(self, identity: Identity, mount: str, path: str) -> list[int]:
         """GET /v1/{mount}/metadata/{path}: versions not yet destroyed, oldest first."""
-        response = await self._as(identity, "kv-metadata", lambda c: c.secrets.kv.v2.read_secret_metadata(
+        response = await self.call_as(identity, "kv-metadata", lambda c: c.secrets.kv.v2.read_secret_metadata(
             path=path, mount_point=mount), where=f"{mount}/{path}")
         versions = response["data"]["versions"]
         return sorted(int(v) for v, meta in versions.items() if not meta.get("destroyed"))
 
     async def kv_custom_metadata(self, identity: Identity, mount: str, path: str) -> dict[str, str]:
         """GET /v1/{mount}/metadata/{path}: the secret's custom metadata (Rotor keeps lease ids there)."""
-        response = await self._as(identity, "kv-metadata", lambda c: c.secrets.kv.v2.read_secret_metadata(
+        response = await self.call_as(identity, "kv-metadata", lambda c: c.secrets.kv.v2.read_secret_metadata(
             path=path, mount_point=mount), where=f"{mount}/{path}")
         return {k: str(v) for k, v in (response["data"].get("custom_metadata") or {}).items() if v}
 
@@ -160,18 +189,18 @@ class VaultBackend:
         """POST /v1/{mount}/metadata/{path}: merge CHANGES into the custom metadata ("" removes a key)."""
         merged = {**await self.kv_custom_metadata(identity, mount, path), **changes}
         merged = {k: v for k, v in merged.items() if v}
-        await self._as(identity, "kv-metadata-write", lambda c: c.secrets.kv.v2.update_metadata(
+        await self.call_as(identity, "kv-metadata-write", lambda c: c.secrets.kv.v2.update_metadata(
             path=path, custom_metadata=merged or {}, mount_point=mount), where=f"{mount}/{path}")
 
     async def kv_destroy(self, identity: Identity, mount: str, path: str, versions: list[int]) -> None:
         """PUT /v1/{mount}/destroy/{path}: permanently removes the given versions."""
         if versions:
-            await self._as(identity, "kv-destroy", lambda c: c.secrets.kv.v2.destroy_secret_versions(
+            await self.call_as(identity, "kv-destroy", lambda c: c.secrets.kv.v2.destroy_secret_versions(
                 path=path, versions=versions, mount_point=mount), where=f"{mount}/{path}")
 
     async def static_rotate(self, identity: Identity, mount: str, role: str) -> None:
         """POST /v1/{mount}/rotate-role/{role}: the database gets a new password for the role's user."""
-        await self._as(identity, "static-rotate", lambda c: c.adapter.post(f"/v1/{mount}/rotate-role/{role}"),
+        await self.call_as(identity, "static-rotate", lambda c: c.adapter.post(f"/v1/{mount}/rotate-role/{role}"),
                        where=f"{mount}/rotate-role/{role}")
 
     async def static_creds(self, identity: Identity, mount: str, role: str) -> dict[str, str]:
@@ -184,43 +213,44 @@ class VaultBackend:
         return str((await self._static(identity, mount, role)).get("last_vault_rotation") or "")
 
     async def _static(self, identity: Identity, mount: str, role: str) -> dict[str, Any]:
-        response = await self._as(identity, "static-creds", lambda c: c.adapter.get(
+        response = await self.call_as(identity, "static-creds", lambda c: c.adapter.get(
             f"/v1/{mount}/static-creds/{role}"), where=f"{mount}/static-creds/{role}")
         return dict(response["data"])
 
     async def dynamic_issue(self, identity: Identity, mount: str, role: str) -> tuple[dict[str, str], str, int]:
         """GET /v1/{mount}/creds/{role}: new per-lease credentials, the lease id and its TTL."""
-        response = await self._as(identity, "dynamic-issue", lambda c: c.adapter.get(f"/v1/{mount}/creds/{role}"),
+        response = await self.call_as(identity, "dynamic-issue", lambda c: c.adapter.get(f"/v1/{mount}/creds/{role}"),
                                   where=f"{mount}/creds/{role}")
         data = {k: str(v) for k, v in response["data"].items()}
         return data, str(response["lease_id"]), int(response["lease_duration"])
 
     async def lease_renew(self, identity: Identity, lease_id: str, increment: int | None = None) -> int:
         """PUT /v1/sys/leases/renew: extends the lease; returns its new TTL."""
-        response = await self._as(identity, "lease-renew", lambda c: c.sys.renew_lease(
+        response = await self.call_as(identity, "lease-renew", lambda c: c.sys.renew_lease(
             lease_id=lease_id, increment=increment))
         return int(response["lease_duration"])
 
     async def lease_exists(self, identity: Identity, lease_id: str) -> bool:
         """PUT /v1/sys/leases/lookup: whether the lease is still live."""
         try:
-            await self._as(identity, "lease-lookup", lambda c: c.sys.read_lease(lease_id=lease_id))
+            await self.call_as(identity, "lease-lookup", lambda c: c.sys.read_lease(lease_id=lease_id))
         except (InvalidSpec, NotFound):
             return False  # Vault answers 400 "invalid lease" once a lease is gone
         return True
 
     async def lease_revoke(self, identity: Identity, lease_id: str) -> None:
         """PUT /v1/sys/leases/revoke: the credentials stop working now."""
-        await self._as(identity, "lease-revoke", lambda c: c.sys.revoke_lease(lease_id=lease_id))
+        await self.call_as(identity, "lease-revoke", lambda c: c.sys.revoke_lease(lease_id=lease_id))
 
     async def role_ttl(self, identity: Identity, mount: str, role: str) -> tuple[int, int]:
         """GET /v1/{mount}/roles/{role}: (default_ttl, max_ttl) in seconds."""
-        response = await self._as(identity, "role-read", lambda c: c.adapter.get(f"/v1/{mount}/roles/{role}"),
+        response = await self.call_as(identity, "role-read", lambda c: c.adapter.get(f"/v1/{mount}/roles/{role}"),
                                   where=f"{mount}/roles/{role}")
         return int(response["data"].get("default_ttl") or 0), int(response["data"].get("max_ttl") or 0)
 
-    async def _as(self, identity: Identity, operation: str, fn: Callable[[hvac.Client], T], *,
-                  where: str = "") -> T:
+    async def call_as(self, identity: Identity, operation: str, fn: Callable[[hvac.Client], T], *,
+                      where: str = "") -> T:
+        """One request as IDENTITY (logged in, token cached); a refused cached token gets one fresh login."""
         conn = self._connection(identity.connection)
         for attempt in (1, 2):
             token = await self._token(conn, identity)

@@ -1,4 +1,4 @@
-"""`python -m rotor.devenv up [--state DIR]`: run the local control plane until Ctrl-C."""
+"""`python -m tests.devenv up [--state DIR]`: run the local control plane until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import sys
 import threading
 from pathlib import Path
 
-from rotor.devenv.stack import Stack
+from tests.devenv.stack import Stack
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rotor.devenv")
+    parser = argparse.ArgumentParser(prog="python -m tests.devenv")
     parser.add_argument("command", choices=["up"])
     parser.add_argument("--state", type=Path, default=Path(".devenv"), help="state directory (default .devenv)")
     args = parser.parse_args(argv)

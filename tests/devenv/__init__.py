@@ -4,6 +4,6 @@ Nothing here is used by the operator at run time; it exists so that `make run` a
 exercise Rotor against real servers on loopback ports.
 """
 
-from rotor.devenv.stack import Stack, StackInfo
+from tests.devenv.stack import Stack, StackInfo
 
 __all__ = ["Stack", "StackInfo"]

@@ -20,12 +20,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from rotor.api.common import parse_duration
+from rotor.api.keys import ROTATE_NOW
 from rotor.api.rotationpolicy import RotationPolicySpec
 from rotor.api.secretsource import SecretSourceSpec
-from rotor.backends.base import BackendError, NotFound, VersionConflict
+from rotor.backends.protocols import BackendError, NotFound, VersionConflict
 from rotor.backends.vault import Identity, VaultBackend
+from rotor.engines.scheduler import RefreshScheduler
+from rotor.engines.secretsource.worker import SecretSync
 from rotor.kube import Kube
-from rotor.metrics import (
+from rotor.observability.metrics import (
     LEASES,
     LEASES_EXPIRING,
     ROLLBACKS,
@@ -47,12 +50,9 @@ from rotor.planning.rotation import (
     workload_ready,
 )
 from rotor.planning.sync import target_name
-from rotor.refresh import RefreshScheduler
-from rotor.secretsync import SecretSync
 
-log = logging.getLogger("rotor.rotation")
+log = logging.getLogger("rotor.engines.rotation.worker")
 PLURAL = "rotationpolicies"
-ROTATE_NOW = "rotor.dev/rotate-now"
 LEASE_META = "rotor-lease-"  # KV custom metadata key prefix holding the lease id behind a version
 
 Key = tuple[str, str]

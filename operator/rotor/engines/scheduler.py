@@ -17,9 +17,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable
 
-from rotor.metrics import QUEUE_DEPTH, QUEUE_DUE
+from rotor.observability.metrics import QUEUE_DEPTH, QUEUE_DUE
 
-log = logging.getLogger("rotor.refresh")
+log = logging.getLogger("rotor.engines.scheduler")
 
 # work(key) -> seconds until the key is due again, or None to drop it.
 Work = Callable[[Hashable], Awaitable[float | None]]

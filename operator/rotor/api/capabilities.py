@@ -1,0 +1,14 @@
+"""What a backend can do for Rotor beyond reading, named so specs can be checked against it."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Capability(StrEnum):
+    READ = "read"  # fetch a SecretSource's values
+    WRITE_VERSION = "write-version"  # write a new version with check-and-set
+    VERSIONS = "versions"  # list, read and destroy earlier versions; per-secret metadata
+    LEASES = "leases"  # issue, renew and revoke per-lease (dynamic) credentials
+    STATIC_CREDENTIALS = "static-credentials"  # have the backend set a new password for a static role
+    AUDIT_TRAIL = "audit-trail"  # who read a secret in a time window

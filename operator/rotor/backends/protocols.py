@@ -1,0 +1,217 @@
+"""What an engine may ask of a backend, split by capability (as ESO's provider interface, but smaller).
+
+Every backend reads (Backend). Beyond that, `Backend.bind` gives a handle on one secret's location,
+acting as one identity, that implements the capability protocols the backend declares in
+`capabilities`: VersionStore, LeaseIssuer, StaticCredentials, AuditTrail. Engines check a spec
+against `capabilities` (planning.capabilities) and never import a concrete backend.
+
+Errors carry a status reason; their messages name paths, roles and codes, never values.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from rotor.api import keys
+from rotor.api.capabilities import Capability
+from rotor.api.secretsource import SecretSourceSpec
+from rotor.planning.sync import Fetched
+
+
+class BackendError(Exception):
+    """A failure with a status reason. Messages name paths, roles and codes, never values."""
+
+    reason: ClassVar[str] = keys.BACKEND_UNAVAILABLE
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(BackendError):
+    reason = keys.NOT_FOUND
+
+
+class PermissionDenied(BackendError):
+    reason = keys.PERMISSION_DENIED
+
+
+class Unavailable(BackendError):
+    reason = keys.BACKEND_UNAVAILABLE
+
+
+class InvalidSpec(BackendError):
+    reason = keys.INVALID_SPEC
+
+
+class VersionConflict(BackendError):
+    """A check-and-set write lost: someone (or our own earlier attempt) wrote first."""
+
+    reason = keys.CONFLICT
+
+
+class AuditLogUnreadable(BackendError):
+    reason = keys.AUDIT_LOG_UNREADABLE
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts on a secret: a ServiceAccount of the secret's namespace and, for backends with roles,
+    the role it logs in with. None fields fall back to the SecretSource's own identity."""
+
+    service_account: str | None = None
+    role: str | None = None
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Per-lease credentials just issued. `data` holds values: memory only, never logged."""
+
+    data: Mapping[str, str]
+    lease_id: str
+    ttl: int  # seconds
+    renewable: bool = True
+
+    def __repr__(self) -> str:
+        return f"Lease(keys={sorted(self.data)}, ttl={self.ttl})"
+
+
+@runtime_checkable
+class SecretHandle(Protocol):
+    """One secret's location in a backend, bound to the identity acting on it."""
+
+    @property
+    def where(self) -> str:
+        """The location for messages and status, e.g. 'vault:default/secret/app/db'."""
+        ...
+
+    @property
+    def actor(self) -> str:
+        """Who acts, for timelines: 'namespace/serviceaccount'."""
+        ...
+
+
+@runtime_checkable
+class VersionStore(SecretHandle, Protocol):
+    """Capability.WRITE_VERSION and Capability.VERSIONS: a versioned key/value secret."""
+
+    async def read_version(self, version: str | None = None) -> tuple[dict[str, str], str | None]:
+        """The data of VERSION (latest if None) and its version; ({}, None) when the secret does not
+        exist yet. NotFound when a named version is gone (destroyed or deleted)."""
+        ...
+
+    async def write_version(self, data: Mapping[str, str], cas: str) -> str:
+        """Write DATA as the version after CAS ("0": the secret must not exist); the new version.
+        VersionConflict when someone else wrote first."""
+        ...
+
+    async def list_versions(self) -> list[str]:
+        """Versions not yet destroyed, oldest first."""
+        ...
+
+    async def destroy_versions(self, versions: Sequence[str]) -> None:
+        """Permanently remove VERSIONS (a no-op for none)."""
+        ...
+
+    async def version_created(self, version: str) -> datetime.datetime | None:
+        """When VERSION was written, by the backend's clock."""
+        ...
+
+    async def custom_metadata(self) -> dict[str, str]:
+        """The secret's own metadata (Rotor keeps lease ids and rotation ids there)."""
+        ...
+
+    async def set_custom_metadata(self, changes: Mapping[str, str]) -> None:
+        """Merge CHANGES into the metadata; "" removes a key."""
+        ...
+
+
+@runtime_checkable
+class LeaseIssuer(SecretHandle, Protocol):
+    """Capability.LEASES: per-lease credentials from a secrets engine mount and role."""
+
+    async def issue_lease(self, mount: str, role: str) -> Lease: ...
+
+    async def renew_lease(self, lease_id: str, increment: int | None = None) -> int:
+        """Extend the lease; its new TTL in seconds."""
+        ...
+
+    async def lease_alive(self, lease_id: str) -> bool: ...
+
+    async def revoke_lease(self, lease_id: str) -> None:
+        """The credentials stop working now (a no-op for a lease already gone)."""
+        ...
+
+    async def lease_role_ttl(self, mount: str, role: str) -> tuple[int, int]:
+        """(default TTL, max TTL) of the role, in seconds."""
+        ...
+
+
+@runtime_checkable
+class StaticCredentials(SecretHandle, Protocol):
+    """Capability.STATIC_CREDENTIALS: a static database role whose password the backend sets."""
+
+    async def rotate_static(self, mount: str, role: str) -> None: ...
+
+    async def static_credentials(self, mount: str, role: str) -> dict[str, str]:
+        """The role's current username and password (values: memory only)."""
+        ...
+
+    async def static_last_rotation(self, mount: str, role: str) -> datetime.datetime | None:
+        """When the backend last set the role's password, by the backend's clock."""
+        ...
+
+    async def backend_time(self) -> datetime.datetime:
+        """The backend's clock now, so decisions compare its times with its own time."""
+        ...
+
+
+@dataclass(frozen=True)
+class AuditReads:
+    """Reads of a secret found in the backend's audit trail (no values: names, times, identities)."""
+
+    reads: list[dict[str, Any]]
+    total: int
+    source: str  # where they were found (for the note in status)
+
+
+@runtime_checkable
+class AuditTrail(SecretHandle, Protocol):
+    """Capability.AUDIT_TRAIL: who read the secret in a time window."""
+
+    async def audit_reads(self, start: datetime.datetime, end: datetime.datetime | None,
+                          limit: int = 100) -> AuditReads | None:
+        """The reads in [START, END], the first LIMIT listed; None when no audit trail is configured."""
+        ...
+
+
+class Backend(Protocol):
+    """Reads the secret a SecretSource names, as the identity the SecretSource names."""
+
+    provider: ClassVar[str]
+    capabilities: ClassVar[frozenset[Capability]]
+
+    async def fetch(self, namespace: str, spec: SecretSourceSpec) -> Fetched: ...
+
+    def describe(self, namespace: str, spec: SecretSourceSpec) -> str:
+        """Where the secret lives, for status and inventory (e.g. 'vault:default/secret/app/db')."""
+        ...
+
+    def bind(self, namespace: str, spec: SecretSourceSpec, actor: Actor | None = None) -> SecretHandle:
+        """A handle on the SecretSource's secret acting as ACTOR (default: the source's identity),
+        implementing the capability protocols this backend declares. InvalidSpec when the spec
+        names nothing this backend can act on."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class LoginCheck(Protocol):
+    """Can a leaked database credential still log in? (rotor.backends.postgres)"""
+
+    async def try_login(self, host: str, port: int, dbname: str, user: str, password: str) -> str:
+        """'accepted', 'refused', or why the database could not be asked (never a value)."""
+        ...

@@ -1,0 +1,84 @@
+"""How engines see each other: read-only views and a few commands, as protocols.
+
+Engines never import each other (an import-linter independence contract). What one needs of
+another is declared here and rotor.wiring passes the real thing in; unit tests pass plain fakes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from typing import Any, Protocol
+
+from rotor.api.rotationpolicy import RotationPolicySpec
+from rotor.api.secretsource import SecretSourceSpec
+
+
+class SourceView(Protocol):
+    """One SecretSource as the sync engine last saw it (status without values: digests, versions)."""
+
+    @property
+    def namespace(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def spec(self) -> SecretSourceSpec | None: ...
+
+    @property
+    def status(self) -> dict[str, Any]: ...
+
+
+class Sources(Protocol):
+    """The SecretSource engine, as the rotation and incident engines use it."""
+
+    def source(self, namespace: str, name: str) -> SourceView | None:
+        """The SecretSource, or None if it does not exist (or is being deleted)."""
+        ...
+
+    def source_for_target(self, namespace: str, target: str) -> str | None:
+        """The SecretSource whose target Secret is TARGET, if any."""
+        ...
+
+    def sync_now(self, namespace: str, name: str) -> None:
+        """Read the backend and write the Secret now, not at the next refresh."""
+        ...
+
+    def set_denylist(self, owner: Hashable, digests: frozenset[str]) -> None:
+        """Value digests (planning.hashing.value_hmac) that must never be delivered; OWNER is the
+        incident that reported them (an empty set lifts its list)."""
+        ...
+
+
+class PolicyView(Protocol):
+    """One RotationPolicy as the rotation engine last saw it."""
+
+    @property
+    def namespace(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def spec(self) -> RotationPolicySpec | None: ...
+
+    @property
+    def status(self) -> dict[str, Any]: ...
+
+    @property
+    def rotate_now(self) -> str | None: ...
+
+
+class Policies(Protocol):
+    """The rotation engine, as the incident engine uses it."""
+
+    def policy(self, namespace: str, name: str) -> PolicyView | None: ...
+
+    def policies_in(self, namespace: str) -> Sequence[PolicyView]: ...
+
+
+class Wake(Protocol):
+    """Run a key's step now (a scheduler's schedule(key, 0))."""
+
+    def __call__(self, key: Hashable) -> None: ...
+

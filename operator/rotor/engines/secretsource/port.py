@@ -1,0 +1,32 @@
+"""The SecretSource engine as other engines see it (rotor.engines.ports.Sources)."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+from rotor.engines.ports import SourceView
+from rotor.engines.scheduler import RefreshScheduler
+from rotor.engines.secretsource.worker import SecretSync
+
+
+class SourcesPort:
+    """Reads from the sync engine's view; `sync_now` goes through its scheduler (single-flight)."""
+
+    def __init__(self, sync: SecretSync, scheduler: RefreshScheduler) -> None:
+        self._sync, self._scheduler = sync, scheduler
+
+    @property
+    def hmac_key(self) -> bytes:
+        return self._sync.hmac_key
+
+    def source(self, namespace: str, name: str) -> SourceView | None:
+        return self._sync.source(namespace, name)
+
+    def source_for_target(self, namespace: str, target: str) -> str | None:
+        return self._sync.source_for_target(namespace, target)
+
+    def sync_now(self, namespace: str, name: str) -> None:
+        self._scheduler.schedule((namespace, name), 0.0)
+
+    def set_denylist(self, owner: Hashable, digests: frozenset[str]) -> None:
+        self._sync.set_denylist(owner, digests)

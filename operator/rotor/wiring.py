@@ -1,0 +1,119 @@
+"""Builds the operator's runtime from its settings: Kubernetes client, backends, engines, schedulers.
+
+The one place that knows every concrete class. Handlers read the typed Runtime it returns (never an
+untyped memo bag), and engines get what they need of each other as the ports in rotor.engines.ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from rotor.backends.kubernetes import KubernetesBackend
+from rotor.backends.protocols import Backend, InvalidSpec, PermissionDenied, Unavailable
+from rotor.backends.vault import VaultBackend
+from rotor.config import Settings
+from rotor.engines.delivery.worker import Reloader
+from rotor.engines.incident.worker import Incidents
+from rotor.engines.rotation.worker import Rotator
+from rotor.engines.scheduler import RefreshScheduler
+from rotor.engines.secretsource.worker import SecretSync
+from rotor.kube import Kube, KubeError
+from rotor.observability import metrics
+from rotor.planning.reload import RateLimits
+
+log = logging.getLogger("rotor")
+
+
+def build_backends(settings: Settings, kube: Kube) -> dict[str, Backend]:
+    """One backend per provider name, as spec.provider names them."""
+
+    async def request_token(namespace: str, service_account: str, audience: str,
+                            seconds: int) -> tuple[str, datetime.datetime]:
+        try:
+            return await kube.request_token(namespace, service_account, audience, seconds)
+        except KubeError as err:
+            who = f"ServiceAccount {namespace}/{service_account}"
+            if err.not_found:
+                raise InvalidSpec(f"{who} does not exist: create it, or fix spec.serviceAccountName") from None
+            if err.status == 403:
+                raise PermissionDenied(f"Rotor may not request a token for {who}: {err.message}") from None
+            raise Unavailable(f"token request for {who} failed: HTTP {err.status} {err.reason}") from None
+
+    return {
+        VaultBackend.provider: VaultBackend(settings.vault_connections, request_token),
+        KubernetesBackend.provider: KubernetesBackend(kube.read_secret),
+    }
+
+
+@dataclass
+class Runtime:
+    """Everything the handlers reach: built once per operator start, stopped at shutdown."""
+
+    config: Settings
+    kube: Kube
+    backends: Mapping[str, Backend]
+    sync: SecretSync
+    sync_scheduler: RefreshScheduler
+    rotator: Rotator
+    rotation_scheduler: RefreshScheduler
+    incidents: Incidents
+    incident_scheduler: RefreshScheduler
+    reloader: Reloader
+    gate: asyncio.Event | None  # set while this replica is active (peering); None when standalone
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def schedulers(self) -> tuple[RefreshScheduler, ...]:
+        return (self.sync_scheduler, self.rotation_scheduler, self.incident_scheduler)
+
+    async def load(self) -> None:
+        """Before the first sync: every LeakIncident's denylist (a source synced before its incident
+        would deliver the leaked value again), then every managed Secret (first syncs need no read)."""
+        await self.incidents.load_denylists(self.config.namespaces)
+        await self.sync.load_secrets(self.config.namespaces)
+
+    def start(self) -> None:
+        for scheduler in self.schedulers:
+            scheduler.start()
+        self.reloader.start()
+        if self.config.metrics_port:
+            metrics.serve(self.config.metrics_port)
+
+    async def stop(self) -> None:
+        await self.reloader.stop()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        for scheduler in reversed(self.schedulers):
+            await scheduler.stop()
+        for backend in self.backends.values():
+            await backend.close()
+        self.kube.close()
+
+
+async def build(config: Settings, *, gate: asyncio.Event | None) -> Runtime:
+    """The runtime for CONFIG; GATE (when peering) pauses every scheduler while it is clear."""
+    kube = Kube()
+    await kube.ensure_namespace(config.operator_namespace)
+    key = await kube.get_or_create_key(config.operator_namespace, config.hmac_key_secret)
+    backends = build_backends(config, kube)
+    sync = SecretSync(kube, backends, key)
+    sync_scheduler = RefreshScheduler(sync.sync, workers=config.sync_workers, gate=gate)
+    vault = backends[VaultBackend.provider]
+    assert isinstance(vault, VaultBackend)
+    rotator = Rotator(kube, vault, sync, sync_scheduler)
+    rotation_scheduler = RefreshScheduler(rotator.step, workers=4, gate=gate, gauges=False)
+    metrics.track_objects(sync.sources, rotator.policies, enabled=config.metrics_secret_names)
+    incidents = Incidents(kube, vault, sync, sync_scheduler, rotator, config.vault_connections)
+    incident_scheduler = RefreshScheduler(incidents.step, workers=16, gauges=False, gate=gate)
+    incidents.scheduler = incident_scheduler
+    reloader = Reloader(kube, key, window=config.reload_batch_seconds,
+                        limits=RateLimits(config.restarts_per_namespace, config.restarts_cluster,
+                                          config.restart_limit_window_seconds),
+                        poll_seconds=config.reload_poll_seconds, gate=gate)
+    return Runtime(config, kube, backends, sync, sync_scheduler, rotator, rotation_scheduler, incidents,
+                   incident_scheduler, reloader, gate)
