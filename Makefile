@@ -37,6 +37,7 @@ testbin:
 
 crds: venv
 	$(PY) -m rotor crds -o crds
+	$(PY) hack/gen_reference.py
 
 run: deps venv testbin
 	$(PY) hack/run.py --state $(DEVENV)

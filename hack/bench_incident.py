@@ -31,7 +31,7 @@ from benchstack import client_with_crds
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the local stack lives in tests/devenv
 from tests.devenv import Stack
 
-from rotor.planning.incident import parse_time
+from rotor.planning.times import parse as parse_time
 
 REPO = Path(__file__).resolve().parents[1]
 NS = "bench-incidents"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_inventory(args: argparse.Namespace) -> int:
-    from rotor.engines.inventory import main
+    from rotor.engines.inventory.command import main
 
     return main(namespaces=args.namespace, all_namespaces=args.all_namespaces, output=args.output,
                 unmanaged=args.unmanaged, include_system=args.include_system, kubeconfig=args.kubeconfig)
@@ -71,7 +72,7 @@ def _ask_now(command: str, plural: str, ref: str, annotation: str, what: str, sh
 
     namespace, _, name = ref.partition("/")
     if not namespace or not name:
-        print(f"rotor {command}: name the object as <namespace>/<name>", file=sys.stderr)
+        print(f"{_prog()} {command}: name the object as <namespace>/<name>", file=sys.stderr)
         return 2
     token = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
 
@@ -85,7 +86,7 @@ def _ask_now(command: str, plural: str, ref: str, annotation: str, what: str, sh
     try:
         asyncio.run(request())
     except KubeError as err:
-        print(f"rotor {command}: {namespace}/{name}: {err.message or err.reason}", file=sys.stderr)
+        print(f"{_prog()} {command}: {namespace}/{name}: {err.message or err.reason}", file=sys.stderr)
         return 1
     print(f"{what} of {namespace}/{name} requested ({token}); watch: kubectl get {short} -n {namespace} {name} -w")
     return 0
@@ -101,7 +102,7 @@ def _cmd_leak(args: argparse.Namespace) -> int:
 
     namespace, _, source = args.source.partition("/")
     if not namespace or not source:
-        print("rotor leak report: name the secret as <namespace>/<SecretSource>", file=sys.stderr)
+        print(f"{_prog()} leak report: name the secret as <namespace>/<SecretSource>", file=sys.stderr)
         return 2
     response: dict[str, str] = {}
     if args.order:
@@ -127,11 +128,60 @@ def _cmd_leak(args: argparse.Namespace) -> int:
     try:
         created = asyncio.run(create())
     except KubeError as err:
-        print(f"rotor leak report: {err.status} {err.reason}: {err.message}", file=sys.stderr)
+        print(f"{_prog()} leak report: {err.status} {err.reason}: {err.message}", file=sys.stderr)
         return 1
     name = (created.get("metadata") or {}).get("name")
     print(f"leakincident {namespace}/{name} reported; follow it with:\n"
           f"  kubectl -n {namespace} get leakincident {name} -o yaml")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    """`rotor status NS/NAME`: one SecretSource's, RotationPolicy's or LeakIncident's state, readable."""
+    import asyncio
+    import json
+    from typing import Any
+
+    from rotor.api.kinds import KINDS, Kind
+    from rotor.kube import Kube, KubeError, load_config
+    from rotor.planning import status_view, times
+
+    command = f"{_prog()} status"
+    namespace, _, name = args.object.partition("/")
+    if not namespace or not name:
+        print(f"{command}: name the object as <namespace>/<name>", file=sys.stderr)
+        return 2
+    # Without --kind, the first kind with an object of that name (SecretSource first).
+    kinds = [k for k in KINDS if args.kind in (None, k.singular)]
+
+    async def find() -> tuple[Kind, dict[str, Any]] | None:
+        kube = Kube(load_config(args.kubeconfig))
+        try:
+            for kind in kinds:
+                found = await kube.get_object(kind.plural, namespace, name)
+                if found is not None:
+                    return kind, found
+            return None
+        finally:
+            kube.close()
+
+    try:
+        result = asyncio.run(find())
+    except KubeError as err:
+        print(f"{command}: {namespace}/{name}: {err.status} {err.message or err.reason}", file=sys.stderr)
+        return 1
+    if result is None:
+        names = [k.kind for k in kinds]
+        either = " or ".join(filter(None, [", ".join(names[:-1]), names[-1]]))
+        print(f"{command}: no {either} named {namespace}/{name}", file=sys.stderr)
+        return 1
+    kind, found = result
+    if args.output == "json":
+        print(json.dumps(status_view.summary(kind.kind, found), indent=2))
+        return 0
+    # Colour only for a terminal, and never when NO_COLOR is set (no-color.org).
+    color = sys.stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+    sys.stdout.write(status_view.render(kind.kind, found, now=times.now(), color=color))
     return 0
 
 
@@ -140,8 +190,14 @@ def _cmd_version(_: argparse.Namespace) -> int:
     return 0
 
 
+def _prog() -> str:
+    """How the user called us: `kubectl rotor` when kubectl runs us as its plugin kubectl-rotor."""
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return "kubectl rotor" if name.startswith("kubectl-rotor") else "rotor"
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="rotor", description="Deliver and rotate secrets in Kubernetes.")
+    top = argparse.ArgumentParser(prog=_prog(), description="Deliver and rotate secrets in Kubernetes.")
     sub = top.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the operator (settings also from ROTOR_* variables)")
@@ -192,6 +248,17 @@ def parser() -> argparse.ArgumentParser:
     refresh = sub.add_parser("refresh", help="read a SecretSource's backend now (rotor.dev/refresh-now)")
     refresh.add_argument("source", help="<namespace>/<SecretSource>")
     refresh.set_defaults(func=_cmd_refresh)
+
+    status = sub.add_parser("status", help="show a SecretSource's, RotationPolicy's or LeakIncident's state, "
+                            "conditions, rotation steps or incident timeline (never a value)")
+    status.add_argument("object", metavar="NAMESPACE/NAME", help="the object, e.g. team-a/db")
+    status.add_argument("--kind", choices=["secretsource", "rotationpolicy", "leakincident"],
+                        help="which kind (default: the first with this name: SecretSource, RotationPolicy, "
+                        "LeakIncident)")
+    status.add_argument("-o", "--output", choices=["text", "json"], default="text",
+                        help="text (coloured on a terminal) or json (the object's status as stored)")
+    status.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+    status.set_defaults(func=_cmd_status)
 
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=_cmd_version)

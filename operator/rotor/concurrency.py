@@ -39,14 +39,22 @@ class SingleFlight(Generic[T]):
         self._inflight: dict[Hashable, asyncio.Future[T]] = {}
 
     async def do(self, key: Hashable, fn: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
-        """(result, shared): shared is True when this caller rode on another's call."""
-        existing = self._inflight.get(key)
-        if existing is not None:
-            return await asyncio.shield(existing), True
+        """(result, shared): shared is True when this caller rode on another's call. If the caller running
+        FN is cancelled, the others run FN themselves: its cancellation is not theirs."""
+        while (existing := self._inflight.get(key)) is not None:
+            try:
+                return await asyncio.shield(existing), True
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not existing.cancelled() or (task is not None and task.cancelling()):
+                    raise  # this caller itself was cancelled
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
             result = await fn()
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # mark retrieved: waiters re-raise it themselves

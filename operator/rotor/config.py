@@ -6,11 +6,12 @@ tenant can never point Rotor (and the ServiceAccount tokens it presents) at a se
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -27,8 +28,45 @@ class VaultConnection(BaseModel):
                                         "by Rotor: LeakIncidents list the reads of the exposed path from it")
 
 
+_URL = r"^https?://[^\s/]+(:[0-9]+)?/?$"
+
+
+class AwsConnection(BaseModel):
+    """AWS as tenants' workloads reach it: each read assumes the tenant's role with its ServiceAccount's
+    token (IRSA), never with Rotor's own credentials. role_arn_pattern bounds which roles a namespace
+    may name; each role's trust policy still decides which ServiceAccounts may assume it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]+$", description="AWS region, e.g. eu-west-1")
+    endpoint_url: str | None = Field(default=None, pattern=_URL, description="Secrets Manager and SSM endpoint "
+                                     "(a VPC endpoint, or a test server); unset: AWS's regional endpoints")
+    sts_endpoint_url: str | None = Field(default=None, pattern=_URL, description="STS endpoint; unset: "
+                                         "endpoint_url if set, else AWS's regional STS endpoint")
+    ca_file: Path | None = Field(default=None, description="PEM bundle to verify the endpoints (https only)")
+    role_arn_pattern: str = Field(min_length=1, description="Regular expression a SecretSource's "
+                                  "spec.aws.roleArn must match in full; {namespace} stands for its namespace, "
+                                  "e.g. arn:aws:iam::123456789012:role/rotor-{namespace}-.+")
+    audience: str = Field(default="sts.amazonaws.com", min_length=1, max_length=253,
+                          description="Audience of the ServiceAccount tokens presented to STS")
+    session_seconds: int = Field(default=3600, ge=900, le=43200,
+                                 description="Lifetime asked for the assumed-role sessions")
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    max_concurrency: int = Field(default=16, ge=1, le=1024, description="Requests in flight at once")
+    rate_per_second: float = Field(default=50.0, gt=0, description="Sustained request rate limit")
+
+    @model_validator(mode="after")
+    def _pattern_compiles(self) -> AwsConnection:
+        try:
+            re.compile(self.role_arn_pattern.replace("{namespace}", "ns"))
+        except re.error as err:
+            raise ValueError(f"role_arn_pattern is not a regular expression: {err}") from None
+        return self
+
+
 class Settings(BaseSettings):
-    """Everything `rotor run` needs; each field is also ROTOR_<FIELD> (ROTOR_VAULT_CONNECTIONS as JSON)."""
+    """Everything `rotor run` needs; each field is also ROTOR_<FIELD> (ROTOR_VAULT_CONNECTIONS and
+    ROTOR_AWS_CONNECTIONS as JSON)."""
 
     model_config = SettingsConfigDict(env_prefix="ROTOR_", extra="forbid", frozen=True)
 
@@ -38,6 +76,7 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=8080, ge=0, le=65535, description="0 disables /metrics")
     operator_namespace: str = Field(default="rotor-system", description="Where Rotor keeps its own state")
     vault_connections: dict[str, VaultConnection] = Field(default_factory=dict)
+    aws_connections: dict[str, AwsConnection] = Field(default_factory=dict)
     hmac_key_secret: str = Field(default="rotor-hmac-key", description="Secret holding the HMAC key")
     standalone: bool = Field(default=True, description="No peering (single replica)")
     peering_name: str = "rotor"

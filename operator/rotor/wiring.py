@@ -12,7 +12,9 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from rotor.backends.aws import AwsBackend
 from rotor.backends.kubernetes import KubernetesBackend
+from rotor.backends.postgres import PostgresLoginCheck
 from rotor.backends.protocols import Backend, InvalidSpec, PermissionDenied, Unavailable
 from rotor.backends.vault import VaultBackend
 from rotor.config import Settings
@@ -20,6 +22,7 @@ from rotor.engines.delivery.worker import Reloader
 from rotor.engines.incident.worker import Incidents
 from rotor.engines.rotation.worker import Rotator
 from rotor.engines.scheduler import RefreshScheduler
+from rotor.engines.secretsource.port import SourcesPort
 from rotor.engines.secretsource.worker import SecretSync
 from rotor.kube import Kube, KubeError
 from rotor.observability import metrics
@@ -46,6 +49,7 @@ def build_backends(settings: Settings, kube: Kube) -> dict[str, Backend]:
     return {
         VaultBackend.provider: VaultBackend(settings.vault_connections, request_token),
         KubernetesBackend.provider: KubernetesBackend(kube.read_secret),
+        AwsBackend.provider: AwsBackend(settings.aws_connections, request_token),
     }
 
 
@@ -103,14 +107,12 @@ async def build(config: Settings, *, gate: asyncio.Event | None) -> Runtime:
     backends = build_backends(config, kube)
     sync = SecretSync(kube, backends, key)
     sync_scheduler = RefreshScheduler(sync.sync, workers=config.sync_workers, gate=gate)
-    vault = backends[VaultBackend.provider]
-    assert isinstance(vault, VaultBackend)
-    rotator = Rotator(kube, vault, sync, sync_scheduler)
+    rotator = Rotator(kube, backends, SourcesPort(sync, sync_scheduler))
     rotation_scheduler = RefreshScheduler(rotator.step, workers=4, gate=gate, gauges=False)
     metrics.track_objects(sync.sources, rotator.policies, enabled=config.metrics_secret_names)
-    incidents = Incidents(kube, vault, sync, sync_scheduler, rotator, config.vault_connections)
-    incident_scheduler = RefreshScheduler(incidents.step, workers=16, gauges=False, gate=gate)
-    incidents.scheduler = incident_scheduler
+    # The incident engine owns its scheduler (it wakes incidents itself); the runtime starts and stops it.
+    incidents = Incidents(kube, backends, SourcesPort(sync, sync_scheduler), rotator, PostgresLoginCheck(), gate=gate)
+    incident_scheduler = incidents.scheduler
     reloader = Reloader(kube, key, window=config.reload_batch_seconds,
                         limits=RateLimits(config.restarts_per_namespace, config.restarts_cluster,
                                           config.restart_limit_window_seconds),

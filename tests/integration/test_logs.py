@@ -26,7 +26,7 @@ def leaks(lines: list[str], *values: str) -> list[str]:
 
 def test_canary_values_never_reach_a_log_record(custom: Any, core: Any, vault: hvac.Client, namespace: str,
                                                 app_identity: str, operator_logs: OperatorLogs) -> None:
-    first, second, copied = (f"log-canary-{n}-{uuid.uuid4().hex[:12]}" for n in ("v1", "v2", "copy"))
+    first, second, copied = (f"log-canary-{n}-{uuid.uuid4().hex}" for n in ("v1", "v2", "copy"))
     start = len(operator_logs.lines)
     assert logging.getLogger("rotor").isEnabledFor(logging.DEBUG)
     vault.secrets.kv.v2.create_or_update_secret(f"{namespace}/db", {"password": first}, mount_point="secret")
@@ -61,7 +61,7 @@ def test_response_bodies_with_values_are_masked_if_client_debug_is_turned_on(
     body the client logs (base64 of values fetched from Vault) is still redacted. Syncs send plain JSON
     that the client never logs; releasing a Secret on deletion (deletionPolicy Retain) still goes through
     the client's models, whose response body it logs."""
-    canary = f"log-canary-body-{uuid.uuid4().hex[:12]}"
+    canary = f"log-canary-body-{uuid.uuid4().hex}"
     rest = logging.getLogger("kubernetes.client.rest")
     previous = rest.level
     rest.setLevel(logging.DEBUG)

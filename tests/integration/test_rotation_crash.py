@@ -53,14 +53,14 @@ def no_inprocess_operator(operator: RunningOperator) -> Iterator[None]:
         operator.start()
 
 
-def start_operator(info: StackInfo, kill_at: str | None) -> subprocess.Popen[bytes]:
+def start_operator(info: StackInfo, namespace: str, kill_at: str | None) -> subprocess.Popen[bytes]:
     environ = {**os.environ, "KUBECONFIG": info.kubeconfig, "ROTOR_METRICS_PORT": "0", "ROTOR_LOG_LEVEL": "info",
                "ROTOR_VAULT_CONNECTIONS": json.dumps({"default": {"address": info.vault_addr}})}
     environ.pop("ROTOR_FAULT_KILL_AT", None)
     if kill_at:
         environ["ROTOR_FAULT_KILL_AT"] = kill_at
-    return subprocess.Popen([sys.executable, "-m", "rotor", "run"], env=environ, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    return subprocess.Popen([sys.executable, "-m", "rotor", "run", "--namespace", namespace], env=environ, stdout=subprocess.DEVNULL,
+                            stderr=open(f"/tmp/h-infra/op-{time.time():.0f}-{kill_at}.log", "w"))
 
 
 def revokes(info: StackInfo, since: float) -> int:
@@ -83,7 +83,7 @@ def test_sigkill_at_every_phase_completes_each_rotation_once(
     role = dynamic_role(vault, env)
     vault.secrets.kv.v2.create_or_update_secret(f"{env.namespace}/db", {"host": "127.0.0.1"}, mount_point="secret")
     secret_source(custom, env.namespace, "db", source_spec(env))
-    operator = start_operator(info, None)
+    operator = start_operator(info, env.namespace, None)
     try:
         wait_ready(custom, env.namespace, "db", timeout=60)
         policy(custom, env.namespace, "db", {
@@ -97,8 +97,8 @@ def test_sigkill_at_every_phase_completes_each_rotation_once(
     roles_before = dynamic_pg_roles(info) - 1
     for n, point in enumerate(KILL_POINTS, start=2):
         time.sleep(1.1)  # the audit log has whole seconds: keep the previous rotation's revoke out
-        since = time.time()
-        crashing = start_operator(info, point)
+        since = time.time(); T0=time.time()
+        crashing = start_operator(info, env.namespace, point)
         try:
             time.sleep(1)
             rotate_now(custom, env.namespace, "db")
@@ -106,13 +106,16 @@ def test_sigkill_at_every_phase_completes_each_rotation_once(
         finally:
             if crashing.poll() is None:
                 crashing.kill()
+        T1=time.time()
         phase_at_crash = status(custom, env.namespace, "db").get("phase")
-        survivor = start_operator(info, None)
+        survivor = start_operator(info, env.namespace, None)
         try:
             s = wait_rotations(custom, env.namespace, "db", n, timeout=90)
+            T2=time.time()
         finally:
             survivor.terminate()
             survivor.wait(30)
+        print(f"\nTIMING {point}: crash {T1-T0:.1f}s survivor-rotation {T2-T1:.1f}s stop {time.time()-T2:.1f}s")
         steps = [step["phase"] for step in s["rotation"]["steps"]]
         assert steps.count("Complete") == 1 and steps.count("Revoking") == 1, (point, steps)
         assert len(leases(vault, role)) == 1, f"orphaned or missing lease after a crash at {point}"

@@ -61,12 +61,14 @@ class Condition(Model):
 
     model_config = ConfigDict(extra="ignore")
 
-    type: str = Field(max_length=316)
-    status: ConditionStatus
-    reason: str = Field(default="", max_length=1024)
-    message: str = Field(default="", max_length=32768)
-    last_transition_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
-    observed_generation: int | None = Field(default=None, ge=0)
+    type: str = Field(max_length=316, description="What the condition is about, e.g. Ready.")
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    reason: str = Field(default="", max_length=1024, description="Why, as one CamelCase word (e.g. Synced).")
+    message: str = Field(default="", max_length=32768, description="Why, for people (never a secret value).")
+    last_transition_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"},
+                                             description="When status last changed.")
+    observed_generation: int | None = Field(default=None, ge=0,
+                                            description="The metadata.generation the condition was set for.")
 
 
 def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, Any]:

@@ -16,8 +16,17 @@ DATA_HMAC: Final = "rotor.dev/data-hmac"
 SOURCE_VERSION: Final = "rotor.dev/source-version"
 MANAGED_KEYS: Final = "rotor.dev/managed-keys"
 OWNER_LABEL: Final = "rotor.dev/owner"  # who owns a secret, for the inventory
+# On a Secret Rotor created: the UID of the SecretSource it was created for (ownership is this UID or
+# an owner reference, never a label value, which anyone who may label a Secret can forge).
+SOURCE_UID: Final = "rotor.dev/source-uid"
+# On a Merge target: the labels Rotor added (comma-separated), so releasing it removes only those.
+ADDED_LABELS: Final = "rotor.dev/added-labels"
 # On a source Secret: the namespaces that may read it through the kubernetes provider ("*": all).
 ALLOWED_NAMESPACES: Final = "rotor.dev/allowed-namespaces"
+# On an existing Secret, set by its owner: the one SecretSource (by name) that may merge keys into it.
+ALLOW_SOURCE: Final = "rotor.dev/allow-source"
+# Label and annotation keys under this prefix are Rotor's: spec.target may not set them.
+RESERVED_PREFIX: Final = "rotor.dev/"
 
 # -- annotations on Rotor's own objects ------------------------------------------------------------
 REFRESH_NOW: Final = "rotor.dev/refresh-now"  # a new value on a SecretSource: read the backend now

@@ -23,13 +23,18 @@ _TIME: JsonDict = {"format": "date-time"}
 
 
 class Exposure(Model):
-    where: Literal["ci-logs", "git", "image", "log", "chat", "other"]
+    """Where and when the secret was exposed."""
+
+    where: Literal["ci-logs", "git", "image", "log", "chat", "other"] = Field(
+        description="Where it leaked to (the recommendations depend on it).")
     reference: str = Field(default="", max_length=2048, description="Where exactly (a URL, a commit, an image).")
     detected_at: str | None = Field(default=None, json_schema_extra=_TIME,
                                     description="When the leak was detected (default: when the incident was created).")
 
 
 class Response(Model):
+    """How Rotor responds."""
+
     order: Order | None = Field(
         default=None,
         description="immediate: revoke first (readers fail until rotated); afterRotation: overlap rotation first, "
@@ -60,7 +65,8 @@ class LeakIncidentSpec(Model):
     target_secret_ref: LocalRef | None = None
     version: str | None = Field(default=None, max_length=64, description="Exposed version (default: current).")
     exposure: Exposure
-    severity: Literal["low", "medium", "high", "critical"] = "high"
+    severity: Literal["low", "medium", "high", "critical"] = Field(
+        default="high", description="high and critical make the open-incident alert critical, others a warning.")
     response: Response = Field(default_factory=Response)
     resolved: bool = Field(default=False, description="Set true to close the incident (the denylist stays).")
 
@@ -70,14 +76,15 @@ class Timestamps(Model):
 
     model_config = Model.model_config | {"extra": "ignore"}
 
-    detected: str | None = Field(default=None, json_schema_extra=_TIME)
-    contained: str | None = Field(default=None, json_schema_extra=_TIME)
-    identified: str | None = Field(default=None, json_schema_extra=_TIME)
-    rotated: str | None = Field(default=None, json_schema_extra=_TIME)
-    revoked: str | None = Field(default=None, json_schema_extra=_TIME)
-    audited: str | None = Field(default=None, json_schema_extra=_TIME)
-    prevented: str | None = Field(default=None, json_schema_extra=_TIME)
-    resolved: str | None = Field(default=None, json_schema_extra=_TIME)
+    detected: str | None = Field(default=None, json_schema_extra=_TIME,
+                                 description="spec.exposure.detectedAt, or when the incident was created.")
+    contained: str | None = Field(default=None, json_schema_extra=_TIME, description="Leaked value denylisted.")
+    identified: str | None = Field(default=None, json_schema_extra=_TIME, description="Blast radius known.")
+    rotated: str | None = Field(default=None, json_schema_extra=_TIME, description="Readers on a new value.")
+    revoked: str | None = Field(default=None, json_schema_extra=_TIME, description="Leaked credential revoked.")
+    audited: str | None = Field(default=None, json_schema_extra=_TIME, description="Audit reads collected.")
+    prevented: str | None = Field(default=None, json_schema_extra=_TIME, description="Guardrails in place.")
+    resolved: str | None = Field(default=None, json_schema_extra=_TIME, description="spec.resolved set.")
 
 
 class Consumer(Model):
@@ -85,15 +92,18 @@ class Consumer(Model):
 
     model_config = Model.model_config | {"extra": "ignore"}
 
-    kind: str
-    namespace: str
-    name: str
+    kind: str = Field(description="Deployment, StatefulSet, DaemonSet, Job, CronJob or Pod.")
+    namespace: str = Field(description="Its namespace (the Secret's).")
+    name: str = Field(description="Its name.")
     service_account: str = Field(default="default", description="ServiceAccount its pods run as.")
-    via: list[Literal["env", "envFrom", "volume", "projected"]] = Field(default_factory=list)
+    via: list[Literal["env", "envFrom", "volume", "projected", "imagePullSecrets"]] = Field(
+        default_factory=list, description="How its pods read the Secret.")
     owner: str | None = Field(default=None, description="Controlling owner (kind/name), for pods and jobs.")
 
 
 class Window(Model):
+    """How long the exposed version was valid."""
+
     model_config = Model.model_config | {"extra": "ignore"}
 
     start: str | None = Field(default=None, json_schema_extra=_TIME,
@@ -103,6 +113,8 @@ class Window(Model):
 
 
 class BlastRadius(Model):
+    """Everything the leaked value reaches: where it lives, who reads it, with which identities."""
+
     model_config = Model.model_config | {"extra": "ignore"}
 
     backend: str = Field(description="Backend and path, e.g. vault:default/secret/team-a/db.")
@@ -110,23 +122,25 @@ class BlastRadius(Model):
     keys: list[str] = Field(default_factory=list, description="Properties whose values leaked (names only).")
     target_secret: str = Field(description="namespace/name of the Kubernetes Secret holding the value.")
     source_identity: str = Field(default="", description="ServiceAccount and Vault role that read the secret.")
-    consumers: list[Consumer] = Field(default_factory=list)
-    namespaces: list[str] = Field(default_factory=list)
+    consumers: list[Consumer] = Field(default_factory=list, description="Workloads and Pods reading the Secret.")
+    namespaces: list[str] = Field(default_factory=list, description="Namespaces of every reader.")
     service_accounts: list[str] = Field(default_factory=list, description="namespace/name of every reader.")
     leases: list[str] = Field(default_factory=list, description="Fingerprints (sha256) of the leases involved.")
     static_role: str | None = Field(default=None, description="Vault database static role whose password leaked.")
-    rotation_policy: str | None = None
+    rotation_policy: str | None = Field(default=None, description="The RotationPolicy of the secret, if any.")
     exposure_window: Window = Field(default_factory=Window)
 
 
 class TimelineEntry(Model):
+    """One thing that happened, by whom."""
+
     model_config = Model.model_config | {"extra": "ignore"}
 
-    time: str = Field(json_schema_extra=_TIME)
+    time: str = Field(json_schema_extra=_TIME, description="When.")
     actor: str = Field(max_length=256, description="Who acted (Rotor and the backend identity it used, or the "
                        "field manager of a person's change).")
-    action: str = Field(max_length=64)
-    message: str = Field(default="", max_length=1024)
+    action: str = Field(max_length=64, description="What, in a word (Reported, Contained, Resolved, ...).")
+    message: str = Field(default="", max_length=1024, description="Details.")
 
 
 class AuditRead(Model):
@@ -134,28 +148,32 @@ class AuditRead(Model):
 
     model_config = Model.model_config | {"extra": "ignore"}
 
-    time: str = Field(json_schema_extra=_TIME)
-    operation: str
-    path: str
+    time: str = Field(json_schema_extra=_TIME, description="When.")
+    operation: str = Field(description="The backend operation, e.g. read.")
+    path: str = Field(description="The backend path.")
     service_account: str | None = Field(default=None, description="namespace/name of the Kubernetes identity.")
-    role: str | None = None
+    role: str | None = Field(default=None, description="The backend role it logged in with.")
     display_name: str | None = Field(default=None, description="The requesting entity as the backend names it.")
-    remote_address: str | None = None
-    denied: bool = False
+    remote_address: str | None = Field(default=None, description="The client's address.")
+    denied: bool = Field(default=False, description="The backend refused the request.")
 
 
 class RotationRef(Model):
+    """The rotation the incident asked for."""
+
     model_config = Model.model_config | {"extra": "ignore"}
 
-    policy: str
+    policy: str = Field(description="The RotationPolicy that rotates.")
     emergency: bool = Field(default=False, description="Created by the incident (no RotationPolicy existed).")
-    requested_at: str | None = Field(default=None, json_schema_extra=_TIME)
+    requested_at: str | None = Field(default=None, json_schema_extra=_TIME, description="When it was asked for.")
     token: str = Field(default="", description="The rotor.dev/rotate-now value the incident set.")
-    rotation_id: str | None = None
-    new_version: str | None = None
+    rotation_id: str | None = Field(default=None, description="The RotationPolicy's status.rotation.id.")
+    new_version: str | None = Field(default=None, description="The version readers moved to.")
 
 
 class Revocation(Model):
+    """How the leaked value was revoked."""
+
     model_config = Model.model_config | {"extra": "ignore"}
 
     method: str = Field(description="What revoked the value (destroy version, revoke lease, rotate role).")
@@ -164,25 +182,28 @@ class Revocation(Model):
 
 
 class LeakIncidentStatus(Model):
-    conditions: list[Condition] = Field(default_factory=list)
-    observed_generation: int | None = None
-    phase: IncidentPhase | None = None
+    conditions: list[Condition] = Field(default_factory=list, description="Ready (the runbook's progress, or "
+                                        "what blocks it) and one per step done, e.g. Contained.")
+    observed_generation: int | None = Field(default=None, description="The metadata.generation Rotor last acted on.")
+    phase: IncidentPhase | None = Field(default=None, description="The last runbook step completed.")
     step: str | None = Field(default=None, description="The step in progress (persisted before it acts).")
     source: str | None = Field(default=None, description="The SecretSource the incident resolved to.")
     order: Order | None = Field(default=None, description="The order chosen (spec.response.order or derived).")
     waiting_for: str | None = Field(default=None, description="Earlier incident on the same secret this one waits for.")
-    exposed_version: str | None = None
+    exposed_version: str | None = Field(default=None, description="The backend version that leaked.")
     denylist: list[str] = Field(default_factory=list,
                                 description="Keyed digests (HMAC) of the leaked values; the sync path refuses them.")
     timestamps: Timestamps = Field(default_factory=Timestamps)
     blast_radius: BlastRadius | None = None
     rotation: RotationRef | None = None
     revocation: Revocation | None = None
-    timeline: list[TimelineEntry] = Field(default_factory=list, max_length=200)
-    audit_reads: list[AuditRead] = Field(default_factory=list, max_length=200)
+    timeline: list[TimelineEntry] = Field(default_factory=list, max_length=200, description="What happened, "
+                                          "oldest first (the last 200 entries).")
+    audit_reads: list[AuditRead] = Field(default_factory=list, max_length=200,
+                                         description="Reads of the exposed path during the exposure window.")
     audit_reads_total: int | None = Field(default=None, ge=0, description="Reads found (the list is capped).")
     audit_note: str | None = Field(default=None, description="Where the reads came from, or why there are none.")
-    guardrails: list[str] = Field(default_factory=list)
-    recommendations: list[str] = Field(default_factory=list)
+    guardrails: list[str] = Field(default_factory=list, description="What Rotor put in place against a repeat.")
+    recommendations: list[str] = Field(default_factory=list, description="What people should do next.")
     resolved_by: str | None = Field(default=None, description="Field manager that set spec.resolved.")
-    resolved_at: str | None = Field(default=None, json_schema_extra=_TIME)
+    resolved_at: str | None = Field(default=None, json_schema_extra=_TIME, description="When spec.resolved was set.")

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from rotor.api.aws import AwsSource
 from rotor.api.common import Condition, DNSLabel, Duration, Model, ObjectName, cel, validations
 
 SecretType = Literal[
@@ -72,9 +73,11 @@ class Target(Model):
     """The Kubernetes Secret Rotor writes."""
 
     name: ObjectName | None = Field(default=None, description="Secret name (default: the SecretSource's name).")
-    type: SecretType = Field(default="Opaque")
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    type: SecretType = Field(default="Opaque", description="Type of the Secret.")
+    labels: dict[str, str] = Field(default_factory=dict,
+                                   description="Labels on the Secret (Rotor's own labels take precedence).")
+    annotations: dict[str, str] = Field(
+        default_factory=dict, description="Annotations on the Secret (Rotor's own annotations take precedence).")
     template: Template | None = None
     creation_policy: Literal["Owner", "Merge", "Orphan"] = Field(
         default="Owner",
@@ -87,6 +90,8 @@ class Target(Model):
 
 
 class Refresh(Model):
+    """When Rotor reads the backend again: a backend change reaches the Secret at the next read."""
+
     interval: Duration = Field(default="1h", description="How often the backend is read again.")
     jitter: float = Field(default=0.1, ge=0, le=0.5, description="Fraction of the interval to randomise by.")
 
@@ -97,13 +102,16 @@ class SecretSourceSpec(Model):
             cel("self.provider != 'vault' || has(self.vault)", "provider vault needs spec.vault", ".vault"),
             cel("self.provider != 'kubernetes' || has(self.kubernetes)",
                 "provider kubernetes needs spec.kubernetes", ".kubernetes"),
-            cel("!(has(self.vault) && has(self.kubernetes))", "set only one of spec.vault and spec.kubernetes"),
+            cel("self.provider != 'aws' || has(self.aws)", "provider aws needs spec.aws", ".aws"),
+            cel("(has(self.vault) ? 1 : 0) + (has(self.kubernetes) ? 1 : 0) + (has(self.aws) ? 1 : 0) <= 1",
+                "set only one of spec.vault, spec.kubernetes and spec.aws"),
         )
     }
 
-    provider: Literal["vault", "kubernetes"] = Field(description="Which backend holds the secret.")
+    provider: Literal["vault", "kubernetes", "aws"] = Field(description="Which backend holds the secret.")
     vault: VaultSource | None = None
     kubernetes: KubernetesSource | None = None
+    aws: AwsSource | None = None
     service_account_name: ObjectName = Field(
         default="default",
         description="ServiceAccount in this namespace whose identity reads the secret (never another namespace).",
@@ -116,14 +124,18 @@ class SecretSourceSpec(Model):
 
 
 class SecretSourceStatus(Model):
-    conditions: list[Condition] = Field(default_factory=list)
-    observed_generation: int | None = None
+    conditions: list[Condition] = Field(default_factory=list, description="Ready: whether the last sync succeeded, "
+                                        "and why not (the Secret keeps its last good value).")
+    observed_generation: int | None = Field(default=None, description="The metadata.generation Rotor last synced.")
     synced_version: str | None = Field(default=None, description="Backend version last synced.")
     data_hmac: str | None = Field(default=None, description="Keyed HMAC of the synced data (never the data).")
-    target_secret: str | None = None
-    last_sync_time: str | None = None
+    target_secret: str | None = Field(default=None, description="Name of the Secret Rotor writes.")
+    last_sync_time: str | None = Field(
+        default=None, description="When a successful sync last changed the Secret or this status (a refresh "
+        "that finds nothing new writes nothing).")
     last_change_time: str | None = Field(
         default=None, description="When the synced value last changed (a new data HMAC); the secret's age counts "
         "from here.")
-    next_sync_time: str | None = None
-    consumers: dict[str, int] | None = None
+    next_sync_time: str | None = Field(default=None, description="When Rotor reads the backend next (or retries).")
+    consumers: dict[str, int] | None = Field(
+        default=None, description="Workloads reading the Secret: current (on the synced value) and stale.")

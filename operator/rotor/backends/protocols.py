@@ -99,33 +99,36 @@ class VersionStore(SecretHandle, Protocol):
     """Capability.WRITE_VERSION and Capability.VERSIONS: a versioned key/value secret."""
 
     async def read_version(self, version: str | None = None) -> tuple[dict[str, str], str | None]:
-        """The data of VERSION (latest if None) and its version; ({}, None) when the secret does not
-        exist yet. NotFound when a named version is gone (destroyed or deleted)."""
+        """The data of VERSION (latest if None) and its version; ({}, None) when there is no latest
+        version to read (the secret does not exist yet, or its latest version was deleted or destroyed).
+        NotFound when a named version is gone (destroyed, deleted, or never written)."""
         ...
 
     async def write_version(self, data: Mapping[str, str], cas: str) -> str:
-        """Write DATA as the version after CAS ("0": the secret must not exist); the new version.
-        VersionConflict when someone else wrote first."""
+        """Write DATA as the version after CAS ("0": the secret must have no version yet); the new
+        version. VersionConflict when CAS is not the latest version (someone else wrote first)."""
         ...
 
     async def list_versions(self) -> list[str]:
-        """Versions not yet destroyed, oldest first."""
+        """Versions not yet destroyed, oldest first ([] when there is no secret). A backend may keep only
+        the newest few (Vault keeps 10 unless the mount says otherwise); older ones are gone."""
         ...
 
     async def destroy_versions(self, versions: Sequence[str]) -> None:
-        """Permanently remove VERSIONS (a no-op for none)."""
+        """Permanently remove VERSIONS (a no-op for none, and for versions already gone)."""
         ...
 
     async def version_created(self, version: str) -> datetime.datetime | None:
-        """When VERSION was written, by the backend's clock."""
+        """When VERSION was written, by the backend's clock (destroyed versions keep it); None when it
+        never was."""
         ...
 
     async def custom_metadata(self) -> dict[str, str]:
-        """The secret's own metadata (Rotor keeps lease ids and rotation ids there)."""
+        """The secret's own metadata (Rotor keeps lease ids and rotation ids there); {} when none."""
         ...
 
     async def set_custom_metadata(self, changes: Mapping[str, str]) -> None:
-        """Merge CHANGES into the metadata; "" removes a key."""
+        """Merge CHANGES into the metadata; "" removes a key. Not atomic: read, merge, write."""
         ...
 
 
@@ -133,13 +136,18 @@ class VersionStore(SecretHandle, Protocol):
 class LeaseIssuer(SecretHandle, Protocol):
     """Capability.LEASES: per-lease credentials from a secrets engine mount and role."""
 
-    async def issue_lease(self, mount: str, role: str) -> Lease: ...
-
-    async def renew_lease(self, lease_id: str, increment: int | None = None) -> int:
-        """Extend the lease; its new TTL in seconds."""
+    async def issue_lease(self, mount: str, role: str) -> Lease:
+        """New credentials with their own lease; its TTL is the role's default TTL."""
         ...
 
-    async def lease_alive(self, lease_id: str) -> bool: ...
+    async def renew_lease(self, lease_id: str, increment: int | None = None) -> int:
+        """Extend the lease by INCREMENT seconds (default: the role's TTL), never past the role's max
+        TTL; its new TTL in seconds. NotFound once the lease is gone (revoked or expired)."""
+        ...
+
+    async def lease_alive(self, lease_id: str) -> bool:
+        """False once the lease is revoked or expired (or was never issued)."""
+        ...
 
     async def revoke_lease(self, lease_id: str) -> None:
         """The credentials stop working now (a no-op for a lease already gone)."""
@@ -154,7 +162,9 @@ class LeaseIssuer(SecretHandle, Protocol):
 class StaticCredentials(SecretHandle, Protocol):
     """Capability.STATIC_CREDENTIALS: a static database role whose password the backend sets."""
 
-    async def rotate_static(self, mount: str, role: str) -> None: ...
+    async def rotate_static(self, mount: str, role: str) -> None:
+        """The backend sets a new password for the role's user now."""
+        ...
 
     async def static_credentials(self, mount: str, role: str) -> dict[str, str]:
         """The role's current username and password (values: memory only)."""
@@ -165,7 +175,8 @@ class StaticCredentials(SecretHandle, Protocol):
         ...
 
     async def backend_time(self) -> datetime.datetime:
-        """The backend's clock now, so decisions compare its times with its own time."""
+        """The backend's clock now, so decisions compare its times with its own time. Needs no
+        permission of the acting identity."""
         ...
 
 
@@ -184,17 +195,27 @@ class AuditTrail(SecretHandle, Protocol):
 
     async def audit_reads(self, start: datetime.datetime, end: datetime.datetime | None,
                           limit: int = 100) -> AuditReads | None:
-        """The reads in [START, END], the first LIMIT listed; None when no audit trail is configured."""
+        """The reads in [START, END] (by anyone, denied ones included), the first LIMIT listed and all
+        counted; None when no audit trail is configured. Needs no permission of the acting identity."""
         ...
 
 
+@runtime_checkable
 class Backend(Protocol):
     """Reads the secret a SecretSource names, as the identity the SecretSource names."""
 
-    provider: ClassVar[str]
     capabilities: ClassVar[frozenset[Capability]]
 
-    async def fetch(self, namespace: str, spec: SecretSourceSpec) -> Fetched: ...
+    @property
+    def provider(self) -> str:
+        """The spec.provider this backend serves (a class attribute of real backends; read-only here so an
+        instance attribute, as a test fake's, satisfies it too)."""
+        ...
+
+    async def fetch(self, namespace: str, spec: SecretSourceSpec) -> Fetched:
+        """The values (bytes) and version of the secret (the pinned version, if the spec pins one).
+        NotFound when there is none; PermissionDenied when the identity may not read it."""
+        ...
 
     def describe(self, namespace: str, spec: SecretSourceSpec) -> str:
         """Where the secret lives, for status and inventory (e.g. 'vault:default/secret/app/db')."""
@@ -209,6 +230,7 @@ class Backend(Protocol):
     async def close(self) -> None: ...
 
 
+@runtime_checkable
 class LoginCheck(Protocol):
     """Can a leaked database credential still log in? (rotor.backends.postgres)"""
 

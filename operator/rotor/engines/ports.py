@@ -32,6 +32,11 @@ class SourceView(Protocol):
 class Sources(Protocol):
     """The SecretSource engine, as the rotation and incident engines use it."""
 
+    @property
+    def hmac_key(self) -> bytes:
+        """The operator's key for value digests (planning.hashing): incidents fingerprint leaked values."""
+        ...
+
     def source(self, namespace: str, name: str) -> SourceView | None:
         """The SecretSource, or None if it does not exist (or is being deleted)."""
         ...

@@ -1,25 +1,27 @@
 """Delivery into workloads: the pod-injection webhook, and the watches that feed restarts on change.
 
-Thin: decode, ask rotor.planning.injection / hand events to the Reloader (rotor.engines.delivery.worker).
-No create/update/resume handler ever touches core Secrets (Kopf would copy their data into an
-annotation): Secrets are only watched with event handlers.
+Thin: decode, ask rotor.planning.injection / hand watch events to the Reloader's view
+(rotor.engines.delivery.view). No create/update/resume handler ever touches core Secrets (Kopf
+would copy their data into an annotation): Secrets are only watched with event handlers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import kopf
 
 from rotor import GROUP, VERSION
 from rotor.api.keys import INJECT_LABEL, MANAGED_BY, MANAGED_BY_VALUE
+from rotor.api.kinds import SECRET_SOURCE
 from rotor.config import Settings
 from rotor.handlers.memo import runtime_of
 from rotor.observability.metrics import WEBHOOK_ADMISSIONS
 from rotor.planning.injection import describe, parse_request, plan_injection
+from rotor.planning.podspec import BY_KIND, RESTARTABLE
 
 WEBHOOK_CONFIGURATION = GROUP  # the MutatingWebhookConfiguration Kopf creates and keeps current
 
@@ -94,33 +96,30 @@ def _refuse_or_warn(config: Settings, problems: list[str], warnings: list[str]) 
     warnings.extend(problems)
 
 
-# -- restarts on change: every event goes to the Reloader, which compares digests -----------------
+# -- restarts on change: every event goes to the Reloader's view, which compares digests ------------
 
 @kopf.on.event("", "v1", "secrets", labels={MANAGED_BY: MANAGED_BY_VALUE}, id="reload-on-secret")
 async def secret_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    runtime_of(memo).reloader.observe_secret(event.get("type"), event["object"])
+    runtime_of(memo).reloader.view.observe_secret(event.get("type"), event["object"])
 
 
-@kopf.on.event(GROUP, VERSION, "secretsources", id="reload-on-source")
+@kopf.on.event(GROUP, VERSION, SECRET_SOURCE.plural, id="reload-on-source")
 async def source_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    runtime_of(memo).reloader.observe_source(event.get("type"), event["object"])
+    runtime_of(memo).reloader.view.observe_source(event.get("type"), event["object"])
 
 
-@kopf.on.event("apps", "v1", "deployments", id="reload-deployment")
-async def deployment_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    runtime_of(memo).reloader.observe_workload("Deployment", event.get("type"), event["object"])
+def _workload_event(kind: str) -> Callable[..., Awaitable[None]]:
+    async def workload_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+        runtime_of(memo).reloader.view.observe_workload(kind, event.get("type"), event["object"])
+
+    return workload_event
 
 
-@kopf.on.event("apps", "v1", "statefulsets", id="reload-statefulset")
-async def statefulset_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    runtime_of(memo).reloader.observe_workload("StatefulSet", event.get("type"), event["object"])
+def _watch_workloads() -> None:
+    """One watch per kind Rotor restarts (the podspec table), as reload-deployment, reload-cronjob..."""
+    for kind in RESTARTABLE:
+        table = BY_KIND[kind]
+        kopf.on.event(table.group, table.version, table.plural, id=f"reload-{kind.lower()}")(_workload_event(kind))
 
 
-@kopf.on.event("apps", "v1", "daemonsets", id="reload-daemonset")
-async def daemonset_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    runtime_of(memo).reloader.observe_workload("DaemonSet", event.get("type"), event["object"])
-
-
-@kopf.on.event("batch", "v1", "cronjobs", id="reload-cronjob")
-async def cronjob_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    runtime_of(memo).reloader.observe_workload("CronJob", event.get("type"), event["object"])
+_watch_workloads()

@@ -126,7 +126,7 @@ OBJECT_METRICS = (LAST_ROTATION, NEXT_ROTATION, SECRET_AGE, LEASE_EXPIRY)
 
 
 class Tracked(Protocol):
-    """What ObjectMetrics reads of an object in memory (secretsync.SourceState, rotation.PolicyState)."""
+    """What ObjectMetrics reads of an object in memory (the SecretSource and RotationPolicy views)."""
 
     @property
     def namespace(self) -> str: ...

@@ -3,21 +3,20 @@
     Open -> Contained -> Identified -> Rotated -> Revoked -> Audited -> Prevented -> (spec.resolved) Resolved
                                    \\-> Revoked -> Rotated -/        (order immediate)
 
-The engine (rotor.engines.incident.worker) persists the step it is about to take before acting and the phase's
-timestamp after, so a restarted operator re-enters an unfinished step (each step's action checks
+The engine (rotor.engines.incident) persists the step it is about to take before acting and the
+phase's timestamp after, so a restarted operator re-enters an unfinished step (each step's action checks
 whether it already happened) and never repeats a finished one. Everything here takes names, versions,
 digests and timestamps; values never reach this module except as HMAC digests.
 """
 
 from __future__ import annotations
 
-import datetime
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from rotor.planning.reload import pod_template
+from rotor.planning import times
 
 Step = Literal["contain", "identify", "rotate", "revoke", "audit", "prevent"]
 Order = Literal["immediate", "afterRotation"]
@@ -26,7 +25,6 @@ PHASE_OF: dict[Step, str] = {"contain": "Contained", "identify": "Identified", "
 STAMP_OF: dict[Step, str] = {"contain": "contained", "identify": "identified", "rotate": "rotated",
                              "revoke": "revoked", "audit": "audited", "prevent": "prevented"}
 FINISHED = frozenset({"Prevented", "Resolved"})
-Via = Literal["env", "envFrom", "volume", "projected"]
 _SECRET_NAME = re.compile(r"pass|secret|token|key|cred|private|auth", re.IGNORECASE)
 
 
@@ -125,57 +123,17 @@ def db_target(values: Mapping[str, str]) -> tuple[str, int, str] | None:
     return values["host"], port, values.get("dbname") or values.get("database") or "postgres"
 
 
-# -- blast radius -----------------------------------------------------------------------------------
-
-def secret_uses(pod_spec: Mapping[str, Any], secret: str) -> list[Via]:
-    """How a pod spec reads SECRET: env (secretKeyRef), envFrom, a secret volume, a projected volume."""
-    found: set[Via] = set()
-    for container in [*(pod_spec.get("initContainers") or []), *(pod_spec.get("containers") or []),
-                      *(pod_spec.get("ephemeralContainers") or [])]:
-        for env in container.get("env") or []:
-            if ((env.get("valueFrom") or {}).get("secretKeyRef") or {}).get("name") == secret:
-                found.add("env")
-        for env_from in container.get("envFrom") or []:
-            if (env_from.get("secretRef") or {}).get("name") == secret:
-                found.add("envFrom")
-    for volume in pod_spec.get("volumes") or []:
-        if (volume.get("secret") or {}).get("secretName") == secret:
-            found.add("volume")
-        for source in (volume.get("projected") or {}).get("sources") or []:
-            if (source.get("secret") or {}).get("name") == secret:
-                found.add("projected")
-    order: tuple[Via, ...] = ("env", "envFrom", "volume", "projected")
-    return [v for v in order if v in found]
+def backend_label(provider: str) -> str:
+    """A backend as messages name it."""
+    return {"vault": "Vault"}.get(provider, f"the {provider} backend")
 
 
-def consumers(secret: str, objects: Iterable[tuple[str, Mapping[str, Any]]]) -> list[dict[str, Any]]:
-    """Every workload (Deployment, StatefulSet, DaemonSet, Job, CronJob) and Pod whose pods read SECRET
-    (same namespace: a pod can only name Secrets of its own), sorted by kind and name."""
-    out: list[dict[str, Any]] = []
-    for kind, body in objects:
-        meta = body.get("metadata") or {}
-        spec = (body.get("spec") or {}) if kind == "Pod" else (pod_template(kind, body).get("spec") or {})
-        via = secret_uses(spec, secret)
-        if not via:
-            continue
-        entry: dict[str, Any] = {"kind": kind, "namespace": meta.get("namespace", ""), "name": meta.get("name", ""),
-                                 "serviceAccount": spec.get("serviceAccountName") or "default", "via": list(via)}
-        owner = next((r for r in meta.get("ownerReferences") or () if r.get("controller")), None)
-        if owner:
-            entry["owner"] = f"{owner.get('kind')}/{owner.get('name')}"
-        out.append(entry)
-    return sorted(out, key=lambda c: (c["kind"], c["name"]))
+LOGIN_KEYS = ("username", "password", "host", "port", "dbname", "database")
 
 
-def readers(found: Sequence[Mapping[str, Any]], source_identity: tuple[str, str] | None) -> tuple[list[str], list[str]]:
-    """(namespaces, namespace/ServiceAccount) of everything that reads the secret, the source's own
-    backend identity included."""
-    accounts = {f"{c['namespace']}/{c['serviceAccount']}" for c in found}
-    namespaces = {str(c["namespace"]) for c in found}
-    if source_identity is not None:
-        accounts.add(f"{source_identity[0]}/{source_identity[1]}")
-        namespaces.add(source_identity[0])
-    return sorted(namespaces), sorted(accounts)
+def login_fields(values: Mapping[str, str]) -> dict[str, str] | None:
+    """The properties of a database login that can be tried (values: memory only), else None."""
+    return {k: values[k] for k in LOGIN_KEYS if k in values} if db_target(values) else None
 
 
 # -- ordering of incidents on one secret -------------------------------------------------------------
@@ -191,6 +149,18 @@ class Peer:
     resolved: bool
     exposed_version: str | None = None
     revoked: bool = False
+
+
+def peer_of(body: Mapping[str, Any], *, target: str, source: str) -> Peer:
+    """A LeakIncident as listed from the API server. One naming TARGET (the Secret SOURCE delivers)
+    by spec.targetSecretRef counts as being about SOURCE."""
+    meta, spec, status = body.get("metadata") or {}, body.get("spec") or {}, body.get("status") or {}
+    named = status.get("source") or (spec.get("secretSourceRef") or {}).get("name")
+    if named is None and (spec.get("targetSecretRef") or {}).get("name") == target:
+        named = source
+    return Peer(meta.get("name", ""), str(meta.get("creationTimestamp") or ""), named, status.get("phase"),
+                bool(spec.get("resolved")), status.get("exposedVersion"),
+                bool((status.get("timestamps") or {}).get("revoked")))
 
 
 def blocker(me: Peer, peers: Iterable[Peer]) -> Peer | None:
@@ -247,75 +217,7 @@ def policy_progress(status: Mapping[str, Any], requested_at: str, exposed_versio
 
 def _seconds(text: str) -> str:
     """RFC 3339 truncated to whole seconds (RotationPolicy times have no fraction)."""
-    return parse_time(text).replace(microsecond=0).isoformat()
-
-
-# -- audit ------------------------------------------------------------------------------------------
-
-def parse_time(text: str) -> datetime.datetime:
-    """RFC 3339 with any fraction (Vault writes nanoseconds; Python takes microseconds)."""
-    head, _, rest = text.replace("Z", "+00:00").partition(".")
-    if not rest:
-        return datetime.datetime.fromisoformat(head).astimezone(datetime.UTC)
-    digits = re.match(r"[0-9]*", rest)
-    fraction = digits.group(0) if digits else ""
-    zone = rest[len(fraction):] or "+00:00"
-    return datetime.datetime.fromisoformat(f"{head}.{(fraction + '000000')[:6]}{zone}").astimezone(datetime.UTC)
-
-
-def iso(moment: datetime.datetime) -> str:
-    """Millisecond RFC 3339 in UTC: incident times are compared at sub-second scale."""
-    return moment.astimezone(datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-# -- prevent ----------------------------------------------------------------------------------------
-
-def tightened_schedule(schedule: Mapping[str, Any], overlap_window: float, requested: str,
-                       requested_seconds: float, current_seconds: float | None) -> tuple[dict[str, Any] | None, str]:
-    """The schedule patch that tightens rotation to REQUESTED, or None with the reason it is not applied."""
-    if requested_seconds <= overlap_window:
-        return None, (f"rotation interval not tightened: {requested} is not longer than the overlap window "
-                      f"({overlap_window:.0f}s)")
-    if schedule.get("interval") and current_seconds is not None and current_seconds <= requested_seconds:
-        return None, f"rotation interval kept at {schedule['interval']} (already at most {requested})"
-    before = schedule.get("interval") or f"cron {schedule.get('cron')!r}"
-    return {"interval": requested, "cron": None}, f"rotation interval tightened: {before} -> {requested}"
-
-
-_WHERE = {
-    "ci-logs": "enable secret masking in the pipeline named by the exposure ({ref}) and purge the affected "
-               "build logs and artifacts",
-    "git": "purge the value from the repository history ({ref}) and enable push protection / secret scanning",
-    "image": "delete or rebuild the image ({ref}); never bake secrets into images, mount them at run time",
-    "log": "redact values in the application's logging where the exposure happened ({ref})",
-    "chat": "delete the message ({ref}) and remind the team to share secrets only through the secret store",
-    "other": "close the exposure channel ({ref})",
-}
-
-
-def recommendations(*, where: str, reference: str, credential: Credential, has_policy: bool, database: bool,
-                    env_consumers: Sequence[str], revocation_confirmed: bool | None,
-                    unexpected_readers: Sequence[str], unrotated: Sequence[str]) -> list[str]:
-    """What a person should still do, most important first."""
-    out = [_WHERE.get(where, _WHERE["other"]).format(ref=reference or "no reference given")]
-    if revocation_confirmed is False:
-        out.insert(0, "the old credential is still accepted: change it where it is issued (database, provider)")
-    if unexpected_readers:
-        out.append("investigate reads of the secret by identities outside its consumers: "
-                   + ", ".join(unexpected_readers))
-    if unrotated:
-        out.append("these properties look like credentials and were not rotated: " + ", ".join(unrotated)
-                   + "; rotate them at their issuer")
-    if database and credential.kind != "dynamic":
-        out.append("move this secret to dynamic credentials (RotationPolicy strategy dynamic): "
-                   "a leaked lease expires on its own and is revoked alone")
-    if not has_policy:
-        out.append("add a RotationPolicy for this secret so it rotates on a schedule and future incidents "
-                   "rotate with its settings")
-    if env_consumers:
-        out.append("prefer volume mounts over environment variables for " + ", ".join(env_consumers)
-                   + " (environment variables reach child processes and crash reports)")
-    return out
+    return times.parse(text).replace(microsecond=0).isoformat()
 
 
 def resolver(managed_fields: Sequence[Mapping[str, Any]]) -> tuple[str | None, str | None]:

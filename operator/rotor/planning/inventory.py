@@ -13,14 +13,15 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
-from rotor.api.keys import MANAGED_BY, MANAGED_BY_VALUE, OWNER_LABEL
+from rotor.api.keys import MANAGED_BY, MANAGED_BY_VALUE, OWNER_LABEL, READY
 from rotor.api.rotationpolicy import RotationPolicySpec
 from rotor.api.secretsource import VaultSource
+from rotor.planning import podspec, times
 from rotor.planning.rotation import next_due
 
 # On a Namespace the owner may also be written the way many clusters already do.
@@ -28,9 +29,6 @@ NAMESPACE_OWNER_KEYS = (OWNER_LABEL, "owner", "team")
 UNOWNED = "unowned"
 # Secrets the cluster or Helm manages; hidden from --unmanaged unless asked for.
 SYSTEM_TYPES = frozenset({"kubernetes.io/service-account-token", "helm.sh/release.v1"})
-# Pods run by these controllers are listed as the workload (whose template names the Secret).
-_TEMPLATED = frozenset({"ReplicaSet", "StatefulSet", "DaemonSet", "Job"})
-WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
 
 
 @dataclass(frozen=True)
@@ -86,35 +84,6 @@ class UnmanagedRow:
 
 # -- consumers ------------------------------------------------------------------------------------
 
-def pod_spec_secrets(spec: Mapping[str, Any]) -> frozenset[str]:
-    """Names of the Secrets a pod spec uses: env, envFrom, volumes, projected volumes, image pulls."""
-    names: set[str] = set()
-    containers = (c for key in ("initContainers", "containers", "ephemeralContainers") for c in spec.get(key) or ())
-    for container in containers:
-        for env in container.get("env") or ():
-            ref = (env.get("valueFrom") or {}).get("secretKeyRef") or {}
-            names.add(ref.get("name", ""))
-        for source in container.get("envFrom") or ():
-            names.add((source.get("secretRef") or {}).get("name", ""))
-    for volume in spec.get("volumes") or ():
-        names.add((volume.get("secret") or {}).get("secretName", ""))
-        for projected in (volume.get("projected") or {}).get("sources") or ():
-            names.add((projected.get("secret") or {}).get("name", ""))
-    for pull in spec.get("imagePullSecrets") or ():
-        names.add(pull.get("name", ""))
-    names.discard("")
-    return frozenset(names)
-
-
-def _pod_spec(kind: str, obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    spec = obj.get("spec") or {}
-    if kind == "Pod":
-        return spec
-    if kind == "CronJob":
-        spec = (spec.get("jobTemplate") or {}).get("spec") or {}
-    return (spec.get("template") or {}).get("spec") or {}
-
-
 def _controller(obj: Mapping[str, Any]) -> str | None:
     for ref in (obj.get("metadata") or {}).get("ownerReferences") or ():
         if ref.get("controller"):
@@ -130,11 +99,11 @@ def consumers(objects: Mapping[str, Iterable[Mapping[str, Any]]]) -> list[Consum
     for kind, items in objects.items():
         for obj in items:
             controller = _controller(obj)
-            if kind == "Pod" and controller in _TEMPLATED:
+            if kind == "Pod" and controller in podspec.TEMPLATED_POD_OWNERS:
                 continue
             if kind == "Job" and controller == "CronJob":
                 continue
-            secrets = pod_spec_secrets(_pod_spec(kind, obj))
+            secrets = frozenset(podspec.secret_references(podspec.pod_spec(kind, obj)))  # image pulls too
             if secrets:
                 meta = obj.get("metadata") or {}
                 found.append(Consumer(kind, str(meta.get("namespace", "")), str(meta.get("name", "")), secrets))
@@ -143,7 +112,7 @@ def consumers(objects: Mapping[str, Iterable[Mapping[str, Any]]]) -> list[Consum
 
 def _consumer_index(found: Iterable[Consumer]) -> dict[tuple[str, str], list[str]]:
     index: dict[tuple[str, str], list[str]] = defaultdict(list)
-    order = {kind: i for i, kind in enumerate((*WORKLOAD_KINDS, "Pod"))}
+    order = {kind.kind: i for i, kind in enumerate(podspec.WORKLOAD_KINDS)}
     for consumer in sorted(found, key=lambda c: (order.get(c.kind, len(order)), c.name)):
         for secret in consumer.secrets:
             index[consumer.namespace, secret].append(str(consumer))
@@ -181,16 +150,6 @@ def backend(spec: Mapping[str, Any]) -> str:
     return str(provider) or "unknown"
 
 
-def parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def rotation_due(policy: Mapping[str, Any]) -> datetime | None:
     """When the secret is due for rotation by its age: the policy's schedule applied to its last
     successful rotation (or to its creation, if it never rotated), as the rotation controller
@@ -199,10 +158,10 @@ def rotation_due(policy: Mapping[str, Any]) -> datetime | None:
         spec = RotationPolicySpec.model_validate(policy.get("spec") or {})
     except ValidationError:
         return None
-    created = parse_time((policy.get("metadata") or {}).get("creationTimestamp"))
+    created = times.parse_optional((policy.get("metadata") or {}).get("creationTimestamp"))
     if created is None:
         return None
-    return next_due(spec, parse_time((policy.get("status") or {}).get("lastRotationTime")), created)
+    return next_due(spec, times.parse_optional((policy.get("status") or {}).get("lastRotationTime")), created)
 
 
 def incident_open(incident: Mapping[str, Any]) -> bool:
@@ -212,7 +171,7 @@ def incident_open(incident: Mapping[str, Any]) -> bool:
 
 def _ready(source: Mapping[str, Any]) -> str | None:
     for condition in (source.get("status") or {}).get("conditions") or ():
-        if condition.get("type") == "Ready":
+        if condition.get("type") == READY:
             return str(condition.get("reason") or condition.get("status"))
     return None
 
@@ -266,7 +225,7 @@ def managed(cluster: Cluster, now: datetime) -> list[ManagedRow]:
             last_sync=status.get("lastSyncTime"), ready=_ready(source),
             rotation_policy=_key(policy)[1] if policy else None,
             last_rotation=((policy or {}).get("status") or {}).get("lastRotationTime"),
-            next_rotation=planned or (_iso(due) if due else None), due=_iso(due) if due else None,
+            next_rotation=planned or (times.iso(due) if due else None), due=times.iso(due) if due else None,
             overdue=(now >= due) if due else None,
             open_incidents=_incidents(cluster.incidents, namespace, source=name, secret=target),
         ))
@@ -308,13 +267,9 @@ def _incidents(incidents: Iterable[Mapping[str, Any]], namespace: str, *, source
 
 # -- rendering ------------------------------------------------------------------------------------
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def age(since: str | None, now: datetime) -> str:
     """kubectl-style age ("45s", "12m", "5h", "3d"); "-" when unknown."""
-    moment = parse_time(since)
+    moment = times.parse_optional(since)
     if moment is None:
         return "-"
     return _span(now - moment)
@@ -333,7 +288,7 @@ def _span(delta: timedelta) -> str:
 def _overdue(row: ManagedRow, now: datetime) -> str:
     if row.overdue is None:
         return "-" if row.rotation_policy is None else "unknown"
-    due = parse_time(row.due)
+    due = times.parse_optional(row.due)
     if not row.overdue:
         return "no"
     return f"yes ({_span(now - due)})" if due else "yes"

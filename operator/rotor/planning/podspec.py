@@ -24,10 +24,11 @@ class WorkloadKind:
     plural: str
     template_path: tuple[str, ...]  # path to the pod template ({metadata, spec}); () for a Pod itself
     restartable: bool  # Rotor rolls it when a Secret it reads changes (a template annotation patch)
+    version: str = "v1"
 
     @property
     def api_version(self) -> str:
-        return f"{self.group}/v1" if self.group else "v1"
+        return f"{self.group}/{self.version}" if self.group else self.version
 
 
 WORKLOAD_KINDS: tuple[WorkloadKind, ...] = (

@@ -22,14 +22,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
-from rotor.api.keys import APPLIED, INJECT_LABEL, RELOAD, RELOAD_ON, SECRETS
+from rotor.api.keys import APPLIED, DATA_HMAC, INJECT_LABEL, RELOAD, RELOAD_ON, SECRETS
 from rotor.api.keys import SECRETS_HASH as HASH
+from rotor.planning import podspec
+from rotor.planning.hashing import data_hmac
+from rotor.planning.sync import ObservedSecret
 
-Kind = Literal["Deployment", "StatefulSet", "DaemonSet", "CronJob"]
-KINDS: tuple[Kind, ...] = ("Deployment", "StatefulSet", "DaemonSet", "CronJob")
 Decision = Literal["none", "adopt", "restart", "wait"]
 K = TypeVar("K")
 _DIGEST_CHARS = 16  # 64 bits of a keyed digest: enough to see a change, useless to anyone else
+_NO_CONSUMERS: Mapping[str, int] = {"current": 0, "stale": 0}
 
 
 def _split(value: str) -> tuple[str, ...]:
@@ -64,11 +66,11 @@ class Applied:
 class Workload:
     """A workload that opted in, reduced to what reload decisions need."""
 
-    kind: Kind
+    kind: str  # a restartable kind of podspec.WORKLOAD_KINDS
     namespace: str
     name: str
     injected_sources: tuple[str, ...] = ()
-    referenced: tuple[str, ...] = ()  # Secrets its pod template names (env, envFrom, volumes)
+    referenced: tuple[str, ...] = ()  # Secrets its running containers read (podspec.RUNTIME_USES)
     reload_on: tuple[str, ...] = ()
     reload: Literal["default", "true", "never"] = "default"
     template_hash: str | None = None
@@ -81,54 +83,14 @@ class Workload:
         return (self.kind, self.namespace, self.name)
 
 
-def pod_template(kind: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
-    spec = body.get("spec") or {}
-    if kind == "CronJob":
-        spec = (spec.get("jobTemplate") or {}).get("spec") or {}
-    return spec.get("template") or {}
-
-
-def template_path(kind: str) -> tuple[str, ...]:
-    return ("spec", "jobTemplate", "spec", "template") if kind == "CronJob" else ("spec", "template")
-
-
-def referenced_secrets(pod_spec: Mapping[str, Any]) -> tuple[str, ...]:
-    """Every Secret a pod spec reads: env valueFrom, envFrom, secret volumes, projected volumes."""
-    names: list[str] = []
-    for container in [*(pod_spec.get("initContainers") or []), *(pod_spec.get("containers") or [])]:
-        for env in container.get("env") or []:
-            ref = (env.get("valueFrom") or {}).get("secretKeyRef") or {}
-            names.append(ref.get("name") or "")
-        for env_from in container.get("envFrom") or []:
-            names.append((env_from.get("secretRef") or {}).get("name") or "")
-    for volume in pod_spec.get("volumes") or []:
-        names.append((volume.get("secret") or {}).get("secretName") or "")
-        for source in (volume.get("projected") or {}).get("sources") or []:
-            names.append((source.get("secret") or {}).get("name") or "")
-    return tuple(sorted({n for n in names if n}))
-
-
-def rollout_complete(kind: str, body: Mapping[str, Any]) -> bool:
-    """Whether the workload controller finished rolling out the current template."""
-    meta, spec, status = body.get("metadata") or {}, body.get("spec") or {}, body.get("status") or {}
-    if kind == "CronJob":
-        return True  # the next Job uses the new template; nothing to wait for
-    if int(status.get("observedGeneration") or 0) < int(meta.get("generation") or 0):
-        return False
-    if kind == "Deployment":
-        replicas = int(spec.get("replicas", 1))
-        return int(status.get("updatedReplicas") or 0) >= replicas and int(status.get("replicas") or 0) <= replicas
-    if kind == "StatefulSet":
-        return bool(status.get("updateRevision")) and status.get("updateRevision") == status.get("currentRevision")
-    if kind == "DaemonSet":
-        return int(status.get("updatedNumberScheduled") or 0) >= int(status.get("desiredNumberScheduled") or 0)
-    return True
-
-
-def workload_from_body(kind: Kind, body: Mapping[str, Any]) -> Workload | None:
-    """The workload's reload view, or None when it did not opt in (Rotor then ignores it)."""
+def workload_from_body(kind: str, body: Mapping[str, Any]) -> Workload | None:
+    """The workload's reload view, or None when it did not opt in or cannot be restarted (Rotor then
+    ignores it). Image pulls are not reads: a changed imagePullSecret restarts nothing."""
+    workload_kind = podspec.BY_KIND.get(kind)
+    if workload_kind is None or not workload_kind.restartable:
+        return None
     meta = body.get("metadata") or {}
-    template = pod_template(kind, body)
+    template = podspec.pod_template(kind, body)
     tmeta = template.get("metadata") or {}
     annotations = dict(meta.get("annotations") or {})
     tannotations = dict(tmeta.get("annotations") or {})
@@ -146,9 +108,10 @@ def workload_from_body(kind: Kind, body: Mapping[str, Any]) -> Workload | None:
         return None
     return Workload(
         kind=kind, namespace=str(meta.get("namespace")), name=str(meta.get("name")),
-        injected_sources=injected, referenced=referenced_secrets(template.get("spec") or {}),
+        injected_sources=injected,
+        referenced=podspec.referenced_secrets(template.get("spec") or {}, podspec.RUNTIME_USES),
         reload_on=reload_on, reload=reload, template_hash=tannotations.get(HASH),
-        applied=Applied.decode(annotations.get(APPLIED)), rollout_complete=rollout_complete(kind, body),
+        applied=Applied.decode(annotations.get(APPLIED)), rollout_complete=podspec.rollout_complete(kind, body),
         resource_version=meta.get("resourceVersion"))
 
 
@@ -166,6 +129,14 @@ def consumed_secrets(workload: Workload, targets: Mapping[str, str]) -> tuple[st
     if workload.reload == "true":
         names.update(workload.referenced)
     return tuple(sorted(names))
+
+
+def secret_digest(hmac_key: bytes, secret: ObservedSecret) -> str:
+    """What a Secret holds, as a keyed digest: Rotor's own (rotor.dev/data-hmac on what it wrote),
+    else one computed from the data (a Secret Rotor does not manage)."""
+    if secret.annotations.get(DATA_HMAC):
+        return str(secret.annotations[DATA_HMAC])
+    return data_hmac(hmac_key, secret.data, secret.type)
 
 
 def short_digest(hmac_digest: str) -> str:
@@ -227,7 +198,7 @@ def is_current(workload: Workload, consumed: Sequence[str], digests: Mapping[str
 def restart_patch(workload: Workload, applied: Applied) -> dict[str, Any]:
     """Merge patch: new template hash (the rollout) and the record, guarded by resourceVersion."""
     template: dict[str, Any] = {"metadata": {"annotations": {HASH: applied.template_hash}}}
-    for part in reversed(template_path(workload.kind)[1:]):
+    for part in reversed(podspec.BY_KIND[workload.kind].template_path[1:]):
         template = {part: template}
     patch: dict[str, Any] = {"metadata": {"annotations": {APPLIED: applied.encode()}}, "spec": template}
     if workload.resource_version:
@@ -311,3 +282,43 @@ def consumer_counts(views: Iterable[tuple[str, Sequence[str], bool]]) -> tuple[
             counts = per_secret.setdefault((namespace, name), {"current": 0, "stale": 0})
             counts[version] += 1
     return per_secret, per_namespace
+
+
+@dataclass(frozen=True)
+class ConsumerReport:
+    """One namespace's consumers: totals for the rotor_consumers gauge, and the status.consumers of
+    each SecretSource whose counts changed (only those are written)."""
+
+    totals: Mapping[str, int]
+    changed: Mapping[str, Mapping[str, int]]  # SecretSource -> {"current": n, "stale": m}
+
+
+def report_consumers(namespace: str, workloads: Iterable[Workload], targets: Mapping[str, str],
+                     digests: Mapping[str, str | None],
+                     reported: Mapping[str, Mapping[str, int]]) -> ConsumerReport:
+    """Count the namespace's consumers against the Secrets' current digests.
+
+    targets: SecretSource -> target Secret; digests: Secret name -> HMAC (as far as known);
+    reported: SecretSource -> status.consumers as last seen or written. A source never reported
+    and with no consumers is left alone (no status write for the many sources nobody reloads).
+    """
+    views = [(namespace, consumed, is_current(w, consumed, digests))
+             for w in workloads if (consumed := consumed_secrets(w, targets)) is not None]
+    per_secret, per_namespace = consumer_counts(views)
+    changed: dict[str, Mapping[str, int]] = {}
+    for source, target in targets.items():
+        counts = per_secret.get((namespace, target), dict(_NO_CONSUMERS))
+        before = reported.get(source)
+        if counts != before and not (before is None and not any(counts.values())):
+            changed[source] = counts
+    return ConsumerReport(per_namespace.get(namespace, dict(_NO_CONSUMERS)), changed)
+
+
+# re-export until rotation/incident move to podspec
+pod_template = podspec.pod_template
+rollout_complete = podspec.rollout_complete
+
+
+def referenced_secrets(spec: Mapping[str, Any]) -> tuple[str, ...]:  # re-export until rotation/incident move to podspec
+    """podspec.referenced_secrets(spec, podspec.RUNTIME_USES): what the callers meant."""
+    return podspec.referenced_secrets(spec, podspec.RUNTIME_USES)

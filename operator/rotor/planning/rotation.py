@@ -21,15 +21,22 @@ from typing import Any, Literal
 
 from croniter import croniter
 
+from rotor.api import keys
 from rotor.api.common import parse_duration
 from rotor.api.rotationpolicy import Generator, RotationPolicySpec
+from rotor.planning import podspec, times
 
 Phase = Literal["Pending", "Publishing", "Propagating", "Verifying", "Overlapping", "Revoking", "Complete",
                 "RollingBack", "RolledBack", "Failed"]
 IDLE: frozenset[str | None] = frozenset({None, "Complete", "RolledBack", "Failed"})
+ENDED_BADLY: frozenset[str | None] = frozenset({"RolledBack", "Failed"})  # Ready=False until the next rotation
 ORDER: tuple[Phase, ...] = ("Pending", "Publishing", "Propagating", "Verifying", "Overlapping", "Revoking",
                             "Complete")
 POLL_SECONDS = 1.0
+NEVER = datetime.datetime.max.replace(tzinfo=datetime.UTC)
+RETRY_AFTER_FAILURE = datetime.timedelta(hours=1)
+DRY_RUN_NOTE = " (dry run: nothing changed)"
+STEPS_KEPT = 25  # status.rotation.steps: the newest few (the CRD allows 32)
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,21 @@ class RotationRecord:
     old: dict[str, str] = field(default_factory=dict)
 
 
+def record_of(status: Mapping[str, Any]) -> RotationRecord:
+    """The rotation recorded in a RotationPolicy's status."""
+    rotation = status.get("rotation") or {}
+    return RotationRecord(phase=status.get("phase"), started_at=times.parse_optional(rotation.get("startedAt")),
+                          phase_since=times.parse_optional(rotation.get("phaseSince")),
+                          new=dict(rotation.get("new") or {}), old=dict(rotation.get("old") or {}))
+
+
+def source_ready(status: Mapping[str, Any]) -> bool:
+    """Whether a SecretSource's status says it delivers. Denylisted counts as ready: a leaked value is
+    exactly what a rotation must replace."""
+    return any(c.get("type") == keys.READY and (c.get("status") == "True" or c.get("reason") == keys.DENYLISTED)
+               for c in status.get("conditions") or [])
+
+
 def validate(spec: RotationPolicySpec) -> str | None:
     """A message naming the bad field and the fix, or None (checks the CRD's schema cannot)."""
     schedule = spec.schedule
@@ -91,6 +113,42 @@ def next_due(spec: RotationPolicySpec, last: datetime.datetime | None,
     assert spec.schedule.cron is not None
     due: datetime.datetime = croniter(spec.schedule.cron, base).get_next(datetime.datetime)
     return due
+
+
+def due_at(spec: RotationPolicySpec, status: Mapping[str, Any], created: datetime.datetime,
+           strategy_due: datetime.datetime | None = None) -> datetime.datetime:
+    """When the next rotation is due: the schedule after the last rotation, the retry time set when
+    the last one failed, or earlier when the strategy needs it (STRATEGY_DUE: a lease running out)."""
+    phase = status.get("phase")
+    due = next_due(spec, times.parse_optional(status.get("lastRotationTime")), created)
+    if phase in ENDED_BADLY and status.get("nextRotationTime"):
+        due = times.parse_optional(status["nextRotationTime"]) or due
+    if phase in IDLE and strategy_due is not None:
+        due = min(due, strategy_due)
+    return due
+
+
+def lease_due(spec: RotationPolicySpec, active: Mapping[str, str], now: datetime.datetime) -> datetime.datetime:
+    """Dynamic leases: issue a new one (rotate) while the held one can still be extended past twice the
+    overlap window; at once when none is held. NEVER otherwise."""
+    expires = times.parse_optional(active.get("leaseExpires"))
+    max_expires = times.parse_optional(active.get("leaseMaxExpires"))
+    if expires is None or max_expires is None:
+        return now if not active else NEVER
+    if max_expires - now <= parse_duration(spec.overlap.window) * 2:
+        return now
+    return NEVER
+
+
+def rollout_failed_since(kind: str, body: Mapping[str, Any], since: datetime.datetime) -> bool:
+    """The workload's controller gave up on a rollout (podspec.rollout_failed) since SINCE. A failure
+    recorded before (an earlier, unrelated rollout Rotor's restart will replace) does not count."""
+    if podspec.rollout_failed(kind, body) is None:
+        return False
+    progressing: Mapping[str, Any] = next((c for c in (body.get("status") or {}).get("conditions") or ()
+                                           if c.get("type") == "Progressing"), {})
+    failed_at = times.parse_optional(progressing.get("lastTransitionTime"))
+    return failed_at is not None and failed_at >= since
 
 
 def in_window(spec: RotationPolicySpec, now: datetime.datetime) -> bool:
@@ -158,17 +216,62 @@ def decide(spec: RotationPolicySpec, record: RotationRecord, seen: Observation, 
     return Decision("none", None, wait=60)
 
 
-def workload_ready(kind: str, body: Mapping[str, Any]) -> bool:
-    """Every replica of the workload is available (Ready for minReadySeconds): verification needs
-    readers that run, not only a finished rollout."""
-    spec, status = body.get("spec") or {}, body.get("status") or {}
-    if kind == "Deployment":
-        return int(status.get("availableReplicas") or 0) >= int(spec.get("replicas", 1))
-    if kind == "StatefulSet":
-        return int(status.get("readyReplicas") or 0) >= int(spec.get("replicas", 1))
-    if kind == "DaemonSet":
-        return int(status.get("numberAvailable") or 0) >= int(status.get("desiredNumberScheduled") or 0)
-    return True
+def start(old: dict[str, str], now: datetime.datetime, *, manual: bool, rotation_id: str) -> dict[str, Any]:
+    """status.rotation for a rotation starting now from OLD (what readers use, as references)."""
+    return {"id": rotation_id, "trigger": "manual" if manual else "schedule", "startedAt": times.iso(now),
+            "old": old, "new": {}, "steps": []}
+
+
+@dataclass(frozen=True)
+class Transition:
+    """What entering a phase writes and reports."""
+
+    patch: dict[str, Any]  # the status patch, conditions aside
+    ok: bool  # Ready stays True
+    reason: str
+    message: str  # for the condition, the Event and the log (the dry-run note included)
+    outcome: str | None = None  # the rotor_rotations_total outcome, when the rotation ends here
+    rollback_cause: str | None = None  # the rotor_rollbacks_total reason, when it rolled back
+    event: bool = False  # worth a Kubernetes Event
+
+
+_REASONS: Mapping[str, str] = {"Complete": keys.ROTATED, "RolledBack": keys.ROLLED_BACK,
+                               "Failed": keys.ROTATION_FAILED}
+
+
+def transition(spec: RotationPolicySpec, status: Mapping[str, Any], rotation: Mapping[str, Any], phase: Phase,
+               message: str, now: datetime.datetime, created: datetime.datetime) -> Transition:
+    """The status patch entering PHASE now: a step in status.rotation, and on the way out of a rotation
+    the active value, counters and the next rotation time. Reasons are phase names until it ends."""
+    dry = DRY_RUN_NOTE if spec.dry_run else ""
+    record = dict(rotation)
+    steps = list(record.get("steps") or [])[-(STEPS_KEPT - 1):]
+    record["steps"] = [*steps, {"phase": phase, "time": times.iso(now), "message": message + dry}]
+    record["phaseSince"] = times.iso(now)
+    patch: dict[str, Any] = {"phase": phase, "rotation": record}
+    if "handledRotateNow" in status:
+        patch["handledRotateNow"] = status["handledRotateNow"]
+    outcome = cause = None
+    if phase == "Complete":
+        outcome = "dry_run" if spec.dry_run else "complete"
+        if not spec.dry_run:
+            patch["lastRotationTime"] = times.iso(now)
+            patch["rotations"] = int(status.get("rotations") or 0) + 1
+            patch["active"] = dict(record.get("new") or {})
+        last = now if not spec.dry_run else times.parse_optional(status.get("lastRotationTime"))
+        patch["nextRotationTime"] = times.iso(next_due(spec, last, created))
+    if phase in ("RollingBack", "Failed"):
+        record["reason"] = message  # why; RolledBack keeps it
+    if phase == "RolledBack":
+        message = f"{message}: {record.get('reason', '')}"
+    if phase in ENDED_BADLY:
+        outcome = "rolled_back" if phase == "RolledBack" else "failed"
+        if phase == "RolledBack":
+            cause = "verify" if "consumers" in str(record.get("reason", "")) else "propagation"
+        patch["lastRotationTime"] = status.get("lastRotationTime")
+        patch["nextRotationTime"] = times.iso(now + RETRY_AFTER_FAILURE)
+    return Transition(patch, phase not in ENDED_BADLY, _REASONS.get(phase, phase), message + dry, outcome, cause,
+                      event=phase in ENDED_BADLY or (phase == "Complete" and not spec.dry_run))
 
 
 def _rollback(spec: RotationPolicySpec, why: str) -> Decision:

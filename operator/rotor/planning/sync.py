@@ -11,15 +11,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
-from jinja2.exceptions import SecurityError
-from jinja2.sandbox import SandboxedEnvironment
-
 from rotor.api import keys
 from rotor.api.secretsource import SecretSourceSpec
+from rotor.planning import sync_claims, template
 from rotor.planning.hashing import data_hmac, value_hmac
 
 Action = Literal["create", "update", "recreate", "none", "fail"]
+
+# The API server refuses a Secret whose values add up to more than this (MaxSecretSize).
+MAX_SECRET_BYTES = 1 << 20
 
 # Keys the API server insists on for each Secret type (checked here to give a clear status).
 REQUIRED_KEYS: dict[str, tuple[tuple[str, ...], ...]] = {
@@ -98,7 +98,7 @@ class DesiredSecret:
 class SyncPlan:
     action: Action
     target: str
-    reason: str = "Synced"
+    reason: str = keys.SYNCED
     message: str = ""
     secret: DesiredSecret | None = None
     data_hmac: str | None = None
@@ -116,6 +116,11 @@ def target_name(spec: SecretSourceSpec, source_name: str) -> str:
     return spec.target.name or source_name
 
 
+def managed_keys(annotations: Mapping[str, str]) -> list[str]:
+    """The keys Rotor wrote into a Secret, as its rotor.dev/managed-keys annotation lists them."""
+    return [k for k in annotations.get(keys.MANAGED_KEYS, "").split(",") if k]
+
+
 def select_values(spec: SecretSourceSpec, fetched: Fetched) -> dict[str, bytes]:
     """The keys the target gets: every fetched key, or the mapped properties."""
     if not spec.data:
@@ -124,49 +129,40 @@ def select_values(spec: SecretSourceSpec, fetched: Fetched) -> dict[str, bytes]:
     for mapping in spec.data:
         if mapping.property not in fetched.values:
             available = ", ".join(sorted(fetched.values)) or "none"
-            raise PlanError("NotFound", f"spec.data: property {mapping.property!r} is not in the backend secret "
-                                        f"(it has: {available}); fix the mapping or the backend secret")
+            raise PlanError(keys.NOT_FOUND, f"spec.data: property {mapping.property!r} is not in the backend secret "
+                                            f"(it has: {available}); fix the mapping or the backend secret")
         out[mapping.key] = fetched.values[mapping.property]
     return out
 
 
-_TEMPLATES = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
-_TEMPLATES.filters["b64encode"] = lambda v: base64.b64encode(str(v).encode()).decode()
-_TEMPLATES.filters["b64decode"] = lambda v: base64.b64decode(str(v)).decode()
-
-
-def render_templates(spec: SecretSourceSpec, values: Mapping[str, bytes]) -> dict[str, bytes]:
-    """Render spec.target.template.data; errors name the key and the cause, never a value."""
-    template = spec.target.template
-    if template is None or not template.data:
+def render_templates(spec: SecretSourceSpec, values: Mapping[str, bytes],
+                     limits: template.TemplateLimits = template.TemplateLimits()) -> dict[str, bytes]:
+    """VALUES with spec.target.template.data rendered over them, in this thread (the operator renders
+    in a sandbox process instead: rotor.engines.secretsource.sandbox). Errors never quote a value."""
+    templates = spec.target.template.data if spec.target.template is not None else {}
+    if not templates:
         return dict(values)
-    context = {"values": {k: v.decode("utf-8", errors="replace") for k, v in values.items()}}
-    out = dict(values)
-    for key, text in sorted(template.data.items()):
-        try:
-            out[key] = _TEMPLATES.from_string(text).render(context).encode()
-        except TemplateSyntaxError as exc:
-            raise PlanError("TemplateError", f"spec.target.template.data[{key!r}]: syntax error on line "
-                                             f"{exc.lineno}: {exc.message}") from None
-        except UndefinedError as exc:
-            raise PlanError("TemplateError", f"spec.target.template.data[{key!r}]: {exc.message}; available: "
-                                             f"{', '.join(sorted(values))}") from None
-        except SecurityError:
-            raise PlanError("TemplateError", f"spec.target.template.data[{key!r}]: uses an operation the "
-                                             "sandbox forbids") from None
-        except Exception as exc:  # a filter failing on a value: its message may quote the value
-            raise PlanError("TemplateError", f"spec.target.template.data[{key!r}]: rendering failed with "
-                                             f"{type(exc).__name__} (message withheld: it may quote a value)"
-                            ) from None
-    return out
+    try:
+        return {**values, **template.render(templates, values, limits)}
+    except template.TemplateFailure as err:
+        raise PlanError(keys.TEMPLATE_ERROR, err.message) from None
+
+
+def check_size(data: Mapping[str, bytes], what: str) -> None:
+    """Refuse, before any write, what the API server would refuse: values over 1 MiB in all."""
+    size = sum(len(v) for v in data.values())
+    if size > MAX_SECRET_BYTES:
+        raise PlanError(keys.INVALID_SPEC, f"{what} holds {size} bytes of values; a Secret holds at most "
+                                           f"{MAX_SECRET_BYTES} (1 MiB); nothing was written")
 
 
 def check_type(secret_type: str, data: Mapping[str, bytes]) -> None:
     for alternatives in REQUIRED_KEYS.get(secret_type, ()):
         if not any(k in data for k in alternatives):
             need = " or ".join(alternatives)
-            raise PlanError("InvalidSpec", f"spec.target.type {secret_type} needs key {need}; map it with spec.data "
-                                           f"or render it with spec.target.template (have: {', '.join(sorted(data))})")
+            raise PlanError(keys.INVALID_SPEC, f"spec.target.type {secret_type} needs key {need}; map it with "
+                                               f"spec.data or render it with spec.target.template (have: "
+                                               f"{', '.join(sorted(data))})")
 
 
 def plan_sync(
@@ -177,46 +173,66 @@ def plan_sync(
     existing: ObservedSecret | None,
     hmac_key: bytes,
     denylist: frozenset[str] = frozenset(),
+    values: Mapping[str, bytes] | None = None,
 ) -> SyncPlan:
-    """Decide how the target Secret must change so that it holds what the backend holds."""
+    """Decide how the target Secret must change so that it holds what the backend holds. VALUES: the
+    keys already selected and rendered (the worker renders in a sandbox); None: select and render here."""
     name = target_name(spec, owner.name)
     try:
-        values = render_templates(spec, select_values(spec, fetched))
+        if values is None:
+            selected = select_values(spec, fetched)
+            check_size(selected, "the backend secret")
+            values = render_templates(spec, selected)
+        values = dict(values)
+        check_size(values, f"Secret {name}")
         check_type(spec.target.type, values)
     except PlanError as err:
         return SyncPlan("fail", name, err.reason, err.message)
     digest = data_hmac(hmac_key, values, spec.target.type)
     denied = sorted(k for k, v in values.items() if value_hmac(hmac_key, v) in denylist)
     if denied or digest in denylist:
-        return SyncPlan("fail", name, "Denylisted",
+        return SyncPlan("fail", name, keys.DENYLISTED,
                         f"the backend returned a value reported leaked (keys: {', '.join(denied) or 'all'}); "
                         "rotate it in the backend; the existing Secret is kept")
 
     policy = spec.target.creation_policy
     if existing is None and policy == "Merge":
-        return SyncPlan("fail", name, "Conflict", f"Secret {name} does not exist and creationPolicy is Merge; "
-                                                  "create it, or use creationPolicy Owner")
-    if existing is not None and policy != "Merge" and existing.labels.get(keys.SOURCE_LABEL) != owner.name:
-        return SyncPlan("fail", name, "Conflict", f"Secret {name} exists and is not managed by this SecretSource; "
-                                                  "delete it, rename spec.target.name, or use creationPolicy Merge")
+        return SyncPlan("fail", name, keys.CONFLICT, f"Secret {name} does not exist and creationPolicy is Merge; "
+                                                     "create it, or use creationPolicy Owner")
+    refused = sync_claims.refusal(existing, owner, policy) if existing is not None else None
+    if refused is not None:
+        return SyncPlan("fail", name, keys.CONFLICT, refused)
 
+    merging = existing is not None and not sync_claims.created_for(existing, owner)  # only ever opted in
     data = dict(values)
     if existing is not None and policy == "Merge":
-        previously = set(filter(None, existing.annotations.get(keys.MANAGED_KEYS, "").split(",")))
+        previously = set(managed_keys(existing.annotations))
         data = {k: v for k, v in existing.data.items() if k not in previously} | values
+        try:
+            check_size(data, f"Secret {name} with the keys merged into it")
+        except PlanError as err:
+            return SyncPlan("fail", name, err.reason, err.message)
+    annotations = {**spec.target.annotations, keys.DATA_HMAC: digest, keys.SOURCE_VERSION: fetched.version or "",
+                   keys.MANAGED_KEYS: ",".join(sorted(values))}
+    if existing is not None and merging:
+        added = existing.annotations.get(keys.ADDED_LABELS) or ("" if keys.MANAGED_BY in existing.labels
+                                                                 else keys.MANAGED_BY)
+        if added:
+            annotations[keys.ADDED_LABELS] = added  # release removes only what Rotor added
+    else:
+        annotations[keys.SOURCE_UID] = owner.uid
     desired = DesiredSecret(
         name=name,
         type=existing.type if (existing is not None and policy == "Merge") else spec.target.type,
         data=data,
         labels={**spec.target.labels, keys.MANAGED_BY: keys.MANAGED_BY_VALUE, keys.SOURCE_LABEL: owner.name},
-        annotations={**spec.target.annotations, keys.DATA_HMAC: digest,
-                     keys.SOURCE_VERSION: fetched.version or "", keys.MANAGED_KEYS: ",".join(sorted(values))},
+        annotations=annotations,
         owned=policy == "Owner",
     )
     if existing is None:
         return SyncPlan("create", name, secret=desired, data_hmac=digest, version=fetched.version,
                         message=f"created Secret {name}")
-    if existing.type != desired.type:
+    if existing.type != desired.type:  # only ever a Secret Rotor created for this source (refusal above)
         return SyncPlan("recreate", name, secret=desired, data_hmac=digest, version=fetched.version,
                         message=f"Secret {name} type changes {existing.type} -> {desired.type} (recreated)")
     current = {k: existing.data[k] for k in values if k in existing.data}

@@ -8,9 +8,13 @@ from typing import Any
 
 import pytest
 
+from rotor.api import keys
 from rotor.api.leakincident import AuditRead, BlastRadius, Consumer, LeakIncidentSpec
+from rotor.api.rotationpolicy import RotationPolicySpec
 from rotor.planning import incident as plan
-from rotor.planning import vault_audit
+from rotor.planning import incident_radius as radius
+from rotor.planning import incident_response as response
+from rotor.planning import leases, vault_audit
 
 UTC = datetime.UTC
 
@@ -78,16 +82,24 @@ def _pod(**spec: Any) -> dict[str, Any]:
     return {"containers": [{"name": "c", **spec.pop("container", {})}], **spec}
 
 
-def test_secret_uses_finds_every_way_a_pod_reads_a_secret() -> None:
+def test_consumers_count_every_way_a_pod_names_the_secret_image_pulls_included() -> None:
     spec = _pod(container={"env": [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "db", "key": "k"}}}],
                            "envFrom": [{"secretRef": {"name": "db"}}]},
                 volumes=[{"name": "v", "secret": {"secretName": "db"}},
                          {"name": "p", "projected": {"sources": [{"secret": {"name": "db"}},
                                                                  {"serviceAccountToken": {"path": "t"}}]}}])
-    assert plan.secret_uses(spec, "db") == ["env", "envFrom", "volume", "projected"]
-    assert plan.secret_uses(spec, "other") == []
     init = {"initContainers": [{"name": "i", "envFrom": [{"secretRef": {"name": "db"}}]}], "containers": []}
-    assert plan.secret_uses(init, "db") == ["envFrom"]
+    pulls = {"containers": [{"name": "c"}], "imagePullSecrets": [{"name": "db"}]}
+    objects = [("Pod", {"metadata": {"name": "all", "namespace": "a"}, "spec": spec}),
+               ("Job", {"metadata": {"name": "init", "namespace": "a"}, "spec": {"template": {"spec": init}}}),
+               ("Deployment", {"metadata": {"name": "pull", "namespace": "a"}, "spec": {"template": {"spec": pulls}}}),
+               ("Pod", {"metadata": {"name": "other", "namespace": "a"}, "spec": _pod()})]
+    found = {c["name"]: c["via"] for c in radius.consumers("db", objects)}
+    assert found == {"all": ["env", "envFrom", "volume", "projected"], "init": ["envFrom"],
+                     "pull": ["imagePullSecrets"]}
+    assert radius.env_consumers(radius.consumers("db", objects)) == ["Job/init", "Pod/all"]
+    for entry in radius.consumers("db", objects):
+        Consumer.model_validate(entry)  # imagePullSecrets included: the CRD's status schema takes it
 
 
 def test_consumers_lists_exactly_the_workloads_and_pods_reading_the_secret() -> None:
@@ -105,13 +117,13 @@ def test_consumers_lists_exactly_the_workloads_and_pods_reading_the_secret() -> 
         ("Pod", {"metadata": {"name": "api-1", "namespace": "a", "ownerReferences": [
             {"kind": "ReplicaSet", "name": "api-rs", "controller": True}]}, "spec": template("db", "api")["spec"]}),
     ]
-    found = plan.consumers("db", objects)
+    found = radius.consumers("db", objects)
     assert [(c["kind"], c["name"], c["serviceAccount"]) for c in found] == [
         ("CronJob", "cron", "default"), ("Deployment", "api", "api"), ("Pod", "api-1", "api")]
     assert found[2]["owner"] == "ReplicaSet/api-rs"
     for entry in found:
         Consumer.model_validate(entry)  # what the engine writes fits the CRD's status schema
-    namespaces, accounts = plan.readers(found, ("a", "reader"))
+    namespaces, accounts = radius.readers(found, ("a", "reader"))
     assert namespaces == ["a"] and accounts == ["a/api", "a/default", "a/reader"]
     BlastRadius.model_validate({"backend": "vault:default/secret/a/db", "targetSecret": "a/db", "consumers": found})
 
@@ -199,33 +211,106 @@ def test_audit_reads_keeps_reads_of_the_path_inside_the_window() -> None:
     assert len(capped) == 1 and total == 3
 
 
-def test_parse_time_takes_nanoseconds_and_offsets() -> None:
-    assert plan.parse_time("2026-01-01T00:00:00.123456789Z") == datetime.datetime(2026, 1, 1, 0, 0, 0, 123456,
-                                                                                     tzinfo=UTC)
-    assert plan.parse_time("2026-01-01T01:00:00+01:00") == datetime.datetime(2026, 1, 1, tzinfo=UTC)
-    assert plan.iso(plan.parse_time("2026-01-01T00:00:00Z")) == "2026-01-01T00:00:00.000Z"
+def test_the_exposure_window_runs_from_the_versions_creation_to_revocation() -> None:
+    now = datetime.datetime(2026, 1, 2, tzinfo=UTC)
+    status: dict[str, Any] = {"timestamps": {"detected": "2026-01-01T12:00:00.000Z"}}
+    assert radius.exposure_window(status, now) == (datetime.datetime(2026, 1, 1, 12, tzinfo=UTC), now)
+    status["blastRadius"] = radius.identified(
+        radius.contained(where="vault:default/secret/a/db", versions=["3"], keys=["password"], namespace="a",
+                         target="db-creds"),
+        found=[], namespaces=["a"], accounts=["a/app"], leases=[], static_role=None,
+        identity=radius.source_identity("a", "app", "reader"), policy=None, window_start="2026-01-01T00:00:00.123Z")
+    start, end = radius.exposure_window(status, now)
+    assert start == datetime.datetime(2026, 1, 1, 0, 0, 0, 123000, tzinfo=UTC) and end == now
+    status["blastRadius"] = radius.revoked(status["blastRadius"], "2026-01-01T13:00:00.000Z")
+    assert radius.exposure_window(status, now)[1] == datetime.datetime(2026, 1, 1, 13, tzinfo=UTC)
+    blast = BlastRadius.model_validate(status["blastRadius"])  # fits the CRD's status schema
+    assert blast.source_identity == "a/app (Vault role reader)" and blast.exposure_window.start
+
+
+def test_audit_notes_and_unexpected_readers() -> None:
+    reads = [{"serviceAccount": "a/app"}, {"serviceAccount": "a/intruder"}, {"serviceAccount": None},
+             {"serviceAccount": "a/rotator"}]
+    blast = {"serviceAccounts": ["a/app"]}
+    assert radius.audit_readers(reads) == ["a/app", "a/intruder", "a/rotator"]
+    assert radius.unexpected_readers(reads, blast, "a/rotator") == ["a/intruder"]
+    start, end = datetime.datetime(2026, 1, 1, tzinfo=UTC), datetime.datetime(2026, 1, 1, 1, tzinfo=UTC)
+    note = radius.audit_note(total=120, listed=100, subject="secret/a/db", start=start, end=end, found_in="/log")
+    assert note == ("120 read(s) of secret/a/db between 2026-01-01T00:00:00.000Z and 2026-01-01T01:00:00.000Z "
+                    "in /log (first 100 listed)")
+    assert "vault_connections.<name>.audit_log_file" in radius.no_audit_note("vault:default/x", "default")
+    assert "aws:x" in radius.no_audit_note("aws:x", None)
+
+
+def test_peers_are_read_from_listed_incidents() -> None:
+    body = {"metadata": {"name": "b", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"targetSecretRef": {"name": "db-creds"}, "resolved": True},
+            "status": {"phase": "Revoked", "exposedVersion": "3", "timestamps": {"revoked": "t"}}}
+    assert plan.peer_of(body, target="db-creds", source="db") == plan.Peer(
+        "b", "2026-01-01T00:00:00Z", "db", "Revoked", True, "3", True)
+    assert plan.peer_of(body, target="other", source="db").source is None
+    named = {"metadata": {"name": "c"}, "spec": {"secretSourceRef": {"name": "x"}}}
+    assert plan.peer_of(named, target="db-creds", source="db").source == "x"
+
+
+def test_a_login_is_kept_only_when_it_can_be_tried() -> None:
+    login = {"username": "u", "password": "p", "host": "db", "port": "5432", "note": "n"}
+    assert plan.login_fields(login) == {"username": "u", "password": "p", "host": "db", "port": "5432"}
+    assert plan.login_fields({"password": "p"}) is None
+
+
+def test_lease_fingerprints_hide_the_id() -> None:
+    assert leases.lease_key("7") == "rotor-lease-7"
+    print_ = leases.fingerprint("database/creds/app/abc")
+    assert print_.startswith("sha256:") and len(print_) == 23 and "abc" not in print_
+    assert print_ == leases.fingerprint("database/creds/app/abc") != leases.fingerprint("database/creds/app/abd")
+
+
+def test_the_rotation_request_and_the_emergency_policy() -> None:
+    now = datetime.datetime(2026, 1, 1, 0, 0, 0, 250000, tzinfo=UTC)
+    ref, message = response.rotation_request(None, incident="leak", uid="0123456789", now=now)
+    assert ref == {"policy": "leak-emergency", "emergency": True, "requestedAt": "2026-01-01T00:00:00.250Z",
+                   "token": "leak-01234567-leak"}
+    assert message == "emergency RotationPolicy leak-emergency asked to rotate"
+    own, message = response.rotation_request("db", incident="leak", uid="0123456789", now=now)
+    assert own["policy"] == "db" and not own["emergency"] and message == "RotationPolicy db asked to rotate"
+    assert len(response.emergency_name("x" * 300)) == 253 and response.is_emergency(response.emergency_name("x"))
+    body = response.emergency_policy(ref, incident="leak", uid="u1", source="db", leaked=["token"], window="1s",
+                                     identity={"serviceAccountName": "rotator", "role": "r"})
+    meta = body["metadata"]
+    assert body["kind"] == "RotationPolicy" and meta["name"] == "leak-emergency"
+    assert meta["annotations"] == {keys.ROTATE_NOW: "leak-01234567-leak"}
+    assert meta["labels"] == {keys.LEAK_INCIDENT_LABEL: "leak"}
+    assert meta["ownerReferences"] == [{"apiVersion": "rotor.dev/v1alpha1", "kind": "LeakIncident", "name": "leak",
+                                        "uid": "u1"}]
+    spec = RotationPolicySpec.model_validate(body["spec"])  # a valid RotationPolicy
+    assert spec.generator.key == "token" and spec.overlap.window == "1s" and spec.identity is not None
+    bare = response.emergency_policy(ref, incident="leak", uid="u1", source="db", leaked=[], window="30s",
+                                     identity=None)
+    assert bare["spec"]["generator"]["key"] == "password" and "identity" not in bare["spec"]
+    assert response.rotate_now_patch("t") == {"metadata": {"annotations": {keys.ROTATE_NOW: "t"}}}
 
 
 def test_tightening_never_loosens_and_respects_the_overlap_window() -> None:
-    patch, message = plan.tightened_schedule({"interval": "720h"}, 600, "24h", 86400, 720 * 3600)
+    patch, message = response.tightened_schedule({"interval": "720h"}, 600, "24h", 86400, 720 * 3600)
     assert patch == {"interval": "24h", "cron": None} and "720h -> 24h" in message
-    patch, message = plan.tightened_schedule({"interval": "1h"}, 600, "24h", 86400, 3600)
+    patch, message = response.tightened_schedule({"interval": "1h"}, 600, "24h", 86400, 3600)
     assert patch is None and "kept" in message
-    patch, _ = plan.tightened_schedule({"cron": "0 3 * * 0"}, 600, "24h", 86400, None)
+    patch, _ = response.tightened_schedule({"cron": "0 3 * * 0"}, 600, "24h", 86400, None)
     assert patch == {"interval": "24h", "cron": None}
-    patch, message = plan.tightened_schedule({"interval": "720h"}, 600, "5m", 300, 720 * 3600)
+    patch, message = response.tightened_schedule({"interval": "720h"}, 600, "5m", 300, 720 * 3600)
     assert patch is None and "overlap window" in message
 
 
 def test_recommendations_follow_the_exposure_and_the_findings() -> None:
-    advice = plan.recommendations(where="ci-logs", reference="https://ci/b/1", credential=plan.Credential("kv"),
+    advice = response.recommendations(where="ci-logs", reference="https://ci/b/1", credential=plan.Credential("kv"),
                                   has_policy=False, database=True, env_consumers=["Deployment/api"],
                                   revocation_confirmed=False, unexpected_readers=["a/intruder"], unrotated=[])
     assert "still accepted" in advice[0]
     text = " | ".join(advice)
     assert "masking" in text and "https://ci/b/1" in text and "dynamic credentials" in text
     assert "a/intruder" in text and "RotationPolicy" in text and "Deployment/api" in text
-    dynamic = plan.recommendations(where="git", reference="", credential=plan.Credential("dynamic"),
+    dynamic = response.recommendations(where="git", reference="", credential=plan.Credential("dynamic"),
                                    has_policy=True, database=True, env_consumers=[], revocation_confirmed=True,
                                    unexpected_readers=[], unrotated=[])
     assert len(dynamic) == 1 and "history" in dynamic[0]

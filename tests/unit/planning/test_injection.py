@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from rotor.api.keys import INJECTED
+from rotor.planning import podspec
 from rotor.planning.injection import (
-    INJECTED,
     InjectionRequest,
     SourceView,
     describe,
@@ -156,3 +157,13 @@ def test_the_patch_holds_no_secret_value() -> None:
     # The planner never sees values; the patch can only name Secrets and keys.
     plan = plan_injection(pod(), request(**{"rotor.dev/inject-as": "env"}), READY, "team-a")
     assert "value" not in json.dumps(plan.patch).replace("valueFrom", "")
+
+
+def test_the_pod_spec_walker_sees_every_injected_target_as_a_runtime_read() -> None:
+    # Reloads, the inventory and incidents find the readers of a Secret with podspec: whatever the
+    # webhook writes, they must see.
+    for inject_as in ("volume", "env", "env-keys"):
+        plan = plan_injection(pod(), request(**{"rotor.dev/inject-as": inject_as}), READY, "team-a")
+        patched = {**pod()["spec"], **plan.patch["spec"]}
+        wanted = ("db-credentials",) if inject_as == "env-keys" else ("api-key", "db-credentials")
+        assert podspec.referenced_secrets(patched, podspec.RUNTIME_USES) == wanted, inject_as

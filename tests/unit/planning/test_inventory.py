@@ -14,7 +14,6 @@ from rotor.planning.inventory import (
     backend,
     consumers,
     managed,
-    pod_spec_secrets,
     render_csv,
     render_json,
     render_table,
@@ -45,7 +44,7 @@ def template(pod: dict[str, Any]) -> dict[str, Any]:
     return {"template": {"spec": pod}}
 
 
-def test_every_way_a_pod_can_use_a_secret_is_found() -> None:
+def test_every_way_a_pod_can_use_a_secret_counts_image_pulls_included() -> None:
     spec = {
         "initContainers": [{"env": [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "from-init-env"}}}]}],
         "containers": [{"env": [{"name": "B", "value": "literal"},
@@ -59,8 +58,9 @@ def test_every_way_a_pod_can_use_a_secret_is_found() -> None:
                     {"name": "e", "emptyDir": {}}],
         "imagePullSecrets": [{"name": "registry-login"}],
     }
-    assert pod_spec_secrets(spec) == {"from-init-env", "from-env", "from-envfrom", "from-debug", "from-volume",
-                                      "from-projected", "registry-login"}
+    [found] = consumers({"Pod": [obj("a", "debug", spec=spec)]})
+    assert found.secrets == {"from-init-env", "from-env", "from-envfrom", "from-debug", "from-volume",
+                             "from-projected", "registry-login"}
 
 
 def test_controlled_pods_are_listed_as_their_workload_and_bare_pods_as_pods() -> None:

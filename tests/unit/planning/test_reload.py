@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from rotor.api.keys import APPLIED
+from rotor.api.keys import SECRETS_HASH as HASH
 from rotor.planning.reload import (
-    APPLIED,
-    HASH,
     Applied,
     RateLimits,
     Workload,
@@ -18,12 +18,13 @@ from rotor.planning.reload import (
     consumer_counts,
     is_current,
     plan_reload,
-    referenced_secrets,
+    report_consumers,
     restart_patch,
-    rollout_complete,
+    secret_digest,
     short_digest,
     workload_from_body,
 )
+from rotor.planning.sync import ObservedSecret
 
 D1, D2 = "sha256:" + "1" * 64, "sha256:" + "2" * 64
 
@@ -59,11 +60,20 @@ def test_reload_true_follows_every_reference() -> None:
             "initContainers": [{"name": "init", "envFrom": [{"secretRef": {"name": "s3"}}]}],
             "volumes": [{"name": "v", "secret": {"secretName": "s4"}},
                         {"name": "p", "projected": {"sources": [{"secret": {"name": "s5"}},
-                                                                {"configMap": {"name": "cm"}}]}}]}
-    assert referenced_secrets(spec) == ("s1", "s2", "s3", "s4", "s5")
+                                                                {"configMap": {"name": "cm"}}]}}],
+            "imagePullSecrets": [{"name": "registry"}]}
+    everything = workload_from_body("Deployment", deployment(annotations={"rotor.dev/reload": "true"}, **spec))
+    # Image pulls happen before a container runs: a new registry login restarts nothing.
+    assert everything is not None and everything.referenced == ("s1", "s2", "s3", "s4", "s5")
     w = workload_from_body("Deployment", deployment(annotations={"rotor.dev/reload": "true"}, **{
-        k: v for k, v in spec.items() if k != "containers"}))
+        k: v for k, v in spec.items() if k not in ("containers", "imagePullSecrets")}))
     assert w is not None and consumed_secrets(w, {}) == ("s3", "s4", "s5")
+
+
+def test_only_restartable_kinds_are_followed() -> None:
+    opted_in = deployment(annotations={"rotor.dev/reload": "true"})
+    assert workload_from_body("Job", opted_in) is None and workload_from_body("Pod", opted_in) is None
+    assert workload_from_body("ReplicaSet", opted_in) is None
 
 
 def test_reload_on_names_secrets_on_workload_or_template() -> None:
@@ -147,23 +157,6 @@ def test_current_needs_a_finished_rollout() -> None:
     assert not is_current(view(applied=applied, template_hash="sha256:h2"), ("db",), {"db": D1})
 
 
-def test_rollout_complete_per_kind() -> None:
-    body = deployment()
-    assert rollout_complete("Deployment", body)
-    body["status"]["updatedReplicas"] = 1
-    assert not rollout_complete("Deployment", body)
-    body["status"] = {"observedGeneration": 1}
-    assert not rollout_complete("Deployment", body)
-    sts = {"metadata": {"generation": 1}, "status": {"observedGeneration": 1, "updateRevision": "r2",
-                                                     "currentRevision": "r1"}}
-    assert not rollout_complete("StatefulSet", sts)
-    sts["status"]["currentRevision"] = "r2"
-    assert rollout_complete("StatefulSet", sts)
-    ds = {"metadata": {"generation": 1}, "status": {"observedGeneration": 1, "desiredNumberScheduled": 3,
-                                                    "updatedNumberScheduled": 2}}
-    assert not rollout_complete("DaemonSet", ds)
-
-
 def test_combined_hash_depends_on_names_and_digests_only() -> None:
     assert combined_hash({"a": "1", "b": "2"}) == combined_hash({"b": "2", "a": "1"})
     assert combined_hash({"a": "1"}) != combined_hash({"b": "1"})
@@ -212,3 +205,28 @@ def test_consumer_counts() -> None:
     assert per_secret[("a", "db")] == {"current": 1, "stale": 1}
     assert per_secret[("a", "api")] == {"current": 0, "stale": 1}
     assert per_ns == {"a": {"current": 1, "stale": 1}, "b": {"current": 1, "stale": 0}}
+
+
+def test_a_secret_digest_is_rotors_own_or_keyed_over_type_and_data() -> None:
+    own = ObservedSecret("db", "Opaque", {"k": b"v"}, annotations={"rotor.dev/data-hmac": D1})
+    assert secret_digest(b"key", own) == D1
+    plain = ObservedSecret("db", "Opaque", {"k": b"v"})
+    assert secret_digest(b"key", plain).startswith("sha256:") and secret_digest(b"key", plain) != D1
+    assert secret_digest(b"key", plain) != secret_digest(b"other", plain)
+    assert secret_digest(b"key", plain) != secret_digest(b"key", ObservedSecret("db", "Opaque", {"k": b"w"}))
+
+
+def test_consumer_report_writes_only_what_changed() -> None:
+    rolled = Applied({"db-credentials": short_digest(D1)}, "sha256:h")
+    workloads = [view(name="web", injected_sources=("db",), reload_on=(), applied=rolled, template_hash="sha256:h"),
+                 view(name="api", injected_sources=("db",), reload_on=()),  # not adopted yet: stale
+                 view(name="new", injected_sources=("unknown",), reload_on=())]  # source not known: not counted
+    targets = {"db": "db-credentials", "quiet": "quiet"}
+    report = report_consumers("team-a", workloads, targets, {"db-credentials": D1}, {})
+    assert report.totals == {"current": 1, "stale": 1}
+    assert report.changed == {"db": {"current": 1, "stale": 1}}  # "quiet" has none and never had: no write
+    again = report_consumers("team-a", workloads, targets, {"db-credentials": D1},
+                             {"db": {"current": 1, "stale": 1}})
+    assert again.changed == {}
+    gone = report_consumers("team-a", [], targets, {}, {"db": {"current": 1, "stale": 1}})
+    assert gone.changed == {"db": {"current": 0, "stale": 0}} and gone.totals == {"current": 0, "stale": 0}

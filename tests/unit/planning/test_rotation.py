@@ -6,7 +6,23 @@ import datetime
 from typing import Any
 
 from rotor.api.rotationpolicy import Generator, RotationPolicySpec
-from rotor.planning.rotation import Observation, RotationRecord, decide, generate, in_window, next_due, validate
+from rotor.planning.rotation import (
+    NEVER,
+    Observation,
+    RotationRecord,
+    decide,
+    due_at,
+    generate,
+    in_window,
+    lease_due,
+    next_due,
+    record_of,
+    rollout_failed_since,
+    source_ready,
+    start,
+    transition,
+    validate,
+)
 
 T0 = datetime.datetime(2026, 11, 28, 12, 0, tzinfo=datetime.UTC)
 
@@ -107,3 +123,70 @@ def test_generated_passwords_use_every_class_and_differ() -> None:
     assert a != b and len(a) == 24
     assert any(c.islower() for c in a) and any(c.isupper() for c in a) and any(c.isdigit() for c in a)
     assert len(generate(Generator(type="bytes", length=16, encoding="hex"))) == 32
+
+
+def test_the_record_and_source_readiness_are_read_from_status() -> None:
+    status = {"phase": "Verifying", "rotation": {"startedAt": "2026-11-28T12:00:00Z", "phaseSince": "bad",
+                                                 "old": {"version": "1"}, "new": {"version": "2"}}}
+    assert record_of(status) == RotationRecord("Verifying", T0, None, {"version": "2"}, {"version": "1"})
+    assert record_of({}) == RotationRecord(None)
+    assert source_ready({"conditions": [{"type": "Ready", "status": "True"}]})
+    assert source_ready({"conditions": [{"type": "Ready", "status": "False", "reason": "Denylisted"}]})
+    assert not source_ready({"conditions": [{"type": "Ready", "status": "False", "reason": "NotFound"}]})
+
+
+def test_due_after_the_last_rotation_the_retry_time_or_when_the_strategy_needs_it() -> None:
+    s = spec()
+    assert due_at(s, {}, T0) == T0 + datetime.timedelta(hours=720)
+    assert due_at(s, {"lastRotationTime": "2026-11-28T13:00:00Z"}, T0) == T0 + datetime.timedelta(hours=721)
+    failed = {"phase": "RolledBack", "nextRotationTime": "2026-11-28T14:00:00Z"}
+    assert due_at(s, failed, T0) == T0 + datetime.timedelta(hours=2)
+    assert due_at(s, {"phase": "Complete"}, T0, T0 + datetime.timedelta(hours=1)) == T0 + datetime.timedelta(hours=1)
+    assert due_at(s, {"phase": "Publishing"}, T0, T0) == T0 + datetime.timedelta(hours=720)  # not mid-rotation
+
+
+def test_a_lease_is_replaced_while_it_can_still_outlive_twice_the_overlap_window() -> None:
+    s = spec(strategy="dynamic", dynamic={"role": "app"})  # overlap window 10m
+    assert lease_due(s, {}, T0) == T0  # none held yet
+    held = {"leaseExpires": "2026-11-28T13:00:00Z", "leaseMaxExpires": "2026-11-28T12:30:00Z"}
+    assert lease_due(s, held, T0) == NEVER
+    assert lease_due(s, held, T0 + datetime.timedelta(minutes=10)) == T0 + datetime.timedelta(minutes=10)
+
+
+def test_a_rollout_failure_counts_only_when_it_happened_since_the_rotation_started() -> None:
+    def deployment(at: str) -> dict[str, Any]:
+        return {"status": {"conditions": [{"type": "Progressing", "status": "False",
+                                           "reason": "ProgressDeadlineExceeded", "lastTransitionTime": at}]}}
+
+    assert rollout_failed_since("Deployment", deployment("2026-11-28T12:00:00Z"), T0)
+    assert not rollout_failed_since("Deployment", deployment("2026-11-28T11:59:59Z"), T0)
+    assert not rollout_failed_since("StatefulSet", deployment("2026-11-28T12:00:00Z"), T0)
+    assert not rollout_failed_since("Deployment", {"status": {}}, T0)
+
+
+def test_transitions_record_a_step_and_finish_with_counters_and_the_next_time() -> None:
+    s = spec()
+    rotation = start({"version": "1"}, T0, manual=True, rotation_id="r1")
+    assert rotation["trigger"] == "manual" and rotation["startedAt"] == "2026-11-28T12:00:00Z"
+    pending = transition(s, {"handledRotateNow": "x"}, rotation, "Pending", "manual rotation", T0, T0)
+    assert pending.patch["handledRotateNow"] == "x" and pending.reason == "Pending" and pending.ok
+    assert pending.patch["rotation"]["steps"] == [{"phase": "Pending", "time": "2026-11-28T12:00:00Z",
+                                                   "message": "manual rotation"}]
+    assert rotation["steps"] == []  # the input is not changed
+    done = transition(s, {"rotations": 2}, {**rotation, "new": {"version": "2"}}, "Complete", "old value revoked",
+                      T0, T0)
+    assert done.patch["active"] == {"version": "2"} and done.patch["rotations"] == 3
+    assert done.outcome == "complete" and done.event and done.reason == "Rotated"
+    assert done.patch["nextRotationTime"] == "2026-12-28T12:00:00Z"
+    dry = transition(spec(dryRun=True), {}, rotation, "Complete", "old value revoked", T0, T0)
+    assert "active" not in dry.patch and dry.outcome == "dry_run" and not dry.event
+    assert dry.message == "old value revoked (dry run: nothing changed)"
+    why = transition(s, {}, rotation, "RollingBack", "consumers did not become Ready", T0, T0)
+    back = transition(s, {"lastRotationTime": "2026-11-01T00:00:00Z"}, why.patch["rotation"], "RolledBack",
+                      "rolled back to the old value", T0, T0)
+    assert back.message == "rolled back to the old value: consumers did not become Ready" and not back.ok
+    assert back.outcome == "rolled_back" and back.rollback_cause == "verify" and back.reason == "RolledBack"
+    assert back.patch["lastRotationTime"] == "2026-11-01T00:00:00Z"
+    assert back.patch["nextRotationTime"] == "2026-11-28T13:00:00Z"
+    steps = [{"phase": "Pending", "time": "t", "message": str(n)} for n in range(30)]
+    assert len(transition(s, {}, {"steps": steps}, "Publishing", "", T0, T0).patch["rotation"]["steps"]) == 25

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import email.utils
-import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -31,9 +30,8 @@ from rotor.backends.protocols import (
     NotFound,
     PermissionDenied,
     Unavailable,
-    VersionConflict,
 )
-from rotor.backends.vault.handle import VaultSecret
+from rotor.backends.vault.handle import VaultSecret, text
 from rotor.concurrency import SingleFlight, TokenBucket
 from rotor.config import VaultConnection
 from rotor.observability.metrics import (
@@ -83,11 +81,21 @@ class _Connection:
         self.bucket = TokenBucket(settings.rate_per_second)
         self.kv_versions: dict[str, str] = {}
 
+    @property
+    def _verify(self) -> str | bool:
+        return str(self.settings.ca_file) if self.settings.ca_file else True
+
     def client(self, token: str | None = None) -> hvac.Client:
-        verify: str | bool = str(self.settings.ca_file) if self.settings.ca_file else True
-        return hvac.Client(url=self.settings.address.rstrip("/"), token=token, verify=verify,
+        return hvac.Client(url=self.settings.address.rstrip("/"), token=token, verify=self._verify,
                            timeout=self.settings.timeout_seconds, session=self.session,
                            namespace=self.settings.namespace)
+
+    def date(self) -> str:
+        """The Date header of GET /v1/sys/health: unauthenticated, and answered with some status by a
+        sealed or standby server too. (hvac's adapter would return the JSON body, without headers.)"""
+        response = self.session.get(f"{self.settings.address.rstrip('/')}/v1/sys/health", verify=self._verify,
+                                    timeout=self.settings.timeout_seconds)
+        return str(response.headers.get("Date") or "")
 
 
 class VaultBackend:
@@ -114,10 +122,10 @@ class VaultBackend:
     async def fetch(self, namespace: str, spec: SecretSourceSpec) -> Fetched:
         source = _vault(spec)
         conn = self._connection(source.connection)
-        identity = Identity(source.connection, namespace, spec.service_account_name, source.role,
-                            source.auth_mount, source.audience)
+        identity = self._identity(namespace, spec, None)
         key = (identity, source.mount, source.path, source.kv_version, source.version)
-        result, shared = await self._reads.do(key, lambda: self._fetch(conn, identity, source))
+        result, shared = await self._reads.do(key, lambda: self._as(conn, identity, lambda token: self._read(
+            conn, token, source)))
         if shared:
             COLLAPSED_READS.labels(conn.name).inc()
         return result
@@ -126,20 +134,13 @@ class VaultBackend:
         """The source's KV secret, acting as ACTOR's ServiceAccount and Vault role (default: the source's)."""
         source = _vault(spec)
         conn = self._connection(source.connection)
-        actor = actor or Actor()
-        identity = Identity(source.connection, namespace, actor.service_account or spec.service_account_name,
-                            actor.role or source.role, source.auth_mount, source.audience)
-        return VaultSecret(self, identity, source.mount, source.path, conn.settings.audit_log_file)
+        return VaultSecret(self, self._identity(namespace, spec, actor), source.mount, source.path,
+                           conn.settings.audit_log_file)
 
     async def server_time(self, connection: str) -> datetime.datetime:
         """Vault's clock: the Date header of GET /v1/sys/health (unauthenticated)."""
         conn = self._connection(connection)
-
-        def health(client: hvac.Client) -> str:
-            response = client.adapter.get("/v1/sys/health", raise_exception=False)
-            return str(response.headers.get("Date") or "")
-
-        date = await self._call(conn, "health", health)
+        date = await self._call(conn, "health", lambda _: conn.date())
         try:
             return email.utils.parsedate_to_datetime(date).astimezone(datetime.UTC)
         except (TypeError, ValueError):
@@ -148,119 +149,12 @@ class VaultBackend:
     def forget_token(self, identity: Identity) -> None:
         self._tokens.pop(identity, None)
 
-    # -- rotation: writes, as the rotation identity -------------------------------------------
-    # Each maps to one Vault endpoint (named in the docstring). Values pass through, never logged.
-
-    async def kv_write(self, identity: Identity, mount: str, path: str, data: dict[str, str],
-                       cas: int | None) -> str:
-        """POST /v1/{mount}/data/{path} with check-and-set; returns the new version."""
-        try:
-            response = await self.call_as(identity, "kv-write", lambda c: c.secrets.kv.v2.create_or_update_secret(
-                path=path, secret=data, cas=cas, mount_point=mount), where=f"{mount}/{path}")
-        except InvalidSpec as err:
-            if "check-and-set" in err.message:
-                raise VersionConflict(f"{mount}/{path} changed since version {cas}") from None
-            raise
-        return str(response["data"]["version"])
-
-    async def kv_read(self, identity: Identity, mount: str, path: str,
-                      version: int | None = None) -> tuple[dict[str, str], str]:
-        """GET /v1/{mount}/data/{path}: the data as strings, and its version."""
-        response = await self.call_as(identity, "read", lambda c: c.secrets.kv.v2.read_secret_version(
-            path=path, mount_point=mount, version=version, raise_on_deleted_version=True), where=f"{mount}/{path}")
-        data = {k: v if isinstance(v, str) else _to_bytes(v).decode() for k, v in response["data"]["data"].items()}
-        return data, str(response["data"]["metadata"]["version"])
-
-    async def kv_versions(self, identity: Identity, mount: str, path: str) -> list[int]:
-        """GET /v1/{mount}/metadata/{path}: versions not yet destroyed, oldest first."""
-        response = await self.call_as(identity, "kv-metadata", lambda c: c.secrets.kv.v2.read_secret_metadata(
-            path=path, mount_point=mount), where=f"{mount}/{path}")
-        versions = response["data"]["versions"]
-        return sorted(int(v) for v, meta in versions.items() if not meta.get("destroyed"))
-
-    async def kv_custom_metadata(self, identity: Identity, mount: str, path: str) -> dict[str, str]:
-        """GET /v1/{mount}/metadata/{path}: the secret's custom metadata (Rotor keeps lease ids there)."""
-        response = await self.call_as(identity, "kv-metadata", lambda c: c.secrets.kv.v2.read_secret_metadata(
-            path=path, mount_point=mount), where=f"{mount}/{path}")
-        return {k: str(v) for k, v in (response["data"].get("custom_metadata") or {}).items() if v}
-
-    async def kv_set_custom_metadata(self, identity: Identity, mount: str, path: str,
-                                     changes: dict[str, str]) -> None:
-        """POST /v1/{mount}/metadata/{path}: merge CHANGES into the custom metadata ("" removes a key)."""
-        merged = {**await self.kv_custom_metadata(identity, mount, path), **changes}
-        merged = {k: v for k, v in merged.items() if v}
-        await self.call_as(identity, "kv-metadata-write", lambda c: c.secrets.kv.v2.update_metadata(
-            path=path, custom_metadata=merged or {}, mount_point=mount), where=f"{mount}/{path}")
-
-    async def kv_destroy(self, identity: Identity, mount: str, path: str, versions: list[int]) -> None:
-        """PUT /v1/{mount}/destroy/{path}: permanently removes the given versions."""
-        if versions:
-            await self.call_as(identity, "kv-destroy", lambda c: c.secrets.kv.v2.destroy_secret_versions(
-                path=path, versions=versions, mount_point=mount), where=f"{mount}/{path}")
-
-    async def static_rotate(self, identity: Identity, mount: str, role: str) -> None:
-        """POST /v1/{mount}/rotate-role/{role}: the database gets a new password for the role's user."""
-        await self.call_as(identity, "static-rotate", lambda c: c.adapter.post(f"/v1/{mount}/rotate-role/{role}"),
-                       where=f"{mount}/rotate-role/{role}")
-
-    async def static_creds(self, identity: Identity, mount: str, role: str) -> dict[str, str]:
-        """GET /v1/{mount}/static-creds/{role}: the role's current username and password."""
-        data = await self._static(identity, mount, role)
-        return {"username": str(data["username"]), "password": str(data["password"])}
-
-    async def static_last_rotation(self, identity: Identity, mount: str, role: str) -> str:
-        """GET /v1/{mount}/static-creds/{role}: when Vault last set the role's password (RFC 3339)."""
-        return str((await self._static(identity, mount, role)).get("last_vault_rotation") or "")
-
-    async def _static(self, identity: Identity, mount: str, role: str) -> dict[str, Any]:
-        response = await self.call_as(identity, "static-creds", lambda c: c.adapter.get(
-            f"/v1/{mount}/static-creds/{role}"), where=f"{mount}/static-creds/{role}")
-        return dict(response["data"])
-
-    async def dynamic_issue(self, identity: Identity, mount: str, role: str) -> tuple[dict[str, str], str, int]:
-        """GET /v1/{mount}/creds/{role}: new per-lease credentials, the lease id and its TTL."""
-        response = await self.call_as(identity, "dynamic-issue", lambda c: c.adapter.get(f"/v1/{mount}/creds/{role}"),
-                                  where=f"{mount}/creds/{role}")
-        data = {k: str(v) for k, v in response["data"].items()}
-        return data, str(response["lease_id"]), int(response["lease_duration"])
-
-    async def lease_renew(self, identity: Identity, lease_id: str, increment: int | None = None) -> int:
-        """PUT /v1/sys/leases/renew: extends the lease; returns its new TTL."""
-        response = await self.call_as(identity, "lease-renew", lambda c: c.sys.renew_lease(
-            lease_id=lease_id, increment=increment))
-        return int(response["lease_duration"])
-
-    async def lease_exists(self, identity: Identity, lease_id: str) -> bool:
-        """PUT /v1/sys/leases/lookup: whether the lease is still live."""
-        try:
-            await self.call_as(identity, "lease-lookup", lambda c: c.sys.read_lease(lease_id=lease_id))
-        except (InvalidSpec, NotFound):
-            return False  # Vault answers 400 "invalid lease" once a lease is gone
-        return True
-
-    async def lease_revoke(self, identity: Identity, lease_id: str) -> None:
-        """PUT /v1/sys/leases/revoke: the credentials stop working now."""
-        await self.call_as(identity, "lease-revoke", lambda c: c.sys.revoke_lease(lease_id=lease_id))
-
-    async def role_ttl(self, identity: Identity, mount: str, role: str) -> tuple[int, int]:
-        """GET /v1/{mount}/roles/{role}: (default_ttl, max_ttl) in seconds."""
-        response = await self.call_as(identity, "role-read", lambda c: c.adapter.get(f"/v1/{mount}/roles/{role}"),
-                                  where=f"{mount}/roles/{role}")
-        return int(response["data"].get("default_ttl") or 0), int(response["data"].get("max_ttl") or 0)
-
     async def call_as(self, identity: Identity, operation: str, fn: Callable[[hvac.Client], T], *,
                       where: str = "") -> T:
-        """One request as IDENTITY (logged in, token cached); a refused cached token gets one fresh login."""
+        """One request as IDENTITY (logged in, token cached)."""
         conn = self._connection(identity.connection)
-        for attempt in (1, 2):
-            token = await self._token(conn, identity)
-            try:
-                return await self._call(conn, operation, fn, token=token, where=where)
-            except PermissionDenied:
-                if attempt == 2:
-                    raise
-                self.forget_token(identity)
-        raise AssertionError("unreachable")
+        return await self._as(conn, identity, lambda token: self._call(conn, operation, fn, token=token,
+                                                                        where=where))
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -272,25 +166,33 @@ class VaultBackend:
             raise InvalidSpec(f"spec.vault.connection {name!r} is not a backend connection of this operator "
                               f"(known: {known}); ask the platform team or fix the name") from None
 
-    async def _fetch(self, conn: _Connection, identity: Identity, source: VaultSource) -> Fetched:
+    def _identity(self, namespace: str, spec: SecretSourceSpec, actor: Actor | None) -> Identity:
+        source = _vault(spec)
+        actor = actor or Actor()
+        return Identity(source.connection, namespace, actor.service_account or spec.service_account_name,
+                        actor.role or source.role, source.auth_mount, source.audience)
+
+    async def _as(self, conn: _Connection, identity: Identity, action: Callable[[str], Awaitable[T]]) -> T:
+        """ACTION with IDENTITY's token. A cached token that is refused may have been revoked: one fresh
+        login tells that apart from a real denial (a token just issued and refused is a real denial)."""
         for attempt in (1, 2):
-            token = await self._token(conn, identity)
+            token, cached = await self._token(conn, identity)
             try:
-                return await self._read(conn, token, source)
+                return await action(token)
             except PermissionDenied:
-                # A cached token may have been revoked; one fresh login tells the two cases apart.
-                if attempt == 2 or identity not in self._tokens:
+                if attempt == 2 or not cached:
                     raise
                 self.forget_token(identity)
         raise AssertionError("unreachable")
 
-    async def _token(self, conn: _Connection, identity: Identity) -> str:
+    async def _token(self, conn: _Connection, identity: Identity) -> tuple[str, bool]:
+        """(token, whether it came from the cache)."""
         cached = self._tokens.get(identity)
         if cached is not None and time.monotonic() < cached.renew_at:
             TOKEN_CACHE_HITS.labels(conn.name).inc()
-            return cached.token
+            return cached.token, True
         token, _ = await self._logins.do(identity, lambda: self._login(conn, identity))
-        return token
+        return token, False
 
     async def _login(self, conn: _Connection, identity: Identity) -> str:
         jwt, _ = await self._request_token(identity.namespace, identity.service_account, identity.audience,
@@ -343,7 +245,7 @@ class VaultBackend:
             response = await self._call(conn, "read", lambda c: c.secrets.kv.v1.read_secret(
                 path=source.path, mount_point=source.mount), token=token, where=where)
             data, found = response["data"] or {}, None
-        return Fetched(remember({k: _to_bytes(v) for k, v in data.items()}), found)
+        return Fetched(remember({k: text(v).encode() for k, v in data.items()}), found)
 
     async def _call(self, conn: _Connection, operation: str, fn: Callable[[hvac.Client], T], *,
                     token: str | None = None, where: str = "") -> T:
@@ -392,12 +294,6 @@ def _translate(exc: hvac.exceptions.VaultError, code: str, operation: str, where
     if code == "400":
         return InvalidSpec(f"Vault rejected {operation}{target} (400): {detail or 'invalid request'}")
     return Unavailable(f"Vault failed {operation}{target} ({code or 'no status'}): {detail or type(exc).__name__}")
-
-
-def _to_bytes(value: Any) -> bytes:
-    if isinstance(value, str):
-        return value.encode()
-    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
 
 
 def _vault(spec: SecretSourceSpec) -> VaultSource:

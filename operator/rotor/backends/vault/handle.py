@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,23 +42,28 @@ class VaultSecret:
     def __repr__(self) -> str:
         return f"VaultSecret({self.where} as {self.actor})"
 
-    async def _as(self, operation: str, fn: Any, where: str | None = None) -> Any:
+    async def _as(self, operation: str, fn: Callable[[Any], Any], where: str | None = None) -> Any:
         return await self._backend.call_as(self._identity, operation, fn,
                                            where=where if where is not None else f"{self.mount}/{self.path}")
 
     # -- VersionStore (KV v2) ---------------------------------------------------------------------
 
     async def read_version(self, version: str | None = None) -> tuple[dict[str, str], str | None]:
-        """GET /v1/{mount}/data/{path}[?version=]: the data as strings, and its version."""
+        """The data of VERSION (latest if None); ({}, None) when there is no latest version to read."""
         try:
-            response = await self._as("read", lambda c: c.secrets.kv.v2.read_secret_version(
-                path=self.path, mount_point=self.mount, version=int(version) if version else None,
-                raise_on_deleted_version=True))
+            return await self.read_existing(version)
         except NotFound:
             if version is not None:
                 raise
             return {}, None
-        data = {k: v if isinstance(v, str) else _text(v) for k, v in (response["data"]["data"] or {}).items()}
+
+    async def read_existing(self, version: str | None = None) -> tuple[dict[str, str], str]:
+        """GET /v1/{mount}/data/{path}[?version=]: the data as strings, and its version. NotFound when the
+        secret or that version does not exist, or is deleted or destroyed (Vault answers 404 to all)."""
+        response = await self._as("read", lambda c: c.secrets.kv.v2.read_secret_version(
+            path=self.path, mount_point=self.mount, version=int(version) if version else None,
+            raise_on_deleted_version=True))
+        data = {k: v if isinstance(v, str) else text(v) for k, v in (response["data"]["data"] or {}).items()}
         return data, str(response["data"]["metadata"]["version"])
 
     async def write_version(self, data: Mapping[str, str], cas: str) -> str:
@@ -72,8 +77,8 @@ class VaultSecret:
             raise
         return str(response["data"]["version"])
 
-    async def _metadata(self) -> dict[str, Any]:
-        """GET /v1/{mount}/metadata/{path}."""
+    async def metadata(self) -> dict[str, Any]:
+        """GET /v1/{mount}/metadata/{path}: versions, custom metadata; NotFound when there is no secret."""
         response = await self._as("kv-metadata", lambda c: c.secrets.kv.v2.read_secret_metadata(
             path=self.path, mount_point=self.mount))
         return dict(response.get("data") or {})
@@ -81,10 +86,9 @@ class VaultSecret:
     async def list_versions(self) -> list[str]:
         """GET /v1/{mount}/metadata/{path}: versions not yet destroyed, oldest first."""
         try:
-            versions = (await self._metadata()).get("versions") or {}
+            return [str(v) for v in alive_versions(await self.metadata())]
         except NotFound:
             return []
-        return [str(v) for v in sorted(int(v) for v, meta in versions.items() if not meta.get("destroyed"))]
 
     async def destroy_versions(self, versions: Sequence[str]) -> None:
         """PUT /v1/{mount}/destroy/{path}: permanently removes the given versions."""
@@ -94,20 +98,23 @@ class VaultSecret:
                 path=self.path, versions=numbers, mount_point=self.mount))
 
     async def version_created(self, version: str) -> datetime.datetime | None:
-        """GET /v1/{mount}/metadata/{path}: when VERSION was written (Vault's clock)."""
-        created = ((await self._metadata()).get("versions") or {}).get(str(version), {}).get("created_time")
-        return times.parse_optional(str(created)) if created else None
+        """GET /v1/{mount}/metadata/{path}: when VERSION was written (Vault's clock); None if it never was."""
+        try:
+            versions = (await self.metadata()).get("versions") or {}
+        except NotFound:
+            return None
+        return times.parse_optional(str((versions.get(str(version)) or {}).get("created_time") or ""))
 
     async def custom_metadata(self) -> dict[str, str]:
         """GET /v1/{mount}/metadata/{path}: the secret's custom metadata."""
         try:
-            meta = (await self._metadata()).get("custom_metadata") or {}
+            return custom_of(await self.metadata())
         except NotFound:
             return {}
-        return {k: str(v) for k, v in meta.items() if v}
 
     async def set_custom_metadata(self, changes: Mapping[str, str]) -> None:
-        """POST /v1/{mount}/metadata/{path}: merge CHANGES into the custom metadata ("" removes a key)."""
+        """POST /v1/{mount}/metadata/{path}: merge CHANGES into the custom metadata ("" removes a key).
+        Read, merge, write: Vault's atomic PATCH needs a `patch` capability rotator policies lack."""
         merged = {k: v for k, v in {**await self.custom_metadata(), **changes}.items() if v}
         await self._as("kv-metadata-write", lambda c: c.secrets.kv.v2.update_metadata(
             path=self.path, custom_metadata=merged, mount_point=self.mount))
@@ -122,9 +129,16 @@ class VaultSecret:
                      int(response["lease_duration"]), bool(response.get("renewable", True)))
 
     async def renew_lease(self, lease_id: str, increment: int | None = None) -> int:
-        """PUT /v1/sys/leases/renew: extends the lease; returns its new TTL."""
-        response = await self._as("lease-renew", lambda c: c.sys.renew_lease(lease_id=lease_id, increment=increment),
-                                  where="sys/leases/renew")
+        """PUT /v1/sys/leases/renew: extends the lease (never past the role's max TTL); its new TTL.
+        NotFound once the lease is gone (revoked or expired)."""
+        try:
+            response = await self._as("lease-renew", lambda c: c.sys.renew_lease(lease_id=lease_id,
+                                                                                  increment=increment),
+                                      where="sys/leases/renew")
+        except InvalidSpec as err:
+            if "lease not found" in err.message or "invalid lease" in err.message:
+                raise NotFound("Vault has no such lease to renew (revoked or expired)") from None
+            raise
         return int(response["lease_duration"])
 
     async def lease_alive(self, lease_id: str) -> bool:
@@ -136,7 +150,7 @@ class VaultSecret:
         return True
 
     async def revoke_lease(self, lease_id: str) -> None:
-        """PUT /v1/sys/leases/revoke: the credentials stop working now."""
+        """PUT /v1/sys/leases/revoke: the credentials stop working now (Vault accepts a lease already gone)."""
         await self._as("lease-revoke", lambda c: c.sys.revoke_lease(lease_id=lease_id), where="sys/leases/revoke")
 
     async def lease_role_ttl(self, mount: str, role: str) -> tuple[int, int]:
@@ -154,6 +168,7 @@ class VaultSecret:
                        where=f"{mount}/rotate-role/{role}")
 
     async def _static(self, mount: str, role: str) -> dict[str, Any]:
+        """GET /v1/{mount}/static-creds/{role}."""
         response = await self._as("static-creds", lambda c: c.adapter.get(f"/v1/{mount}/static-creds/{role}"),
                                   where=f"{mount}/static-creds/{role}")
         return dict(response["data"])
@@ -168,7 +183,8 @@ class VaultSecret:
         return times.parse_optional(str((await self._static(mount, role)).get("last_vault_rotation") or ""))
 
     async def backend_time(self) -> datetime.datetime:
-        """The Date header of GET /v1/sys/health: Vault's clock, to compare with Vault's own times."""
+        """The Date header of GET /v1/sys/health: Vault's clock, to compare with Vault's own times.
+        Unauthenticated: it works for any identity."""
         return await self._backend.server_time(self._identity.connection)
 
     # -- AuditTrail (the connection's file audit device) ------------------------------------------------
@@ -176,7 +192,8 @@ class VaultSecret:
     async def audit_reads(self, start: datetime.datetime, end: datetime.datetime | None,
                           limit: int = 100) -> AuditReads | None:
         """Reads of this secret in the file audit log configured for the connection (values in it are
-        HMACed by Vault, and none is copied anyway)."""
+        HMACed by Vault, and none is copied anyway). Read by the operator, not asked of Vault: it
+        works whoever the identity is, and while Vault is down."""
         if self._audit_log is None:
             return None
         log = self._audit_log
@@ -193,5 +210,16 @@ class VaultSecret:
         return AuditReads(reads, total, str(log))
 
 
-def _text(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+def alive_versions(metadata: Mapping[str, Any]) -> list[int]:
+    """The versions of a KV v2 metadata response not yet destroyed, oldest first."""
+    return sorted(int(v) for v, meta in (metadata.get("versions") or {}).items() if not meta.get("destroyed"))
+
+
+def custom_of(metadata: Mapping[str, Any]) -> dict[str, str]:
+    """The custom metadata of a KV v2 metadata response (empty values count as absent)."""
+    return {k: str(v) for k, v in (metadata.get("custom_metadata") or {}).items() if v}
+
+
+def text(value: Any) -> str:
+    """A KV value as text: strings as they are, anything else (numbers, objects) as compact JSON."""
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, separators=(",", ":"))

@@ -6,13 +6,13 @@ from collections.abc import Hashable
 
 from rotor.engines.ports import SourceView
 from rotor.engines.scheduler import RefreshScheduler
-from rotor.engines.secretsource.worker import SecretSync
+from rotor.engines.secretsource.view import SyncView
 
 
 class SourcesPort:
     """Reads from the sync engine's view; `sync_now` goes through its scheduler (single-flight)."""
 
-    def __init__(self, sync: SecretSync, scheduler: RefreshScheduler) -> None:
+    def __init__(self, sync: SyncView, scheduler: RefreshScheduler) -> None:
         self._sync, self._scheduler = sync, scheduler
 
     @property

@@ -1,32 +1,24 @@
-"""`rotor inventory`: read what the inventory needs from any cluster (rotor.kube), plan, print.
+"""Read what the inventory needs from any cluster (rotor.kube), as plain data.
 
 Reads metadata only for Secrets (the API server sends a Table of PartialObjectMetadata, so no value
-crosses the wire); everything else is listed page by page as plain JSON, concurrently.
+crosses the wire); everything else is listed page by page as plain JSON, concurrently. The kinds
+that can consume a Secret are the podspec table's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, TextIO, TypeVar
+from typing import Any, TypeVar
 
 from rotor import GROUP, VERSION
-from rotor.kube import Kube, KubeError, load_config
+from rotor.api.kinds import LEAK_INCIDENT, ROTATION_POLICY, SECRET_SOURCE
+from rotor.kube import Kube, KubeError
 from rotor.planning import inventory as plan
+from rotor.planning.podspec import WORKLOAD_KINDS
 
 T = TypeVar("T")
-# kind -> (group, version, plural) of everything that can consume a Secret.
-WORKLOADS = {
-    "Pod": ("", "v1", "pods"),
-    "Deployment": ("apps", "v1", "deployments"),
-    "StatefulSet": ("apps", "v1", "statefulsets"),
-    "DaemonSet": ("apps", "v1", "daemonsets"),
-    "Job": ("batch", "v1", "jobs"),
-    "CronJob": ("batch", "v1", "cronjobs"),
-}
 
 
 @dataclass
@@ -55,21 +47,21 @@ async def collect(kube: Kube, namespaces: Sequence[str] | None) -> Read:
 
     scopes: Sequence[str | None] = list(namespaces) if namespaces is not None else [None]
     secrets, sources, policies, incidents = [], [], [], []
-    workloads: dict[str, list[dict[str, Any]]] = {kind: [] for kind in WORKLOADS}
+    workloads: dict[str, list[dict[str, Any]]] = {kind.kind: [] for kind in WORKLOAD_KINDS}
     for scope in scopes:
         where = f" in {scope}" if scope else ""
-        rotor_kinds = [listed(f"{plural}{where}", kube.list_objects(GROUP, VERSION, plural, scope))
-                       for plural in ("secretsources", "rotationpolicies", "leakincidents")]
-        kinds = [listed(f"{plural}{where}", kube.list_objects(group, version, plural, scope))
-                 for group, version, plural in WORKLOADS.values()]
+        rotor_kinds = [listed(f"{kind.plural}{where}", kube.list_objects(GROUP, VERSION, kind.plural, scope))
+                       for kind in (SECRET_SOURCE, ROTATION_POLICY, LEAK_INCIDENT)]
+        kinds = [listed(f"{kind.plural}{where}", kube.list_objects(kind.group, kind.version, kind.plural, scope))
+                 for kind in WORKLOAD_KINDS]
         found = await asyncio.gather(listed(f"secrets{where}", kube.list_secret_metadata(scope)), *rotor_kinds,
                                      *kinds)
         secrets.extend(found[0])
         sources.extend(found[1])
         policies.extend(found[2])
         incidents.extend(found[3])
-        for kind, items in zip(WORKLOADS, found[4:], strict=True):
-            workloads[kind].extend(items)
+        for kind, items in zip(WORKLOAD_KINDS, found[4:], strict=True):
+            workloads[kind.kind].extend(items)
     if namespaces is None:
         listed_ns = await listed("namespaces", kube.list_objects("", "v1", "namespaces"))
     else:
@@ -92,32 +84,3 @@ def _secret(item: dict[str, Any]) -> plan.SecretMeta:
     return plan.SecretMeta(namespace=str(meta.get("namespace", "")), name=str(meta.get("name", "")),
                            type=str(item.get("type") or "Opaque"), labels=dict(meta.get("labels") or {}),
                            created=meta.get("creationTimestamp"))
-
-
-def render(read: Read, *, output: str, unmanaged: bool, include_system: bool, now: datetime) -> str:
-    rows: Sequence[plan.Row] = (plan.unmanaged(read.cluster, include_system=include_system) if unmanaged
-                                else plan.managed(read.cluster, now))
-    if output == "json":
-        return plan.render_json(rows)
-    if output == "csv":
-        return plan.render_csv(rows, unmanaged=unmanaged)
-    return plan.render_table(rows, now, unmanaged=unmanaged)
-
-
-def main(*, namespaces: Sequence[str] | None, all_namespaces: bool, output: str, unmanaged: bool,
-         include_system: bool, kubeconfig: str | None = None, out: TextIO = sys.stdout,
-         err: TextIO = sys.stderr) -> int:
-    kube = Kube(load_config(kubeconfig))
-    try:
-        scope = None if all_namespaces else (list(namespaces or ()) or [kube.context_namespace()])
-        read = asyncio.run(collect(kube, scope))
-    except KubeError as error:
-        print(f"rotor inventory: {error}", file=err)
-        return 1
-    finally:
-        kube.close()
-    for warning in read.warnings:
-        print(f"warning: {warning}", file=err)
-    out.write(render(read, output=output, unmanaged=unmanaged, include_system=include_system,
-                     now=datetime.now(UTC)))
-    return 0

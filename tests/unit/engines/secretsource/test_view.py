@@ -1,15 +1,12 @@
-"""SecretSync.observe_source: how watch events of SecretSources become syncs, cleanups and forgets.
-
-Only the in-memory view is exercised (no I/O happens in observe_source), so no client is needed.
-"""
+"""The SecretSource view: how watch events of SecretSources become syncs, cleanups and forgets,
+and how managed-Secret events become drift syncs. Folding an event does no I/O at all."""
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from rotor.api.keys import CLEANUP_FINALIZER, REFRESH_NOW
-from rotor.engines.secretsource.worker import SecretSync
-from rotor.kube import Kube
+from rotor.engines.secretsource.view import SyncView
 
 SPEC = {"provider": "vault", "serviceAccountName": "app", "vault": {"path": "app/db", "role": "app"}}
 
@@ -24,8 +21,8 @@ def body(*, uid: str = "u1", generation: int = 1, rv: str = "1", finalizers: tup
     return {"metadata": meta, "spec": spec or SPEC, "status": status or {}}
 
 
-def engine() -> SecretSync:
-    return SecretSync(cast(Kube, None), {}, b"k" * 32)
+def engine() -> SyncView:
+    return SyncView(b"k" * 32)
 
 
 def test_a_new_source_is_synced_and_a_status_only_change_is_not() -> None:

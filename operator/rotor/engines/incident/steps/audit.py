@@ -1,0 +1,29 @@
+"""Audit: who read the secret while it was exposed, from the backend's audit trail (names, times and
+identities; never a value)."""
+
+from __future__ import annotations
+
+from rotor.api import keys
+from rotor.backends.protocols import AuditLogUnreadable
+from rotor.engines.incident.context import Context, Outcome, StepPending
+from rotor.planning import incident_radius as radius
+from rotor.planning import times
+
+
+async def audit(ctx: Context) -> Outcome:
+    start, end = radius.exposure_window(ctx.state.status, times.now())
+    trail = ctx.audit_trail()
+    try:
+        found = await trail.audit_reads(start, end) if trail is not None else None
+    except AuditLogUnreadable as err:
+        raise StepPending(err.message, 30.0, keys.AUDIT_LOG_UNREADABLE) from None
+    vault = ctx.source_spec.vault
+    if found is None:
+        note = radius.no_audit_note(ctx.secret.where, vault.connection if vault is not None else None)
+        return Outcome(note, {"auditReads": [], "auditReadsTotal": None, "auditNote": note},
+                       condition_reason=keys.NO_AUDIT_LOG)
+    subject = f"{vault.mount}/{vault.path}" if vault is not None else ctx.secret.where
+    note = radius.audit_note(total=found.total, listed=len(found.reads), subject=subject, start=start, end=end,
+                             found_in=found.source)
+    return Outcome(f"{note}; by {', '.join(radius.audit_readers(found.reads)) or 'nobody'}",
+                   {"auditReads": found.reads, "auditReadsTotal": found.total, "auditNote": note})

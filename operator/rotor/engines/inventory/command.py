@@ -1,0 +1,42 @@
+"""The `rotor inventory` command: collect, plan the rows, print them as a table, JSON or CSV."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TextIO
+
+from rotor.engines.inventory.collect import Read, collect
+from rotor.kube import Kube, KubeError, load_config
+from rotor.planning import inventory as plan
+from rotor.planning import times
+
+
+def render(read: Read, *, output: str, unmanaged: bool, include_system: bool, now: datetime) -> str:
+    rows: Sequence[plan.Row] = (plan.unmanaged(read.cluster, include_system=include_system) if unmanaged
+                                else plan.managed(read.cluster, now))
+    if output == "json":
+        return plan.render_json(rows)
+    if output == "csv":
+        return plan.render_csv(rows, unmanaged=unmanaged)
+    return plan.render_table(rows, now, unmanaged=unmanaged)
+
+
+def main(*, namespaces: Sequence[str] | None, all_namespaces: bool, output: str, unmanaged: bool,
+         include_system: bool, kubeconfig: str | None = None, out: TextIO = sys.stdout,
+         err: TextIO = sys.stderr) -> int:
+    kube = Kube(load_config(kubeconfig))
+    try:
+        scope = None if all_namespaces else (list(namespaces or ()) or [kube.context_namespace()])
+        read = asyncio.run(collect(kube, scope))
+    except KubeError as error:
+        print(f"rotor inventory: {error}", file=err)
+        return 1
+    finally:
+        kube.close()
+    for warning in read.warnings:
+        print(f"warning: {warning}", file=err)
+    out.write(render(read, output=output, unmanaged=unmanaged, include_system=include_system, now=times.now()))
+    return 0

@@ -1,0 +1,15 @@
+"""Overlap with a generated value: Rotor makes a new value and writes it as the next version; readers
+move to it while the old version stays readable; afterwards only the newest version is kept."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from rotor.engines.rotation.strategies.base import KvStrategy, Values
+from rotor.planning.rotation import generate
+
+
+class GeneratedOverlap(KvStrategy):
+    async def publish_new(self, old: Mapping[str, str], data: Mapping[str, str]) -> Values:
+        value = generate(self.spec.generator)
+        return {"version": await self.write({**data, self.spec.generator.key: value}, old["version"])}

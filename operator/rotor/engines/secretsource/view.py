@@ -1,0 +1,216 @@
+"""The SecretSource engine's in-memory view: sources from their watch, managed Secrets from theirs.
+
+Folding a watch event costs no request; the view is what lets a refresh where nothing changed cost
+one backend read and no Kubernetes request at all, and what the webhook and other engines read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from rotor.api import keys
+from rotor.api.secretsource import SecretSourceSpec
+from rotor.observability.metrics import SOURCES
+from rotor.planning.conditions import get_condition
+from rotor.planning.injection import SourceView as InjectionView
+from rotor.planning.sync import ObservedSecret, Owner, target_name
+from rotor.planning.sync_status import drifted
+
+PLURAL = "secretsources"
+
+Key = tuple[str, str]  # (namespace, name)
+
+
+@dataclass
+class SourceState:
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    spec: SecretSourceSpec | None
+    spec_error: str | None = None
+    status: dict[str, Any] = field(default_factory=dict)
+    failures: int = 0
+    deleting: bool = False
+    finalizers: tuple[str, ...] = ()
+    resource_version: str | None = None
+    refresh_now: str | None = None  # the rotor.dev/refresh-now value last acted on
+
+    @property
+    def owner(self) -> Owner:
+        return Owner(self.namespace, self.name, self.uid)
+
+
+def parse_spec(raw: Mapping[str, Any]) -> tuple[SecretSourceSpec | None, str | None]:
+    """The spec, or a message naming each bad field (the CRD catches most; this is the backstop)."""
+    try:
+        return SecretSourceSpec.model_validate(dict(raw)), None
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"spec.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors(include_input=False))
+        return None, problems
+
+
+class SyncView:
+    """Sources and managed Secrets by (namespace, name), fed by the handlers; the denylists incidents
+    install; and the rotor_secretsources gauge, kept as sources come, go and change Ready."""
+
+    def __init__(self, hmac_key: bytes, *, denylist: frozenset[str] = frozenset()) -> None:
+        self.hmac_key = hmac_key
+        self.sources: dict[Key, SourceState] = {}
+        self.secrets: dict[Key, ObservedSecret] = {}  # managed Secrets, from their watch
+        self._denylists: dict[Hashable, frozenset[str]] = {"static": denylist}
+        self.denylist = denylist
+        # The Ready gauge, kept incrementally: recounting every source on each sync is O(N) per sync.
+        self._ready_label: dict[Key, tuple[str, str]] = {}
+        self._ready_count: dict[tuple[str, str], int] = {}
+        self._secrets_loaded = False  # True once every managed Secret was loaded: a miss means "absent"
+
+    # -- SecretSources ----------------------------------------------------------------------------
+
+    def observe_source(self, event_type: str | None, body: Mapping[str, Any]) -> tuple[Key, str | None]:
+        """Fold one watch event of a SecretSource into the view. Returns its key and what to do:
+        "sync" (new, spec changed, or being deleted: the worker applies deletionPolicy), "forget"
+        (gone, or going with nothing left for Rotor to do), or None (only status or metadata moved)."""
+        meta = body["metadata"]
+        key: Key = (meta["namespace"], meta["name"])
+        if event_type == "DELETED":
+            self.forget_source(key)
+            return key, "forget"
+        state = self.sources.get(key)
+        if state is None or state.uid != meta["uid"] or state.generation != int(meta.get("generation") or 0):
+            # New, re-created, or its spec changed (generation counts spec changes only).
+            self.upsert_source(body)
+            state = self.sources[key]
+            action: str | None = "sync"
+        else:
+            state.status = dict(body.get("status") or {})
+            action = None
+        requested = (meta.get("annotations") or {}).get(keys.REFRESH_NOW)
+        if requested != state.refresh_now:
+            # A new rotor.dev/refresh-now value (`rotor refresh`): do not wait for the interval.
+            state.refresh_now = requested
+            action = "sync" if requested else action
+        state.finalizers = tuple(meta.get("finalizers") or ())
+        state.resource_version = meta.get("resourceVersion")
+        if meta.get("deletionTimestamp"):
+            if keys.CLEANUP_FINALIZER not in state.finalizers:
+                # Nothing of Rotor's to clean up (it writes nothing before its finalizer is on), or the
+                # cleanup is done: no more syncs; Kubernetes deletes the object.
+                state.deleting = True
+                return key, "forget"
+            if not state.deleting:
+                state.deleting = True
+                action = "sync"
+        return key, action
+
+    def upsert_source(self, body: Mapping[str, Any]) -> Key:
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        spec, error = parse_spec(body.get("spec") or {})
+        previous = self.sources.get(key)
+        state = SourceState(meta["namespace"], meta["name"], meta["uid"], int(meta.get("generation") or 0),
+                            spec, error, dict(body.get("status") or {}),
+                            finalizers=tuple(meta.get("finalizers") or ()),
+                            resource_version=meta.get("resourceVersion"),
+                            refresh_now=(meta.get("annotations") or {}).get(keys.REFRESH_NOW))
+        if previous is not None and previous.uid == state.uid:
+            state.failures = previous.failures
+        self.sources[key] = state
+        return key
+
+    def forget_source(self, key: Key) -> None:
+        self.sources.pop(key, None)
+        self.count_ready(key, None)
+
+    # -- managed Secrets ------------------------------------------------------------------------------
+
+    def observe_secret(self, event_type: str | None, body: Mapping[str, Any]) -> Key | None:
+        """Record a managed Secret's change; returns the source to sync if the Secret drifted."""
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        source_name = (meta.get("labels") or {}).get(keys.SOURCE_LABEL)
+        observed = None if event_type == "DELETED" else ObservedSecret.from_json(body)
+        self.remember(meta["namespace"], meta["name"], observed)
+        if not source_name:
+            return None
+        source_key = (meta["namespace"], source_name)
+        state = self.sources.get(source_key)
+        if state is None or state.spec is None or state.deleting or target_name(state.spec, state.name) != key[1]:
+            return None
+        if drifted(observed, state.status.get("dataHmac"), self.hmac_key, state.spec.target.type):
+            return source_key
+        return None
+
+    def remember(self, namespace: str, name: str, secret: ObservedSecret | None) -> None:
+        """The managed Secret NAME as last seen or written (None: gone)."""
+        if secret is None:
+            self.secrets.pop((namespace, name), None)
+        else:
+            self.secrets[(namespace, name)] = secret
+
+    def loaded(self, found: list[tuple[str, ObservedSecret]]) -> None:
+        """Every managed Secret, as listed at start-up: from now on a Secret missing from the view does not
+        exist (a first sync creates it without a read)."""
+        for namespace, secret in found:
+            self.secrets[(namespace, secret.name)] = secret
+        self._secrets_loaded = True
+
+    # -- denylists ----------------------------------------------------------------------------------
+
+    def set_denylist(self, owner: Hashable, digests: frozenset[str]) -> None:
+        """Value digests (planning.hashing.value_hmac) that must never be delivered; OWNER is the incident
+        that reported them. Sources are re-checked right away by the caller scheduling them."""
+        if digests:
+            self._denylists[owner] = digests
+        else:
+            self._denylists.pop(owner, None)
+        self.denylist = frozenset().union(*self._denylists.values())
+
+    # -- what other engines and the webhook see (rotor.engines.ports.Sources) ---------------------
+
+    def source(self, namespace: str, name: str) -> SourceState | None:
+        state = self.sources.get((namespace, name))
+        return None if state is None or state.deleting else state
+
+    def source_for_target(self, namespace: str, target: str) -> str | None:
+        for (ns, name), state in self.sources.items():
+            if ns == namespace and state.spec is not None and target_name(state.spec, name) == target:
+                return name
+        return None
+
+    def source_view(self, namespace: str, name: str) -> InjectionView:
+        """What the webhook needs of a SecretSource, as plain data (names and status, no values)."""
+        state = self.source(namespace, name)
+        if state is None:
+            return InjectionView(name, exists=False)
+        ready = get_condition(state.status.get("conditions"), keys.READY) or {}
+        target = target_name(state.spec, name) if state.spec is not None else name
+        secret = self.secrets.get((namespace, target))
+        return InjectionView(name, exists=True, ready=ready.get("status") == "True", target=target,
+                             reason=str(ready.get("reason") or ""), message=str(ready.get("message") or ""),
+                             keys=tuple(sorted(secret.data)) if secret is not None else None)
+
+    # -- the Ready gauge ----------------------------------------------------------------------------
+
+    def count_ready(self, key: Key, label: tuple[str, str] | None) -> None:
+        """Move KEY's source to LABEL (Ready status, reason) in rotor_secretsources; None: it is gone."""
+        old = self._ready_label.pop(key, None)
+        if label is not None:
+            self._ready_label[key] = label
+        if old == label:
+            return
+        if old is not None:
+            self._ready_count[old] -= 1
+            if self._ready_count[old]:
+                SOURCES.labels(*old).set(self._ready_count[old])
+            else:
+                del self._ready_count[old]
+                SOURCES.remove(*old)
+        if label is not None:
+            self._ready_count[label] = self._ready_count.get(label, 0) + 1
+            SOURCES.labels(*label).set(self._ready_count[label])

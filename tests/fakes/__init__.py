@@ -1,0 +1,1 @@
+"""In-memory fakes behind Rotor's protocols, for fast engine unit tests (never for integration tests)."""

@@ -1,0 +1,1 @@
+"""Unit tests of rotor.engines.rotation on the fakes."""
