@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_HOST_PORT = r"^([A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}$"  # one host, one port
 
 
 class VaultConnection(BaseModel):
@@ -26,6 +28,11 @@ class VaultConnection(BaseModel):
     rate_per_second: float = Field(default=100.0, gt=0, description="Sustained request rate limit")
     audit_log_file: Path | None = Field(default=None, description="The server's file audit device log, readable "
                                         "by Rotor: LeakIncidents list the reads of the exposed path from it")
+    # The revocation check logs in to the leaked credential's database: only these hosts are ever dialled
+    # (a tenant's secret names the host, and Rotor's pod must not probe whatever it names).
+    login_check_hosts: tuple[Annotated[str, StringConstraints(pattern=_HOST_PORT)], ...] = Field(
+        default=(), description="host:port of the databases a LeakIncident may log in to, to confirm "
+        "a leaked credential of this connection's secrets is revoked; others are not checked")
 
 
 _URL = r"^https?://[^\s/]+(:[0-9]+)?/?$"
@@ -86,6 +93,17 @@ class Settings(BaseSettings):
     peering_lifetime: int = Field(default=15, ge=5, le=600,
                                   description="Seconds a silent peer counts as alive (takeover bound)")
     sync_workers: int = Field(default=16, ge=1, le=512, description="Concurrent SecretSource syncs")
+    # -- bounds on what one tenant can make Rotor do (issue: no input stalls Rotor)
+    min_refresh_seconds: float = Field(default=10.0, ge=1, le=86400, description="Shortest refresh interval: a "
+                                       "SecretSource asking for less is refreshed this often (its status says so); "
+                                       "also the rate of refresh-now requests and drift restores per source, after "
+                                       "a burst of 3")
+    template_seconds: float = Field(default=1.0, gt=0, le=30, description="CPU time a SecretSource's templates "
+                                    "may take per sync; over it, TemplateError")
+    template_output_bytes: int = Field(default=1 << 20, ge=1024, le=1 << 20, description="Bytes a "
+                                       "SecretSource's templates may render per sync; over it, TemplateError")
+    template_workers: int = Field(default=2, ge=1, le=64, description="Child processes rendering templates "
+                                  "(killed and replaced when a render runs past its CPU time)")
     metrics_secret_names: bool = Field(default=False, description="Export per-object metrics (namespace, name "
                                        "labels): secret age, rotation times, lease expiry")
     # -- delivery into workloads: the pod-injection webhook and restarts on change
@@ -109,6 +127,13 @@ class Settings(BaseSettings):
     restart_limit_window_seconds: float = Field(default=60.0, gt=0, le=86400, description="Rate-limit window")
     reload_poll_seconds: float = Field(default=30.0, ge=0, le=3600, description="How often Secrets Rotor does "
                                        "not manage are re-read for rotor.dev/reload workloads; 0 disables")
+    # -- LeakIncidents: the revocation check and the HMAC key
+    login_check_timeout_seconds: int = Field(default=5, ge=2, le=60, description="Bound on one revocation check "
+                                             "(a database login with a leaked credential)")
+    login_check_workers: int = Field(default=2, ge=1, le=16, description="Threads for revocation checks, apart "
+                                     "from every other pool")
+    hmac_key_allow_new: bool = Field(default=False, description="Start with a new HMAC key although the lost one "
+                                     "was in use (every denylist and digest made with it stops matching)")
 
     @field_validator("namespaces", mode="before")
     @classmethod

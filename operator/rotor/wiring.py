@@ -12,6 +12,8 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from rotor import GROUP, VERSION
+from rotor.api.kinds import LEAK_INCIDENT, SECRET_SOURCE
 from rotor.backends.aws import AwsBackend
 from rotor.backends.kubernetes import KubernetesBackend
 from rotor.backends.postgres import PostgresLoginCheck
@@ -23,12 +25,16 @@ from rotor.engines.incident.worker import Incidents
 from rotor.engines.rotation.worker import Rotator
 from rotor.engines.scheduler import RefreshScheduler
 from rotor.engines.secretsource.port import SourcesPort
+from rotor.engines.secretsource.sandbox import ProcessRenderer
 from rotor.engines.secretsource.worker import SecretSync
 from rotor.kube import Kube, KubeError
 from rotor.observability import metrics
+from rotor.planning.incident_denylist import key_lost_message, key_use
 from rotor.planning.reload import RateLimits
+from rotor.planning.template import TemplateLimits
 
 log = logging.getLogger("rotor")
+KEY_FIELD = "hmac-key"  # the data key holding it in its Secret
 
 
 def build_backends(settings: Settings, kube: Kube) -> dict[str, Backend]:
@@ -94,24 +100,54 @@ class Runtime:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         for scheduler in reversed(self.schedulers):
             await scheduler.stop()
+        await self.sync.close()  # its template renderer's child processes
         for backend in self.backends.values():
             await backend.close()
         self.kube.close()
+
+
+class HmacKeyLost(RuntimeError):
+    """The HMAC key Secret is gone although digests made with it exist: Rotor does not start."""
+
+
+async def hmac_key(kube: Kube, config: Settings) -> bytes:
+    """The operator's HMAC key. Created once; never silently replaced once it was in use (a new key
+    would make every denylist and digest stop matching): then start-up fails saying how to restore it."""
+    namespace, name = config.operator_namespace, config.hmac_key_secret
+    existing = await kube.read_secret(namespace, name)
+    if (existing is None or KEY_FIELD not in existing.data) and not config.hmac_key_allow_new:
+        scopes: list[str | None] = [*config.namespaces] or [None]
+        for kind, plural in ((SECRET_SOURCE.kind, SECRET_SOURCE.plural), (LEAK_INCIDENT.kind, LEAK_INCIDENT.plural)):
+            for scope in scopes:
+                evidence = key_use(kind, await kube.list_objects(GROUP, VERSION, plural, scope))
+                if evidence is not None:
+                    raise HmacKeyLost(key_lost_message(namespace, name, evidence))
+    if existing is not None and KEY_FIELD not in existing.data:
+        raise HmacKeyLost(f"Secret {namespace}/{name} has no {KEY_FIELD}: restore it from backup, or delete the "
+                          "Secret to start with a new key")
+    return await kube.get_or_create_key(namespace, name, KEY_FIELD)
 
 
 async def build(config: Settings, *, gate: asyncio.Event | None) -> Runtime:
     """The runtime for CONFIG; GATE (when peering) pauses every scheduler while it is clear."""
     kube = Kube()
     await kube.ensure_namespace(config.operator_namespace)
-    key = await kube.get_or_create_key(config.operator_namespace, config.hmac_key_secret)
+    key = await hmac_key(kube, config)
     backends = build_backends(config, kube)
-    sync = SecretSync(kube, backends, key)
+    renderer = ProcessRenderer(TemplateLimits(config.template_seconds, config.template_output_bytes),
+                               workers=config.template_workers)
+    sync = SecretSync(kube, backends, key, renderer=renderer, min_refresh=config.min_refresh_seconds)
     sync_scheduler = RefreshScheduler(sync.sync, workers=config.sync_workers, gate=gate)
     rotator = Rotator(kube, backends, SourcesPort(sync, sync_scheduler))
     rotation_scheduler = RefreshScheduler(rotator.step, workers=4, gate=gate, gauges=False)
     metrics.track_objects(sync.sources, rotator.policies, enabled=config.metrics_secret_names)
     # The incident engine owns its scheduler (it wakes incidents itself); the runtime starts and stops it.
-    incidents = Incidents(kube, backends, SourcesPort(sync, sync_scheduler), rotator, PostgresLoginCheck(), gate=gate)
+    login_check = PostgresLoginCheck(timeout_seconds=config.login_check_timeout_seconds,
+                                     workers=config.login_check_workers)
+    incidents = Incidents(kube, backends, SourcesPort(sync, sync_scheduler), rotator, login_check,
+                          state_namespace=config.operator_namespace, state_secret=config.hmac_key_secret,
+                          login_hosts={name: c.login_check_hosts for name, c in config.vault_connections.items()},
+                          gate=gate)
     incident_scheduler = incidents.scheduler
     reloader = Reloader(kube, key, window=config.reload_batch_seconds,
                         limits=RateLimits(config.restarts_per_namespace, config.restarts_cluster,

@@ -6,6 +6,7 @@ the suite (it never skips): `make testbin` builds them.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -86,10 +87,52 @@ def vault(info: StackInfo) -> hvac.Client:
 
 
 @pytest.fixture
-def namespace(core: kubernetes.client.CoreV1Api) -> str:
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    core.create_namespace({"metadata": {"name": name}})
-    return name
+def make_namespace(api_client: kubernetes.client.ApiClient) -> Iterator[Callable[[str | None], str]]:
+    """make_namespace(name=None) -> a new namespace, emptied of what Rotor watches and deleted after the test."""
+    core = kubernetes.client.CoreV1Api(api_client)
+    made: list[str] = []
+
+    def make(name: str | None = None) -> str:
+        name = name or f"t-{uuid.uuid4().hex[:10]}"
+        core.create_namespace({"metadata": {"name": name}})
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        _empty_and_delete(api_client, name)
+
+
+@pytest.fixture
+def namespace(make_namespace: Callable[[str | None], str]) -> str:
+    return make_namespace(None)
+
+
+# What an operator watches and keeps working on: what a finished test leaves of these, later tests pay for.
+_ROTOR_KINDS = ("leakincidents", "rotationpolicies", "secretsources")
+_WORKLOADS = (("apps", "deployments"), ("apps", "statefulsets"), ("apps", "daemonsets"), ("batch", "cronjobs"))
+
+
+def _empty_and_delete(api_client: kubernetes.client.ApiClient, namespace: str) -> None:
+    """Delete the namespace without waiting for it to go. There is no namespace controller here (no
+    kube-controller-manager), so its objects would outlive it: delete those an operator works on
+    first. Rotor's cleanup finalizers are handled by whichever operator runs next."""
+    custom = kubernetes.client.CustomObjectsApi(api_client)
+    core = kubernetes.client.CoreV1Api(api_client)
+    calls: list[Callable[[], Any]] = [
+        *(functools.partial(custom.delete_collection_namespaced_custom_object, "rotor.dev", "v1alpha1", namespace,
+                            plural) for plural in _ROTOR_KINDS),
+        *(functools.partial(custom.delete_collection_namespaced_custom_object, group, "v1", namespace, plural)
+          for group, plural in _WORKLOADS),
+        functools.partial(core.delete_collection_namespaced_pod, namespace),
+        functools.partial(core.delete_namespace, namespace),
+    ]
+    for call in calls:
+        try:
+            call()
+        except kubernetes.client.ApiException as exc:
+            if exc.status != 404:
+                raise
 
 
 class OperatorLogs(logging.Handler):
@@ -117,6 +160,16 @@ class RunningOperator:
         self.settings = settings
         self._fresh()
 
+    @property
+    def running(self) -> bool:
+        return self.thread.is_alive()
+
+    def __enter__(self) -> RunningOperator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def _fresh(self) -> None:
         self.stop_flag = threading.Event()
         self.ready_flag = threading.Event()
@@ -132,6 +185,8 @@ class RunningOperator:
             self.error = exc
 
     def start(self) -> RunningOperator:
+        if self.thread.ident is not None:  # it ran before, and a thread starts only once
+            self._fresh()
         self.thread.start()
         if not self.ready_flag.wait(60):
             raise RuntimeError(f"operator did not become ready: {self.error!r}")
@@ -145,7 +200,6 @@ class RunningOperator:
     def restart(self) -> None:
         """Stop gracefully and start again in place (what a rollout or a crash-restart does)."""
         self.stop()
-        self._fresh()
         self.start()
 
 
@@ -162,10 +216,29 @@ def operator_logs() -> Iterator[OperatorLogs]:
 
 
 @pytest.fixture(scope="session")
-def operator(info: StackInfo, operator_logs: OperatorLogs) -> Iterator[RunningOperator]:
-    running = RunningOperator(operator_settings(info)).start()
-    yield running
-    running.stop()
+def session_operator(info: StackInfo, operator_logs: OperatorLogs) -> Iterator[RunningOperator]:
+    """The one in-process operator most tests share; started by `operator`, stopped by `operator_aside`."""
+    shared = RunningOperator(operator_settings(info))
+    yield shared
+    if shared.running:
+        shared.stop()
+
+
+@pytest.fixture
+def operator(session_operator: RunningOperator) -> RunningOperator:
+    """The session operator, running: started on first use, and again after a module set it aside."""
+    if not session_operator.running:
+        session_operator.start()
+    return session_operator
+
+
+@pytest.fixture(scope="module")
+def operator_aside(session_operator: RunningOperator) -> None:
+    """For a module that runs its own operator (other settings, a subprocess, a crash): two operators
+    must never act on the same objects, so the session operator is stopped. It is started again only
+    when a later test asks for `operator`, so consecutive such modules pay for no restart in between."""
+    if session_operator.running:
+        session_operator.stop()
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2, what: str = "") -> Any:

@@ -30,26 +30,22 @@ PLURALS = {"Deployment": ("apps", "deployments"), "StatefulSet": ("apps", "state
 
 
 @pytest.fixture(scope="module")
-def rotor(info: StackInfo, operator: RunningOperator, operator_logs: OperatorLogs,
+def rotor(info: StackInfo, operator_aside: None, operator_logs: OperatorLogs,
           api_client: kubernetes.client.ApiClient) -> Iterator[RunningOperator]:
-    """Rotor with the webhook enabled and quick batches. The session operator steps aside meanwhile:
-    two operators must never act on the same objects."""
+    """Rotor with the webhook enabled and quick batches, in place of the session operator."""
     admission = kubernetes.client.AdmissionregistrationV1Api(api_client)
-    operator.stop()
-    running = RunningOperator(operator_settings(
-        info, webhook_enabled=True, webhook_port=0, reload_batch_seconds=WINDOW, reload_poll_seconds=1,
-        restarts_per_namespace=PER_NAMESPACE, restarts_cluster=CLUSTER,
-        restart_limit_window_seconds=LIMIT_WINDOW)).start()
     try:
-        wait_for(lambda: _webhook_registered(admission), 30, what="MutatingWebhookConfiguration rotor.dev")
-        yield running
+        with RunningOperator(operator_settings(
+                info, webhook_enabled=True, webhook_port=0, reload_batch_seconds=WINDOW, reload_poll_seconds=1,
+                restarts_per_namespace=PER_NAMESPACE, restarts_cluster=CLUSTER,
+                restart_limit_window_seconds=LIMIT_WINDOW)) as running:
+            wait_for(lambda: _webhook_registered(admission), 30, what="MutatingWebhookConfiguration rotor.dev")
+            yield running
     finally:
-        running.stop()
         try:
             admission.delete_mutating_webhook_configuration("rotor.dev")
         except kubernetes.client.ApiException:
             pass
-        operator.restart()
 
 
 def _webhook_registered(admission: Any) -> bool:

@@ -32,19 +32,13 @@ G, V = "rotor.dev", "v1alpha1"
 
 
 @pytest.fixture(scope="module")
-def rotor(info: StackInfo, operator: RunningOperator, operator_logs: OperatorLogs) -> Iterator[RunningOperator]:
-    """Rotor reading the local Vault's audit log. The session operator steps aside meanwhile (two
-    operators must never act on the same objects) and is running again afterwards."""
-    operator.stop()
-    running = RunningOperator(Settings(
-        vault_connections={"default": VaultConnection(address=info.vault_addr, rate_per_second=500,
-                                                      audit_log_file=Path(info.vault_audit_log))},
-        metrics_port=0, log_level="debug")).start()
-    try:
+def rotor(info: StackInfo, operator_aside: None, operator_logs: OperatorLogs) -> Iterator[RunningOperator]:
+    """Rotor reading the local Vault's audit log, in place of the session operator."""
+    with RunningOperator(Settings(
+            vault_connections={"default": VaultConnection(address=info.vault_addr, rate_per_second=500,
+                                                          audit_log_file=Path(info.vault_audit_log))},
+            metrics_port=0, log_level="debug")) as running:
         yield running
-    finally:
-        running.stop()
-        operator.restart()
 
 
 @dataclass

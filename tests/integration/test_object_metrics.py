@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 import time
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import hvac
@@ -15,7 +14,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.devenv import StackInfo
 
 from .conftest import (
-    OperatorLogs,
     RunningOperator,
     get_source,
     operator_settings,
@@ -26,16 +24,6 @@ from .conftest import (
 
 PER_OBJECT = ("rotor_secret_age_seconds", "rotor_rotation_last_success_timestamp_seconds",
               "rotor_rotation_next_timestamp_seconds", "rotor_lease_expiry_timestamp_seconds")
-
-
-@pytest.fixture(scope="module")
-def aside(operator: RunningOperator, operator_logs: OperatorLogs) -> Iterator[None]:
-    """The session operator steps aside: two operators must never act on the same objects."""
-    operator.stop()
-    try:
-        yield
-    finally:
-        operator.restart()
 
 
 def free_port() -> int:
@@ -81,7 +69,7 @@ def source_with_policy(custom: Any, vault: hvac.Client, namespace: str, role: st
     wait_ready(custom, namespace, "db")
 
 
-@pytest.mark.usefixtures("aside")
+@pytest.mark.usefixtures("operator_aside", "operator_logs")
 def test_with_per_object_metrics_a_secret_age_grows_and_deleted_objects_vanish(
         info: StackInfo, custom: Any, vault: hvac.Client, namespace: str, app_identity: str) -> None:
     rotor, port = running(info, metrics_secret_names=True)
@@ -120,7 +108,7 @@ def test_with_per_object_metrics_a_secret_age_grows_and_deleted_objects_vanish(
         rotor.stop()
 
 
-@pytest.mark.usefixtures("aside")
+@pytest.mark.usefixtures("operator_aside", "operator_logs")
 def test_without_per_object_metrics_none_of_their_series_exist(
         info: StackInfo, custom: Any, vault: hvac.Client, namespace: str, app_identity: str) -> None:
     rotor, port = running(info)  # the default: metrics_secret_names off

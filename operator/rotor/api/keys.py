@@ -83,6 +83,13 @@ ALREADY_DESTROYED: Final = "AlreadyDestroyed"
 DELIVERING: Final = "Delivering"
 RESOLVED: Final = "Resolved"
 PREVENTED: Final = "Prevented"
+# A leaked value too short or common to identify one credential is not denylisted (condition type and reason).
+DENYLIST_REFUSED: Final = "DenylistRefused"
+NOT_IDENTIFYING: Final = "NotIdentifying"
+# On a LeakIncident, written by Rotor's admission webhook only: the authenticated user who reported /
+# resolved it, signed with the HMAC key (whatever a client sets there is overwritten or not believed).
+REPORTED_BY: Final = "rotor.dev/reported-by"
+RESOLVED_BY: Final = "rotor.dev/resolved-by"
 
 # The reasons a SecretSource's Ready condition can carry (README, printer column, alert labels).
 SOURCE_REASONS: Final = (SYNCED, BACKEND_UNAVAILABLE, PERMISSION_DENIED, NOT_FOUND, INVALID_SPEC, TEMPLATE_ERROR,

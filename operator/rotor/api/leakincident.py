@@ -68,7 +68,8 @@ class LeakIncidentSpec(Model):
     severity: Literal["low", "medium", "high", "critical"] = Field(
         default="high", description="high and critical make the open-incident alert critical, others a warning.")
     response: Response = Field(default_factory=Response)
-    resolved: bool = Field(default=False, description="Set true to close the incident (the denylist stays).")
+    resolved: bool = Field(default=False, description="Set true to close the incident; its denylist is lifted "
+                           "(deleting the incident does not lift it).")
 
 
 class Timestamps(Model):
@@ -137,8 +138,9 @@ class TimelineEntry(Model):
     model_config = Model.model_config | {"extra": "ignore"}
 
     time: str = Field(json_schema_extra=_TIME, description="When.")
-    actor: str = Field(max_length=256, description="Who acted (Rotor and the backend identity it used, or the "
-                       "field manager of a person's change).")
+    actor: str = Field(max_length=256, description="Who acted: Rotor and the backend identity it used, or the "
+                       "user the API server authenticated for a person's change (recorded by Rotor's webhook; "
+                       "without it, 'unverified: <field manager>').")
     action: str = Field(max_length=64, description="What, in a word (Reported, Contained, Resolved, ...).")
     message: str = Field(default="", max_length=1024, description="Details.")
 
@@ -192,7 +194,11 @@ class LeakIncidentStatus(Model):
     waiting_for: str | None = Field(default=None, description="Earlier incident on the same secret this one waits for.")
     exposed_version: str | None = Field(default=None, description="The backend version that leaked.")
     denylist: list[str] = Field(default_factory=list,
-                                description="Keyed digests (HMAC) of the leaked values; the sync path refuses them.")
+                                description="Keyed digests (HMAC) of the leaked values; the sync path refuses them "
+                                "where denylistScope says, until the incident is resolved.")
+    denylist_scope: str | None = Field(default=None, description="Which SecretSources refuse the denylist: those of "
+                                       "the incident's namespace reading the leaked backend location (cluster-wide "
+                                       "only for incidents in Rotor's own namespace).")
     timestamps: Timestamps = Field(default_factory=Timestamps)
     blast_radius: BlastRadius | None = None
     rotation: RotationRef | None = None
@@ -205,5 +211,7 @@ class LeakIncidentStatus(Model):
     audit_note: str | None = Field(default=None, description="Where the reads came from, or why there are none.")
     guardrails: list[str] = Field(default_factory=list, description="What Rotor put in place against a repeat.")
     recommendations: list[str] = Field(default_factory=list, description="What people should do next.")
-    resolved_by: str | None = Field(default=None, description="Field manager that set spec.resolved.")
+    resolved_by: str | None = Field(default=None, description="The user the API server authenticated for setting "
+                                    "spec.resolved (recorded by Rotor's webhook; without it, 'unverified: <field "
+                                    "manager>').")
     resolved_at: str | None = Field(default=None, json_schema_extra=_TIME, description="When spec.resolved was set.")

@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from rotor.api.aws import AwsSource
 from rotor.api.common import Condition, DNSLabel, Duration, Model, ObjectName, cel, validations
+from rotor.api.keys import RESERVED_PREFIX
+
+# Bounds on what a tenant may make Rotor store and render (label values are at most 63 characters).
+TemplateText = Annotated[str, Field(max_length=16384)]
+LabelValue = Annotated[str, Field(max_length=63)]
+AnnotationValue = Annotated[str, Field(max_length=8192)]
+
+
+def _is_reserved(key: str) -> bool:
+    return key.startswith(RESERVED_PREFIX) or f".{RESERVED_PREFIX}" in key
+
+
+def _unreserved(field: str) -> dict[str, str]:
+    """The CEL rule keeping rotor.dev/ keys (Rotor's consent and ownership marks) out of a map."""
+    return cel(f"self.all(k, !k.startsWith('{RESERVED_PREFIX}') && !k.contains('.{RESERVED_PREFIX}'))",
+               f"{field}: keys under {RESERVED_PREFIX} (and its subdomains) are reserved for Rotor")
+
 
 SecretType = Literal[
     "Opaque", "kubernetes.io/tls", "kubernetes.io/dockerconfigjson", "kubernetes.io/basic-auth"
@@ -65,8 +82,10 @@ class KeyMapping(Model):
 class Template(Model):
     """Render target keys from the fetched values with a sandboxed Jinja template ({{ values.password }})."""
 
-    data: dict[str, str] = Field(default_factory=dict,
-                                 description="Target key -> template. Rendered keys replace fetched ones.")
+    data: dict[str, TemplateText] = Field(
+        default_factory=dict, max_length=64,
+        description="Target key -> template. Rendered keys replace fetched ones. Rendering is bounded by the "
+        "operator (CPU time and output size); a template over the bounds fails with TemplateError.")
 
 
 class Target(Model):
@@ -74,10 +93,15 @@ class Target(Model):
 
     name: ObjectName | None = Field(default=None, description="Secret name (default: the SecretSource's name).")
     type: SecretType = Field(default="Opaque", description="Type of the Secret.")
-    labels: dict[str, str] = Field(default_factory=dict,
-                                   description="Labels on the Secret (Rotor's own labels take precedence).")
-    annotations: dict[str, str] = Field(
-        default_factory=dict, description="Annotations on the Secret (Rotor's own annotations take precedence).")
+    labels: dict[str, LabelValue] = Field(
+        default_factory=dict, max_length=64,
+        json_schema_extra=validations(_unreserved("spec.target.labels")),
+        description="Labels on the Secret (Rotor's own labels take precedence; rotor.dev/ keys are reserved).")
+    annotations: dict[str, AnnotationValue] = Field(
+        default_factory=dict, max_length=64,
+        json_schema_extra=validations(_unreserved("spec.target.annotations")),
+        description="Annotations on the Secret (Rotor's own annotations take precedence; rotor.dev/ keys are "
+        "reserved).")
     template: Template | None = None
     creation_policy: Literal["Owner", "Merge", "Orphan"] = Field(
         default="Owner",
@@ -85,8 +109,17 @@ class Target(Model):
         "an existing Secret; Orphan: create it without an owner reference.",
     )
     deletion_policy: Literal["Delete", "Retain"] = Field(
-        default="Delete", description="What happens to the Secret when the SecretSource is deleted."
+        default="Delete", description="What happens to the Secret when the SecretSource is deleted (or when "
+        "spec.target.name changes, to the Secret of the old name)."
     )
+
+    @field_validator("labels", "annotations")
+    @classmethod
+    def _no_reserved_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        reserved = sorted(k for k in value if _is_reserved(k))
+        if reserved:
+            raise ValueError(f"keys under {RESERVED_PREFIX} are Rotor's own: {', '.join(reserved)}")
+        return value
 
 
 class Refresh(Model):

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from rotor.api.rotationpolicy import RotationPolicySpec
 from rotor.api.secretsource import SecretSourceSpec
+from rotor.planning.incident_denylist import Scope
 
 
 class SourceView(Protocol):
@@ -49,9 +50,9 @@ class Sources(Protocol):
         """Read the backend and write the Secret now, not at the next refresh."""
         ...
 
-    def set_denylist(self, owner: Hashable, digests: frozenset[str]) -> None:
-        """Value digests (planning.hashing.value_hmac) that must never be delivered; OWNER is the
-        incident that reported them (an empty set lifts its list)."""
+    def set_denylist(self, owner: Hashable, digests: frozenset[str], scope: Scope | None = None) -> None:
+        """Value digests (planning.hashing.value_hmac) that the sources SCOPE covers must never deliver
+        (None: every source); OWNER is the incident that reported them (an empty set lifts its list)."""
         ...
 
 

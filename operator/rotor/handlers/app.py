@@ -93,6 +93,7 @@ def run(config: Settings, *, stop_flag: threading.Event | None = None,
         ready_flag: threading.Event | None = None, configure_logs: bool = True) -> None:
     """Run the operator until stopped (Ctrl-C, SIGTERM, or stop_flag)."""
     from rotor.handlers import (
+        admission,  # noqa: F401 - registers the LeakIncident actor webhook
         delivery,  # noqa: F401 - registers the webhook and the reload watches
         incident,  # noqa: F401 - registers the LeakIncident handlers
         rotation,  # noqa: F401 - registers the RotationPolicy handlers

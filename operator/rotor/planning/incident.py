@@ -123,6 +123,28 @@ def db_target(values: Mapping[str, str]) -> tuple[str, int, str] | None:
     return values["host"], port, values.get("dbname") or values.get("database") or "postgres"
 
 
+_DBNAME = re.compile(r"^[A-Za-z0-9_.-]{1,63}$")
+
+
+def login_target(values: Mapping[str, str], allowed: Iterable[str],
+                 setting: str) -> tuple[tuple[str, int, str] | None, str | None]:
+    """The one database the revocation check may dial for the login VALUES, or why it may not: only
+    a single host:port the operator allow-listed (SETTING names where), never a host list or a
+    socket path; the reason names no value (host and port are values of the secret)."""
+    if any(c in values.get(k, "") for k in ("host", "port") for c in ", \t"):
+        return None, "not confirmed: a host list is refused (one host per attempt)"
+    target = db_target(values)
+    if target is None:
+        return None, "not checkable"
+    host, port, dbname = target
+    if not _DBNAME.match(dbname):
+        return None, "not confirmed: the database name is not a plain name"
+    bracketed = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    if f"{bracketed}:{port}" not in set(allowed):
+        return None, f"not confirmed: host not allow-listed (operator setting {setting})"
+    return target, None
+
+
 def backend_label(provider: str) -> str:
     """A backend as messages name it."""
     return {"vault": "Vault"}.get(provider, f"the {provider} backend")

@@ -62,9 +62,9 @@ def rotate_now_patch(token: str) -> dict[str, Any]:
 
 # -- prevent ----------------------------------------------------------------------------------------
 
-def denylist_kept(digests: int) -> str:
-    return (f"denylist kept: {digests} digest(s) of the leaked value stay refused by every SecretSource while "
-            "this incident exists")
+def denylist_kept(digests: int, scope: str | None = None) -> str:
+    return (f"denylist kept: {digests} digest(s) of the leaked value stay refused ({scope or 'no scope'}) until "
+            "this incident is resolved")
 
 
 def emergency_removed(policy: str) -> str:

@@ -313,12 +313,3 @@ def report_consumers(namespace: str, workloads: Iterable[Workload], targets: Map
             changed[source] = counts
     return ConsumerReport(per_namespace.get(namespace, dict(_NO_CONSUMERS)), changed)
 
-
-# re-export until rotation/incident move to podspec
-pod_template = podspec.pod_template
-rollout_complete = podspec.rollout_complete
-
-
-def referenced_secrets(spec: Mapping[str, Any]) -> tuple[str, ...]:  # re-export until rotation/incident move to podspec
-    """podspec.referenced_secrets(spec, podspec.RUNTIME_USES): what the callers meant."""
-    return podspec.referenced_secrets(spec, podspec.RUNTIME_USES)

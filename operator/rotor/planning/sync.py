@@ -136,7 +136,7 @@ def select_values(spec: SecretSourceSpec, fetched: Fetched) -> dict[str, bytes]:
 
 
 def render_templates(spec: SecretSourceSpec, values: Mapping[str, bytes],
-                     limits: template.TemplateLimits = template.TemplateLimits()) -> dict[str, bytes]:
+                     limits: template.TemplateLimits = template.DEFAULT_LIMITS) -> dict[str, bytes]:
     """VALUES with spec.target.template.data rendered over them, in this thread (the operator renders
     in a sandbox process instead: rotor.engines.secretsource.sandbox). Errors never quote a value."""
     templates = spec.target.template.data if spec.target.template is not None else {}

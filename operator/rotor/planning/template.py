@@ -37,6 +37,9 @@ class TemplateLimits:
     output_bytes: int = 1 << 20  # rendered bytes for every template of one source together
 
 
+DEFAULT_LIMITS = TemplateLimits()
+
+
 class TemplateFailure(Exception):
     """A template that cannot be rendered; MESSAGE names the key and the cause, never a value."""
 
@@ -135,9 +138,8 @@ class BoundedSandbox(SandboxedEnvironment):
             sizes = (_length(left), _length(right))
             if sizes[0] is not None and sizes[1] is not None:
                 self.budget.sized(sizes[0] + sizes[1])
-        elif operator == "%" and isinstance(left, str):
-            if _WIDE_FORMAT.search(left):
-                raise LimitExceeded("a %-format with a width or precision of 10,000 or more")
+        elif operator == "%" and isinstance(left, str) and _WIDE_FORMAT.search(left):
+            raise LimitExceeded("a %-format with a width or precision of 10,000 or more")
         result = super().call_binop(context, operator, left, right)
         if isinstance(result, int):
             self._bits(result.bit_length())
@@ -165,7 +167,7 @@ class BoundedSandbox(SandboxedEnvironment):
             raise LimitExceeded(f"arithmetic with a result over {MAX_INT_BITS} bits")
 
 
-def render(templates: Mapping[str, str], values: Mapping[str, bytes], limits: TemplateLimits = TemplateLimits(),
+def render(templates: Mapping[str, str], values: Mapping[str, bytes], limits: TemplateLimits = DEFAULT_LIMITS,
            *, clock: Callable[[], float] = time.thread_time) -> dict[str, bytes]:
     """Render every template (key -> text) from VALUES; raises TemplateFailure. CLOCK measures the CPU
     time of the rendering thread (the budget is CPU, so a busy machine does not fail templates)."""
@@ -217,9 +219,13 @@ def static_value_keys(parsed: nodes.Template) -> set[str]:
     """The keys a template names literally: values.KEY and values['KEY']."""
     found: set[str] = set()
     for node in parsed.find_all((nodes.Getattr, nodes.Getitem)):
-        if isinstance(node.node, nodes.Name) and node.node.name == "values":
-            if isinstance(node, nodes.Getattr):
-                found.add(node.attr)
-            elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-                found.add(node.arg.value)
+        if isinstance(node, nodes.Getattr) and _is_values(node.node):
+            found.add(node.attr)
+        elif (isinstance(node, nodes.Getitem) and _is_values(node.node) and isinstance(node.arg, nodes.Const)
+              and isinstance(node.arg.value, str)):
+            found.add(node.arg.value)
     return found
+
+
+def _is_values(node: nodes.Node) -> bool:
+    return isinstance(node, nodes.Name) and node.name == "values"

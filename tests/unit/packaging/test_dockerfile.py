@@ -1,9 +1,17 @@
-"""The image recipe has the properties a security review asks for (no container engine here to build it)."""
+"""The image recipe has the properties a security review asks for (no container engine here to build it),
+and what it ships is the package alone: the wheel it builds from its build context holds no tests and
+not the local stack (tests/devenv starts etcd, kube-apiserver and Vault; it must never reach an image)."""
 
 from __future__ import annotations
 
+import ast
+import fnmatch
 import re
 import shlex
+import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -101,8 +109,6 @@ def test_oci_labels(label: str) -> None:
 
 def dockerignore_excludes(path: str) -> bool:
     """Whether .dockerignore keeps PATH out of the build context (last matching rule wins)."""
-    import fnmatch
-
     excluded = False
     for raw in (REPO / ".dockerignore").read_text().splitlines():
         rule = raw.strip()
@@ -118,8 +124,9 @@ def dockerignore_excludes(path: str) -> bool:
     return excluded
 
 
-@pytest.mark.parametrize("path", ["tests/unit/test_refresh.py", ".venv/bin/python", ".git/config", ".devenv/stack.json",
-                                  ".mypy_cache/x", ".pytest_cache/v", "operator/rotor/__pycache__/x.pyc",
+@pytest.mark.parametrize("path", ["tests/unit/test_refresh.py", "tests/devenv/stack.py", ".venv/bin/python",
+                                  ".git/config", ".devenv/stack.json", ".mypy_cache/x", ".pytest_cache/v",
+                                  "operator/rotor/__pycache__/x.pyc", "operator/rotor.egg-info/SOURCES.txt",
                                   "charts/rotor/values.yaml", "e2e/test_deliver.py", "hack/run.py"])
 def test_dockerignore_keeps_out(path: str) -> None:
     assert dockerignore_excludes(path)
@@ -128,3 +135,85 @@ def test_dockerignore_keeps_out(path: str) -> None:
 @pytest.mark.parametrize("path", ["pyproject.toml", "constraints.txt", "README.md", "operator/rotor/cli.py"])
 def test_dockerignore_keeps_what_the_build_copies(path: str) -> None:
     assert not dockerignore_excludes(path)
+
+
+# -- what the image ships: the build context, and the wheel built from it ------------------------------
+
+LEFT_OUT = ("tests", "hack", "e2e")  # never in an image: the local stack, scripts, test suites
+
+
+def build_context() -> list[str]:
+    """Every file `docker build .` sends (what .dockerignore lets through), relative to the repo."""
+    rules = [r.strip() for r in (REPO / ".dockerignore").read_text().splitlines()]
+    sent: list[str] = []
+    for top in sorted(REPO.iterdir()):
+        reincluded = any(r.startswith(f"!{top.name}/") for r in rules)  # a rule may let a file below back in
+        if dockerignore_excludes(top.name) and not reincluded:
+            continue
+        files = [top] if top.is_file() else sorted(p for p in top.rglob("*") if p.is_file())
+        sent += [rel for rel in (f.relative_to(REPO).as_posix() for f in files) if not dockerignore_excludes(rel)]
+    return sent
+
+
+def copied_sources() -> list[str]:
+    """The sources of the build stage's COPY instructions (what the wheel is built from)."""
+    sources: list[str] = []
+    for name, args in stages(DOCKERFILE)[0]:
+        if name == "COPY":
+            words = [w for w in shlex.split(args) if not w.startswith("--")]
+            sources += words[:-1]
+    return sources
+
+
+def test_the_build_context_holds_no_tests_and_not_the_local_stack() -> None:
+    context = build_context()
+    assert "operator/rotor/cli.py" in context and "pyproject.toml" in context
+    leaked = [p for p in context if p.split("/")[0] in LEFT_OUT or "devenv" in p]
+    assert leaked == [], f"the image's build context would include {leaked[:5]}"
+
+
+def test_the_build_stage_copies_only_from_the_context() -> None:
+    context = build_context()
+    for source in copied_sources():
+        assert source.split("/")[0] not in LEFT_OUT, f"COPY {source}"
+        assert any(p == source or p.startswith(source.rstrip("/") + "/") for p in context), (
+            f"COPY {source}: not in the build context .dockerignore allows")
+
+
+def test_the_package_never_imports_the_local_stack() -> None:
+    for module in sorted((REPO / "operator" / "rotor").rglob("*.py")):
+        for node in ast.walk(ast.parse(module.read_text(), str(module))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                assert name.split(".")[0] != "tests" and "devenv" not in name, f"{module}: imports {name}"
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """The files of the wheel the Dockerfile's `pip wheel` builds, run the same way on a copy of the
+    build context (a checkout's stale build/ or egg-info cannot leak into it)."""
+    context, out = tmp_path_factory.mktemp("context"), tmp_path_factory.mktemp("wheels")
+    for rel in build_context():
+        (context / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / rel, context / rel)
+    found = re.search(r"pip (wheel [^&]*)", " ".join(a for n, a in instructions(DOCKERFILE) if n == "RUN"))
+    assert found, "the build stage builds Rotor as a wheel with `pip wheel`"
+    words = shlex.split(found.group(1))
+    words[words.index("--wheel-dir") + 1] = str(out)
+    built = subprocess.run([sys.executable, "-m", "pip", *words, "-q", "--disable-pip-version-check"],
+                           cwd=context, capture_output=True, text=True, timeout=300)
+    if built.returncode != 0 and re.search(r"NewConnectionError|Could not find a version|No matching distribution",
+                                           built.stderr + built.stdout):
+        pytest.skip(f"no package index to fetch the build backend from:\n{built.stderr[-500:]}")
+    assert built.returncode == 0, built.stderr[-2000:]
+    [path] = out.glob("rotor-*.whl")
+    with zipfile.ZipFile(path) as archive:
+        return archive.namelist()
+
+
+def test_the_wheel_ships_the_package_alone(wheel: list[str]) -> None:
+    assert "rotor/cli.py" in wheel and "rotor/handlers/app.py" in wheel
+    tops = {name.split("/")[0] for name in wheel}
+    assert {t for t in tops if not fnmatch.fnmatch(t, "rotor-*.dist-info")} == {"rotor"}, tops
+    assert [n for n in wheel if "devenv" in n or "/tests/" in n or n.startswith("tests/")] == []

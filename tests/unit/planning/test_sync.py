@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from rotor.api import keys
@@ -115,11 +116,14 @@ def test_a_foreign_secret_is_never_overwritten() -> None:
 
 def test_merge_keeps_other_keys_and_removes_only_ours_when_they_go() -> None:
     s = spec(target={"creationPolicy": "Merge"})
-    theirs = ObservedSecret(name="db", type="Opaque", data={"other": b"keep"})
+    theirs = ObservedSecret(name="db", type="Opaque", data={"other": b"keep"},
+                            annotations={keys.ALLOW_SOURCE: "db"})
     p = plan(s, {"password": b"pw", "user": b"u"}, theirs)
     assert p.action == "update" and p.secret is not None
     assert dict(p.secret.data) == {"other": b"keep", "password": b"pw", "user": b"u"} and not p.secret.owned
-    later = plan(s, {"password": b"pw"}, as_existing(p))
+    written = as_existing(p)  # as the API server keeps it: the owner's annotations stay beside Rotor's
+    written = dataclasses.replace(written, annotations={**theirs.annotations, **written.annotations})
+    later = plan(s, {"password": b"pw"}, written)
     assert later.secret is not None and dict(later.secret.data) == {"other": b"keep", "password": b"pw"}
 
 

@@ -8,8 +8,12 @@ from rotor.api import keys
 from rotor.planning.hashing import data_hmac
 from rotor.planning.sync import ObservedSecret, SyncPlan
 from rotor.planning.sync_status import (
+    MAX_INTERVAL,
     RETRY_CAP,
+    Bucket,
     drifted,
+    effective_interval,
+    interval_notice,
     next_delay,
     ready_label,
     result_label,
@@ -81,3 +85,32 @@ def test_drift_is_a_change_to_rotors_keys_or_digest() -> None:
                    expected, KEY, "Opaque")
     assert drifted(None, expected, KEY, "Opaque")  # deleted
     assert not drifted(ours, None, KEY, "Opaque")  # never synced: nothing to compare with
+
+
+def test_a_failure_keeps_the_secret_rotor_last_wrote_as_target() -> None:
+    good = sync_status({}, CREATED, generation=1, now=T0, delay=60).patch
+    assert good is not None
+    renamed = SyncPlan("fail", "db-v2", keys.CONFLICT, "Secret db-v2 exists")
+    failed = sync_status(good, renamed, generation=2, now=T0, delay=5).patch
+    assert failed is not None and failed["targetSecret"] == "db"
+    moved = sync_status({**good, **failed}, SyncPlan("create", "db-v2", data_hmac="sha256:a", version="1"),
+                        generation=2, now=T0, delay=60).patch
+    assert moved is not None and moved["targetSecret"] == "db-v2"
+
+
+def test_the_minimum_interval_and_its_notice() -> None:
+    assert next_delay(UNCHANGED, 0, 0.0, interval=1.0, jitter=0.5, minimum=10.0) == 10.0
+    assert next_delay(UNCHANGED, 0, 0.5, interval=3600.0, jitter=0.1, minimum=10.0) == 3600.0
+    assert effective_interval(1e15, 10.0) == MAX_INTERVAL
+    assert interval_notice(5.0, 10.0).startswith("spec.refresh.interval is below") and interval_notice(10, 10) == ""
+    planned = sync_status({}, CREATED, generation=1, now=T0, delay=10, notice=interval_notice(5.0, 10.0)).patch
+    assert planned is not None and "minimum of 10s" in planned["conditions"][0]["message"]
+
+
+def test_the_early_sync_bucket() -> None:
+    bucket = Bucket(3.0, 0.0)
+    assert [bucket.take(0.0, rate=10.0, burst=3) for _ in range(4)] == [0.0, 0.0, 0.0, 10.0]
+    assert bucket.take(5.0, rate=10.0, burst=3) == 5.0
+    assert bucket.take(10.0, rate=10.0, burst=3) == 0.0
+    bucket.take(1000.0, rate=10.0, burst=3)
+    assert bucket.tokens == 2.0  # refilled to the burst, not beyond

@@ -175,7 +175,7 @@ def _what(source: AwsSource) -> str:
     if source.secrets_manager is not None:
         return f"secretsmanager/{source.secrets_manager.secret_id}"
     ref = source.parameter_store
-    return f"ssm/{(ref.name or ref.path) if ref is not None else ''}"
+    return f"ssm/{((ref.name or ref.path or '') if ref is not None else '').lstrip('/')}"
 
 
 def _aws(spec: SecretSourceSpec) -> AwsSource:

@@ -26,6 +26,7 @@ from rotor.backends.protocols import (
     StaticCredentials,
     VersionStore,
 )
+from rotor.engines.incident.denylists import Denylists
 from rotor.engines.incident.journal import ACTOR, Journal
 from rotor.engines.incident.view import IncidentState, IncidentView, Key
 from rotor.engines.ports import Policies, PolicyView, Sources, SourceView
@@ -68,6 +69,8 @@ class Deps:
     login: LoginCheck
     view: IncidentView
     journal: Journal
+    denylists: Denylists
+    login_hosts: Mapping[str, frozenset[str]]  # host:port the revocation check may dial, by Vault connection
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """The LeakIncidents Rotor knows, folded from watch events, and the denylists they hold.
 
-An incident's denylist (keyed digests of the leaked value) is installed in the SecretSource engine
-as soon as the incident is seen, open or resolved, and lifted only when it is deleted.
+An incident's denylist (keyed digests of the leaked value, scoped to where the leak reaches) is kept
+by denylists.Denylists in Rotor's own record until the incident is resolved: deleting the object
+does not lift it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pydantic import ValidationError
 from rotor import GROUP, VERSION
 from rotor.api.kinds import LEAK_INCIDENT
 from rotor.api.leakincident import LeakIncidentSpec
+from rotor.engines.incident.denylists import STORE, Denylists
 from rotor.engines.ports import Sources, Wake
 from rotor.kube import Kube
 from rotor.observability.metrics import INCIDENTS_OPEN
@@ -37,15 +39,18 @@ class IncidentState:
     spec_error: str | None
     status: dict[str, Any] = field(default_factory=dict)
     managed_fields: list[dict[str, Any]] = field(default_factory=list)
+    annotations: dict[str, str] = field(default_factory=dict)
+    generate_name: str = ""
 
     @property
     def key(self) -> Key:
         return (self.namespace, self.name)
 
-
-def denylist_owner(key: Key) -> Hashable:
-    """How the SecretSource engine knows this incident's denylist."""
-    return ("incident", *key)
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The metadata the actor records are bound to (rotor.planning.incident_actors)."""
+        return {"namespace": self.namespace, "name": self.name, "uid": self.uid, "generateName": self.generate_name,
+                "creationTimestamp": self.created, "annotations": self.annotations}
 
 
 def parse_spec(raw: Mapping[str, Any]) -> tuple[LeakIncidentSpec | None, str | None]:
@@ -59,8 +64,9 @@ def parse_spec(raw: Mapping[str, Any]) -> tuple[LeakIncidentSpec | None, str | N
 class IncidentView:
     """Incidents by key, fed by the handlers. WAKE runs an incident's next step now."""
 
-    def __init__(self, kube: Kube, sources: Sources, wake: Wake) -> None:
+    def __init__(self, kube: Kube, sources: Sources, wake: Wake, denylists: Denylists) -> None:
         self._kube, self._sources, self._wake = kube, sources, wake
+        self.denylists = denylists
         self.incidents: dict[Key, IncidentState] = {}
         # The leaked database login, for the one check that it no longer works. Memory only: after a
         # restart it is re-read from the backend if still there, else the check says it could not run.
@@ -80,11 +86,11 @@ class IncidentView:
             body.get("status") or {})
         state = IncidentState(meta["namespace"], meta["name"], meta["uid"], int(meta.get("generation") or 0),
                               str(meta.get("creationTimestamp") or ""), spec, error, status,
-                              list(meta.get("managedFields") or []))
+                              list(meta.get("managedFields") or []), dict(meta.get("annotations") or {}),
+                              str(meta.get("generateName") or ""))
         self.incidents[key] = state
-        digests = frozenset(state.status.get("denylist") or ())
-        if digests:
-            self._sources.set_denylist(denylist_owner(key), digests)
+        if self.denylists.observe({**body, "status": state.status}):
+            self._wake(STORE)  # a list Rotor's record does not hold yet: record it
         self.update_gauge()
         return key
 
@@ -94,19 +100,16 @@ class IncidentView:
         state = self.incidents.get((meta["namespace"], meta["name"]))
         if state is not None and state.uid == meta.get("uid"):
             state.managed_fields = list(meta.get("managedFields") or [])
+            state.annotations = dict(meta.get("annotations") or {})
 
     def forget(self, key: Key) -> None:
-        """The incident was deleted: its denylist goes with it."""
+        """The incident was deleted. Its denylist stays (until it is resolved or removed from Rotor's
+        record): deleting the object is not resolving the leak."""
         state = self.incidents.pop(key, None)
         self.logins.pop(key, None)
-        self._sources.set_denylist(denylist_owner(key), frozenset())
         if state is not None and state.status.get("source"):
-            self._sources.sync_now(key[0], state.status["source"])
             self.wake_peers(key[0], state.status["source"])
         self.update_gauge()
-
-    def set_denylist(self, key: Key, digests: frozenset[str]) -> None:
-        self._sources.set_denylist(denylist_owner(key), digests)
 
     def source_name(self, state: IncidentState) -> str | None:
         """The SecretSource the incident is about: the one it resolved to, else the one its spec names."""
@@ -136,23 +139,17 @@ class IncidentView:
             self._wake(key)
 
     async def load_denylists(self, namespaces: Sequence[str]) -> int:
-        """At start-up, before any sync: every LeakIncident's denylist (in NAMESPACES, all if empty).
+        """At start-up, before any sync: every denylist in Rotor's record, and those of unresolved
+        LeakIncidents (in NAMESPACES, all if empty) it does not hold yet.
 
         Kopf re-reads the incidents and the SecretSources in parallel after a restart; a source synced
-        before its incident would deliver the leaked value again. Open or resolved, an incident's
-        denylist holds until it is deleted (as in upsert); the incident itself is left to Kopf, and
-        its deletion removes the same denylist (forget). Returns how many incidents had one."""
+        before its incident would deliver the leaked value again. The incidents themselves are left to
+        Kopf. Returns how many incidents' lists are enforced (deleted, unresolved ones included)."""
         listed: list[dict[str, Any]] = []
         scopes: list[str | None] = [*namespaces] or [None]
         for namespace in scopes:
             listed.extend(await self._kube.list_objects(GROUP, VERSION, LEAK_INCIDENT.plural, namespace))
-        loaded, count = 0, 0
-        for body in listed:
-            digests = frozenset((body.get("status") or {}).get("denylist") or ())
-            if digests:
-                meta = body["metadata"]
-                self._sources.set_denylist(denylist_owner((meta["namespace"], meta["name"])), digests)
-                loaded, count = loaded + 1, count + len(digests)
+        loaded, count = await self.denylists.load(listed)
         log.info("denylists of %d LeakIncident(s) loaded (%d digest(s)) before the first sync", loaded, count)
         return loaded
 

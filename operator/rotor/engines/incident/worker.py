@@ -18,6 +18,7 @@ from typing import Any
 from rotor.api import keys
 from rotor.backends.protocols import Backend, BackendError, LoginCheck
 from rotor.engines.incident.context import Context, Deps, Outcome, StepPending, peers, resolve
+from rotor.engines.incident.denylists import REFRESH, STORE, Denylists
 from rotor.engines.incident.journal import ACTOR, Journal
 from rotor.engines.incident.steps import RUNBOOK
 from rotor.engines.incident.view import IncidentState, IncidentView, Key
@@ -26,6 +27,7 @@ from rotor.engines.scheduler import RefreshScheduler
 from rotor.kube import Kube, KubeError
 from rotor.observability.metrics import TIME_TO_CONTAIN, TIME_TO_REVOKE, TIME_TO_ROTATE
 from rotor.planning import incident as plan
+from rotor.planning import incident_actors as actors
 from rotor.planning import times
 from rotor.planning.conditions import get_condition, set_condition
 
@@ -40,10 +42,18 @@ class Incidents:
     back-reference), and the runbook."""
 
     def __init__(self, kube: Kube, backends: Mapping[str, Backend], sources: Sources, policies: Policies,
-                 login: LoginCheck, *, gate: asyncio.Event | None = None, workers: int = 16) -> None:
-        self.view = IncidentView(kube, sources, self._wake)
+                 login: LoginCheck, *, state_namespace: str = "rotor-system", state_secret: str = "rotor-hmac-key",
+                 operator_namespace: str | None = None, login_hosts: Mapping[str, Sequence[str]] | None = None,
+                 gate: asyncio.Event | None = None, workers: int = 16) -> None:
+        """STATE_NAMESPACE/STATE_SECRET: the HMAC key Secret, which also keeps the denylists; incidents in
+        OPERATOR_NAMESPACE (default: STATE_NAMESPACE) denylist cluster-wide; LOGIN_HOSTS: the host:port
+        allow-list of the revocation check, by Vault connection."""
+        self.denylists = Denylists(kube, sources, namespace=state_namespace, secret=state_secret,
+                                   operator_namespace=operator_namespace or state_namespace)
+        self.view = IncidentView(kube, sources, self._wake, self.denylists)
         self.journal = Journal(kube)
-        self.deps = Deps(kube, backends, sources, policies, login, self.view, self.journal)
+        self.deps = Deps(kube, backends, sources, policies, login, self.view, self.journal, self.denylists,
+                         {name: frozenset(hosts) for name, hosts in (login_hosts or {}).items()})
         self.scheduler = RefreshScheduler(self.step, workers=workers, gauges=False, gate=gate)
 
     def _wake(self, key: Hashable) -> None:
@@ -71,11 +81,21 @@ class Incidents:
         return self.view.for_policy(namespace, policy)
 
     async def load_denylists(self, namespaces: Sequence[str]) -> int:
-        return await self.view.load_denylists(namespaces)
+        loaded = await self.view.load_denylists(namespaces)
+        self.scheduler.schedule(STORE, REFRESH)
+        return loaded
 
     # -- one step ------------------------------------------------------------------------------------
 
     async def step(self, key: Hashable) -> float | None:
+        if key == STORE:
+            try:
+                await self.denylists.refresh()
+            except KubeError as err:
+                log.warning("denylists not refreshed from Secret %s/%s: %s %s", self.denylists.namespace,
+                            self.denylists.secret, err.status, err.message)
+                return RETRY
+            return REFRESH
         state = self.view.get(key)
         if state is None:
             return None
@@ -90,7 +110,12 @@ class Incidents:
         if status.get("phase") == "Resolved":
             return None
         if spec.resolved:
-            await self._resolve(state)
+            try:
+                await self._resolve(state)
+            except KubeError as err:
+                await journal.write(state, {"conditions": journal.ready(
+                    state, "False", keys.KUBERNETES_ERROR, f"resolve: the denylist was not lifted: {err.message}")})
+                return RETRY
             return None
         try:
             ctx = resolve(self.deps, state, spec)
@@ -142,7 +167,8 @@ class Incidents:
         reference = f": {spec.exposure.reference}" if spec.exposure.reference else ""
         message = (f"leak of {self.view.source_name(state) or '?'} in {spec.exposure.where}{reference} "
                    f"(severity {spec.severity})")
-        await self.journal.record(state, plan.reporter(state.managed_fields), "Reported", message, {
+        who = actors.reporter(self.deps.sources.hmac_key, state.meta, plan.reporter(state.managed_fields))
+        await self.journal.record(state, who, "Reported", message, {
             "phase": "Open", "timestamps": {"detected": detected},
             "conditions": self.journal.ready(state, "False", keys.IN_PROGRESS, "runbook starting")})
         self.view.update_gauge()
@@ -184,13 +210,18 @@ class Incidents:
         return IDLE_RECHECK
 
     async def _resolve(self, state: IncidentState) -> None:
-        who, when = plan.resolver(state.managed_fields)
+        """Closed by a person: its denylist is lifted (from Rotor's record first), then the status says who."""
+        manager, when = plan.resolver(state.managed_fields)
+        who = actors.resolver(self.deps.sources.hmac_key, state.meta, manager, when)
+        lifted = await self.denylists.remove(state.uid)
+        if lifted and state.status.get("source"):
+            self.deps.sources.sync_now(state.namespace, state.status["source"])
         at = times.iso(times.parse(when) if when else times.now(), millis=True)
         stamps = {**(state.status.get("timestamps") or {}), "resolved": at}
         unfinished = plan.next_step(state.status.get("order"), stamps)
-        message = f"resolved by {who or 'unknown'}" + (f" before the runbook finished (step {unfinished} not done)"
-                                                       if unfinished else "") + "; the denylist stays"
-        await self.journal.record(state, who or "unknown", "Resolved", message, {
+        message = f"resolved by {who}" + (f" before the runbook finished (step {unfinished} not done)"
+                                          if unfinished else "") + ("; the denylist is lifted" if lifted else "")
+        await self.journal.record(state, who, "Resolved", message, {
             "phase": "Resolved", "step": None, "timestamps": stamps, "resolvedBy": who, "resolvedAt": at,
             "conditions": self.journal.ready(state, "True", keys.RESOLVED, message)})
         await self.journal.event(state, "Normal", keys.RESOLVED, message)

@@ -7,6 +7,7 @@ from collections.abc import Hashable
 from rotor.engines.ports import SourceView
 from rotor.engines.scheduler import RefreshScheduler
 from rotor.engines.secretsource.view import SyncView
+from rotor.planning.incident_denylist import Scope
 
 
 class SourcesPort:
@@ -26,7 +27,8 @@ class SourcesPort:
         return self._sync.source_for_target(namespace, target)
 
     def sync_now(self, namespace: str, name: str) -> None:
+        self._sync.wanted((namespace, name))  # Rotor's own request: not rate-limited like refresh-now
         self._scheduler.schedule((namespace, name), 0.0)
 
-    def set_denylist(self, owner: Hashable, digests: frozenset[str]) -> None:
-        self._sync.set_denylist(owner, digests)
+    def set_denylist(self, owner: Hashable, digests: frozenset[str], scope: Scope | None = None) -> None:
+        self._sync.set_denylist(owner, digests, scope)

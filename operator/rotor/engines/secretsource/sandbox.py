@@ -22,7 +22,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from rotor.planning.template import TemplateFailure, TemplateLimits, render
+from rotor.planning.template import DEFAULT_LIMITS, TemplateFailure, TemplateLimits, render
 
 MEMORY_BYTES = 512 << 20  # the child's address space: Python and Jinja use ~30 MiB, values at most 1 MiB
 GRACE = 0.5  # seconds past the CPU budget before a child that did not stop by itself is killed
@@ -41,7 +41,7 @@ class InlineRenderer:
     """Renders in the calling thread: for tests and one-off commands, not for the operator (a loop
     the cooperative budget cannot see would block the event loop)."""
 
-    def __init__(self, limits: TemplateLimits = TemplateLimits()) -> None:
+    def __init__(self, limits: TemplateLimits = DEFAULT_LIMITS) -> None:
         self.limits = limits
 
     async def render(self, templates: Mapping[str, str], values: Mapping[str, bytes]) -> dict[str, bytes]:
@@ -90,7 +90,7 @@ class _Child:
 class ProcessRenderer:
     """At most WORKERS renders at once, each in a child process; the children are kept for the next."""
 
-    def __init__(self, limits: TemplateLimits = TemplateLimits(), *, workers: int = 2) -> None:
+    def __init__(self, limits: TemplateLimits = DEFAULT_LIMITS, *, workers: int = 2) -> None:
         self.limits = limits
         self._workers = workers
         self._slots: asyncio.Semaphore | None = None

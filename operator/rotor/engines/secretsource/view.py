@@ -16,9 +16,10 @@ from rotor.api import keys
 from rotor.api.secretsource import SecretSourceSpec
 from rotor.observability.metrics import SOURCES
 from rotor.planning.conditions import get_condition
+from rotor.planning.incident_denylist import EVERYWHERE, Scope, applicable
 from rotor.planning.injection import SourceView as InjectionView
 from rotor.planning.sync import ObservedSecret, Owner, target_name
-from rotor.planning.sync_status import drifted
+from rotor.planning.sync_status import EARLY_BURST, Bucket, drifted
 
 PLURAL = "secretsources"
 
@@ -39,6 +40,9 @@ class SourceState:
     finalizers: tuple[str, ...] = ()
     resource_version: str | None = None
     refresh_now: str | None = None  # the rotor.dev/refresh-now value last acted on
+    next_due: float | None = None  # monotonic: when its own schedule (interval, backoff) wants it next
+    bucket: Bucket = field(default_factory=lambda: Bucket(float(EARLY_BURST), 0.0))  # syncs before next_due
+    urgent: bool = False  # Rotor itself asked (a rotation propagating): not drawn from the bucket
 
     @property
     def owner(self) -> Owner:
@@ -53,6 +57,8 @@ def parse_spec(raw: Mapping[str, Any]) -> tuple[SecretSourceSpec | None, str | N
         problems = "; ".join(
             f"spec.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors(include_input=False))
         return None, problems
+    except ArithmeticError as exc:  # a validator overflowing (an interval of 1000000000d), never a value
+        return None, f"spec: a number or duration is out of range ({type(exc).__name__})"
 
 
 class SyncView:
@@ -64,6 +70,7 @@ class SyncView:
         self.sources: dict[Key, SourceState] = {}
         self.secrets: dict[Key, ObservedSecret] = {}  # managed Secrets, from their watch
         self._denylists: dict[Hashable, frozenset[str]] = {"static": denylist}
+        self._scopes: dict[Hashable, Scope] = {}  # by owner; none: every source
         self.denylist = denylist
         # The Ready gauge, kept incrementally: recounting every source on each sync is O(N) per sync.
         self._ready_label: dict[Key, tuple[str, str]] = {}
@@ -119,9 +126,17 @@ class SyncView:
                             resource_version=meta.get("resourceVersion"),
                             refresh_now=(meta.get("annotations") or {}).get(keys.REFRESH_NOW))
         if previous is not None and previous.uid == state.uid:
-            state.failures = previous.failures
+            # A spec change is synced now, but draws from the same bucket as refresh-now and drift.
+            state.failures, state.next_due, state.bucket = previous.failures, previous.next_due, previous.bucket
+            state.urgent = previous.urgent
         self.sources[key] = state
         return key
+
+    def wanted(self, key: Key) -> None:
+        """Rotor needs KEY synced now (a rotation wrote a new value): not limited like a tenant's asks."""
+        state = self.sources.get(key)
+        if state is not None:
+            state.urgent = True
 
     def forget_source(self, key: Key) -> None:
         self.sources.pop(key, None)
@@ -162,14 +177,21 @@ class SyncView:
 
     # -- denylists ----------------------------------------------------------------------------------
 
-    def set_denylist(self, owner: Hashable, digests: frozenset[str]) -> None:
-        """Value digests (planning.hashing.value_hmac) that must never be delivered; OWNER is the incident
-        that reported them. Sources are re-checked right away by the caller scheduling them."""
+    def set_denylist(self, owner: Hashable, digests: frozenset[str], scope: Scope | None = None) -> None:
+        """Value digests (planning.hashing.value_hmac) that must never be delivered by the sources SCOPE
+        covers (None: every source); OWNER is the incident that reported them."""
         if digests:
             self._denylists[owner] = digests
+            self._scopes[owner] = scope or EVERYWHERE
         else:
             self._denylists.pop(owner, None)
+            self._scopes.pop(owner, None)
         self.denylist = frozenset().union(*self._denylists.values())
+
+    def denylist_for(self, namespace: str, where: str | None) -> frozenset[str]:
+        """The digests a source of NAMESPACE reading WHERE (its backend location) must refuse."""
+        return applicable(((self._scopes.get(o, EVERYWHERE), d) for o, d in self._denylists.items()),
+                          namespace, where)
 
     # -- what other engines and the webhook see (rotor.engines.ports.Sources) ---------------------
 

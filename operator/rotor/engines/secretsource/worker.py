@@ -9,11 +9,13 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 
 from rotor.api import keys
 from rotor.api.common import parse_duration
-from rotor.backends.protocols import Backend, BackendError
+from rotor.api.secretsource import SecretSourceSpec
+from rotor.backends.protocols import Backend, BackendError, Unavailable
+from rotor.engines.secretsource.sandbox import InlineRenderer, Renderer
 from rotor.engines.secretsource.view import PLURAL, Key, SourceState, SyncView, parse_spec
 from rotor.kube import Kube, KubeError
 from rotor.observability.metrics import (
@@ -25,8 +27,28 @@ from rotor.observability.metrics import (
     SYNCS,
 )
 from rotor.planning import times
-from rotor.planning.sync import ObservedSecret, SyncPlan, plan_sync, target_name
-from rotor.planning.sync_status import next_delay, ready_label, result_label, retry_delay, sync_status, write_failure
+from rotor.planning.sync import (
+    Fetched,
+    ObservedSecret,
+    PlanError,
+    SyncPlan,
+    check_size,
+    plan_sync,
+    select_values,
+    target_name,
+)
+from rotor.planning.sync_claims import hold
+from rotor.planning.sync_status import (
+    EARLY_BURST,
+    interval_notice,
+    next_delay,
+    ready_label,
+    result_label,
+    retry_delay,
+    sync_status,
+    write_failure,
+)
+from rotor.planning.template import TemplateFailure
 
 log = logging.getLogger("rotor.sync")
 
@@ -37,11 +59,21 @@ class SecretSync(SyncView):
     """The view (SyncView) plus the I/O: one sync of one source at a time (the scheduler's single-flight)."""
 
     def __init__(self, kube: Kube, backends: Mapping[str, Backend], hmac_key: bytes, *,
-                 denylist: frozenset[str] = frozenset()) -> None:
+                 denylist: frozenset[str] = frozenset(), renderer: Renderer | None = None,
+                 min_refresh: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        """RENDERER renders templates (the operator's runs them in killable child processes);
+        MIN_REFRESH (seconds) is the shortest refresh interval, and the rate of syncs a source may
+        have ahead of its schedule (refresh-now, drift restores)."""
         super().__init__(hmac_key, denylist=denylist)
         self.kube = kube
         self.backends = backends
+        self.renderer: Renderer = renderer or InlineRenderer()
+        self.min_refresh = min_refresh
+        self._clock = clock
         self._rng = random.Random()
+
+    async def close(self) -> None:
+        await self.renderer.close()
 
     async def load_secrets(self, namespaces: Sequence[str]) -> None:
         """Every managed Secret, once at start-up (before the watch starts; it keeps the view current after).
@@ -65,6 +97,9 @@ class SecretSync(SyncView):
             return None
         if state.deleting:
             return await self._finalize(state)
+        wait = self._hold_back(state)
+        if wait is not None:
+            return wait
         if keys.CLEANUP_FINALIZER not in state.finalizers:
             # Before anything is written: deletionPolicy needs Rotor to see the deletion through.
             try:
@@ -85,14 +120,17 @@ class SecretSync(SyncView):
         started = time.monotonic()
         plan: SyncPlan
         try:
-            backend = self.backends.get(spec.provider)
-            if backend is None:
-                raise KeyError(spec.provider)
-            fetched = await backend.fetch(state.namespace, spec)
-            existing = await self._existing(state.namespace, target, merge=spec.target.creation_policy == "Merge")
-            plan = plan_sync(spec=spec, owner=state.owner, fetched=fetched, existing=existing,
-                             hmac_key=self.hmac_key, denylist=self.denylist)
-            plan = await self._apply(state, plan, existing, started)
+            fetched = await self._fetch(state.namespace, spec)
+            values = await self._values(spec, target, fetched)
+            if isinstance(values, SyncPlan):
+                plan = values
+            else:
+                existing = await self._existing(state.namespace, target,
+                                                merge=spec.target.creation_policy == "Merge")
+                plan = plan_sync(spec=spec, owner=state.owner, fetched=fetched, existing=existing,
+                                 hmac_key=self.hmac_key, denylist=self._denylist(state.namespace, spec), values=values)
+                plan = await self._apply(state, plan, existing, fetched, values, started)
+                plan = await self._let_go_of_old_target(state, plan)
         except BackendError as err:
             plan = SyncPlan("fail", target, err.reason, err.message)
         except KubeError as err:
@@ -102,16 +140,56 @@ class SecretSync(SyncView):
         if plan.reason == keys.DENYLISTED:
             DENYLIST_REFUSALS.inc()
         state.failures = state.failures + 1 if plan.action == "fail" else 0
-        delay = next_delay(plan, state.failures, self._rng.random(),
-                           interval=parse_duration(spec.refresh.interval).total_seconds(), jitter=spec.refresh.jitter)
+        interval = parse_duration(spec.refresh.interval).total_seconds()
+        delay = next_delay(plan, state.failures, self._rng.random(), interval=interval, jitter=spec.refresh.jitter,
+                           minimum=self.min_refresh)
+        state.next_due = self._clock() + delay
         if plan.action == "fail":
             log.warning("sync of SecretSource %s/%s failed: %s: %s (retry in %.0fs)",
                         state.namespace, state.name, plan.reason, plan.message, delay)
         elif plan.action != "none":
             log.info("SecretSource %s/%s: %s (version %s, %s)", state.namespace, state.name, plan.message,
                      plan.version or "-", plan.data_hmac)
-        await self._report(state, plan, delay)
+        await self._report(state, plan, delay, notice=interval_notice(interval, self.min_refresh))
         return delay
+
+    def _hold_back(self, state: SourceState) -> float | None:
+        """Seconds to wait before a sync asked for ahead of the source's own schedule (refresh-now, a
+        drift restore, a spec change) may run: a few at once, then one per minimum interval, so no
+        tenant can make Rotor sync (and write) in a loop. None: go ahead."""
+        now = self._clock()
+        if state.urgent or state.next_due is None or now >= state.next_due:
+            state.urgent = False
+            return None
+        wait = state.bucket.take(now, rate=self.min_refresh, burst=EARLY_BURST)
+        if wait <= 0:
+            return None
+        log.debug("SecretSource %s/%s asked for a sync early; next in %.1fs", state.namespace, state.name, wait)
+        return min(wait, state.next_due - now)
+
+    async def _fetch(self, namespace: str, spec: SecretSourceSpec) -> Fetched:
+        try:
+            return await self.backends[spec.provider].fetch(namespace, spec)
+        except BackendError:
+            raise
+        except Exception as exc:  # a backend bug or an odd value (a lone surrogate): its message may quote it
+            raise Unavailable(f"reading the backend failed with {type(exc).__name__} (message withheld: it may "
+                              "quote a value)") from None
+
+    async def _values(self, spec: SecretSourceSpec, target: str, fetched: Fetched) -> dict[str, bytes] | SyncPlan:
+        """The keys the target gets, templates rendered in the sandbox; or the failed plan."""
+        try:
+            selected = select_values(spec, fetched)
+            check_size(selected, "the backend secret")
+        except PlanError as err:
+            return SyncPlan("fail", target, err.reason, err.message)
+        templates = spec.target.template.data if spec.target.template is not None else {}
+        if not templates:
+            return selected
+        try:
+            return {**selected, **await self.renderer.render(templates, selected)}
+        except TemplateFailure as err:
+            return SyncPlan("fail", target, keys.TEMPLATE_ERROR, err.message)
 
     async def _existing(self, namespace: str, name: str, *, merge: bool) -> ObservedSecret | None:
         cached = self.secrets.get((namespace, name))
@@ -120,25 +198,37 @@ class SecretSync(SyncView):
             return cached
         return await self.kube.read_secret(namespace, name)
 
-    async def _apply(self, state: SourceState, plan: SyncPlan, existing: ObservedSecret | None,
-                     started: float) -> SyncPlan:
+    def _denylist(self, namespace: str, spec: SecretSourceSpec) -> frozenset[str]:
+        """The incidents' digests this source must refuse (scoped by namespace and backend location)."""
+        backend = self.backends.get(spec.provider)
+        try:
+            where = backend.describe(namespace, spec) if backend is not None else None
+        except BackendError:
+            where = None
+        return self.denylist_for(namespace, where)
+
+    async def _apply(self, state: SourceState, plan: SyncPlan, existing: ObservedSecret | None, fetched: Fetched,
+                     values: dict[str, bytes], started: float) -> SyncPlan:
         if plan.secret is None or plan.action in ("none", "fail"):
             return plan
         try:
             written = await self.kube.write_secret(state.namespace, plan.action, plan.secret, state.owner, existing)
         except KubeError as err:
-            if not err.conflict:
+            gone = err.not_found and plan.action == "update"
+            if not (err.conflict or gone):
                 raise
-            # Our view was stale (someone else wrote, or the watch lags): read and plan once more.
-            fresh = await self.kube.read_secret(state.namespace, plan.target)
+            # Our view was stale: someone else wrote, the watch lags, or (404) the Secret was deleted while
+            # the watch was away (a re-list after 410 Gone brings no DELETED event). Read, plan once more.
+            fresh = None if gone else await self.kube.read_secret(state.namespace, plan.target)
             self.remember(state.namespace, plan.target, fresh)
             assert state.spec is not None
-            fetched = await self.backends[state.spec.provider].fetch(state.namespace, state.spec)
             plan = plan_sync(spec=state.spec, owner=state.owner, fetched=fetched, existing=fresh,
-                             hmac_key=self.hmac_key, denylist=self.denylist)
+                             hmac_key=self.hmac_key, denylist=self._denylist(state.namespace, state.spec),
+                             values=values)
             if plan.secret is None or plan.action in ("none", "fail"):
                 return plan
             written = await self.kube.write_secret(state.namespace, plan.action, plan.secret, state.owner, fresh)
+            existing = fresh
         self.remember(state.namespace, plan.target, written)
         SECRET_WRITES.labels(plan.action).inc()
         if existing is not None and state.status.get("dataHmac") != plan.data_hmac:
@@ -147,10 +237,33 @@ class SecretSync(SyncView):
             DRIFT.inc()  # the backend did not change; the Secret had been edited
         return plan
 
-    async def _report(self, state: SourceState, plan: SyncPlan, delay: float | None) -> None:
+    async def _let_go_of_old_target(self, state: SourceState, plan: SyncPlan) -> SyncPlan:
+        """Once the target is written under a new spec.target.name, the Secret of the old name follows
+        deletionPolicy (it would otherwise stay behind, never refreshed again)."""
+        old = state.status.get("targetSecret")
+        if plan.action == "fail" or not old or old == plan.target or state.spec is None:
+            return plan
+        try:
+            await self._release(state, old, delete=state.spec.target.deletion_policy == "Delete")
+        except KubeError as err:
+            return SyncPlan("fail", plan.target, write_failure(old, err.status, err.reason, err.message).reason,
+                            f"releasing Secret {old} (the previous spec.target.name): {err.message or err.reason}")
+        log.info("SecretSource %s/%s: previous target Secret %s released (deletionPolicy %s)", state.namespace,
+                 state.name, old, state.spec.target.deletion_policy)
+        return plan
+
+    async def _release(self, state: SourceState, name: str, *, delete: bool) -> None:
+        """Let go of Secret NAME if this source holds it (created it, or merged into it by its owner's
+        leave); a Secret it does not hold is never touched."""
+        secret = await self.kube.read_secret(state.namespace, name)
+        held = hold(secret, state.owner) if secret is not None else None
+        if secret is not None and held is not None:
+            await self.kube.release_secret(state.namespace, secret, state.uid, delete=delete, merge=held == "merged")
+
+    async def _report(self, state: SourceState, plan: SyncPlan, delay: float | None, *, notice: str = "") -> None:
         """Write status only when it changes; post an Event for changes and new failures."""
         old = state.status
-        planned = sync_status(old, plan, generation=state.generation, now=times.now(), delay=delay)
+        planned = sync_status(old, plan, generation=state.generation, now=times.now(), delay=delay, notice=notice)
         if planned.patch is not None:
             try:
                 await self.kube.patch_status(PLURAL, state.namespace, state.name, planned.patch)
@@ -174,12 +287,10 @@ class SecretSync(SyncView):
         leaves it and drops Rotor's owner reference. Safe to repeat after a failure or a crash."""
         try:
             if state.spec is not None:
-                name = target_name(state.spec, state.name)
-                secret = await self.kube.read_secret(state.namespace, name)
-                if secret is not None and secret.labels.get(keys.SOURCE_LABEL) == state.name:
-                    await self.kube.release_secret(state.namespace, secret, state.uid,
-                                                   delete=state.spec.target.deletion_policy == "Delete",
-                                                   merge=state.spec.target.creation_policy == "Merge")
+                # The target, and a previous one if a rename was never completed.
+                names = {target_name(state.spec, state.name), state.status.get("targetSecret") or ""} - {""}
+                for name in sorted(names):
+                    await self._release(state, name, delete=state.spec.target.deletion_policy == "Delete")
             await self.kube.set_finalizers(PLURAL, state.namespace, state.name,
                                            [f for f in state.finalizers if f != keys.CLEANUP_FINALIZER],
                                            state.resource_version)

@@ -3,7 +3,9 @@ rotation engines (rotor.engines.ports), with helpers that play the rotation engi
 
 from __future__ import annotations
 
+import base64
 import datetime
+import json
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,11 +16,14 @@ from rotor.engines.incident.context import Context, resolve
 from rotor.engines.incident.view import Key
 from rotor.engines.incident.worker import Incidents
 from rotor.planning import times
+from rotor.planning.incident_denylist import Scope
 from tests.fakes.backend import FakeBackend, FakeClock
 from tests.fakes.kube import FakeKube
 
 NS = "a"
 HMAC_KEY = b"k" * 32
+STATE = ("rotor-system", "rotor-hmac-key")  # the HMAC key Secret, which also keeps the denylists
+LOGIN_HOSTS = {"default": ("db.example:5432", "db:5432")}
 
 
 @dataclass
@@ -37,6 +42,7 @@ class Sources:
     def __init__(self) -> None:
         self.sources: dict[Key, Source] = {}
         self.denylists: dict[Hashable, frozenset[str]] = {}
+        self.scopes: dict[Hashable, Scope | None] = {}
         self.synced: list[Key] = []
 
     def source(self, namespace: str, name: str) -> Source | None:
@@ -49,11 +55,13 @@ class Sources:
     def sync_now(self, namespace: str, name: str) -> None:
         self.synced.append((namespace, name))
 
-    def set_denylist(self, owner: Hashable, digests: frozenset[str]) -> None:
+    def set_denylist(self, owner: Hashable, digests: frozenset[str], scope: Scope | None = None) -> None:
         if digests:
             self.denylists[owner] = digests
+            self.scopes[owner] = scope
         else:
             self.denylists.pop(owner, None)
+            self.scopes.pop(owner, None)
 
 
 @dataclass
@@ -99,9 +107,15 @@ class World:
         self.backend = backend or FakeBackend(clock=self.clock)
         self.backend.clock = self.clock
         self.kube = FakeKube()
+        self.kube.put("secrets", {"metadata": {"name": STATE[1], "namespace": STATE[0]},
+                                  "data": {"hmac-key": base64.b64encode(HMAC_KEY).decode()}})
         self.sources, self.policies, self.logins = Sources(), Policies(), Logins()
-        self.engine = Incidents(self.kube, {self.backend.provider: self.backend}, self.sources, self.policies,
-                                self.logins)
+        self.engine = self.new_engine()
+
+    def new_engine(self, sources: Sources | None = None) -> Incidents:
+        """An engine over this world's cluster and backend (a restarted operator, with SOURCES)."""
+        return Incidents(self.kube, {self.backend.provider: self.backend}, sources or self.sources, self.policies,
+                         self.logins, state_namespace=STATE[0], state_secret=STATE[1], login_hosts=LOGIN_HOSTS)
 
     # -- set-up --------------------------------------------------------------------------------------
 
@@ -125,12 +139,14 @@ class World:
         self.policies.policies[(NS, name)] = policy
         return policy
 
-    def incident(self, spec: dict[str, Any], name: str = "leak", created: str | None = None) -> Key:
+    def incident(self, spec: dict[str, Any], name: str = "leak", created: str | None = None,
+                 namespace: str = NS, annotations: dict[str, str] | None = None) -> Key:
         created = created or times.iso(times.now())
         body = self.kube.put("leakincidents", {
             "apiVersion": "rotor.dev/v1alpha1", "kind": "LeakIncident",
-            "metadata": {"name": name, "namespace": NS, "creationTimestamp": created, "managedFields": [
-                {"manager": "kubectl-create", "operation": "Update", "fieldsV1": {"f:spec": {}}}]},
+            "metadata": {"name": name, "namespace": namespace, "creationTimestamp": created,
+                         "annotations": annotations or {}, "managedFields": [
+                             {"manager": "kubectl-create", "operation": "Update", "fieldsV1": {"f:spec": {}}}]},
             "spec": {"secretSourceRef": {"name": "db"}, "exposure": {"where": "ci-logs", "reference": "build/42"},
                      **spec}})
         return self.engine.upsert(body)
@@ -181,6 +197,15 @@ class World:
 
     def status(self, key: Key = (NS, "leak")) -> dict[str, Any]:
         return self.engine.incidents[key].status
+
+    def uid(self, key: Key = (NS, "leak")) -> str:
+        return self.engine.incidents[key].uid
+
+    def record(self) -> dict[str, Any]:
+        """Rotor's own record of the denylists, as kept in the HMAC key Secret (digests only)."""
+        secret = self.kube.secret(*STATE)
+        assert secret is not None
+        return dict(json.loads(secret.data.get("denylists") or b'{"entries": {}}')["entries"])
 
     def stored(self, key: Key = (NS, "leak")) -> dict[str, Any]:
         """The status as the API server has it (what users see)."""

@@ -30,7 +30,7 @@ async def _to_audit(world: World) -> None:
 def test_audit_lists_who_read_the_secret_while_it_was_exposed() -> None:
     async def main() -> None:
         world = World()
-        world.source({"token": "t0"})
+        world.source({"token": "tok-0f9e8d7c"})
         spec = world.sources.sources[(NS, "db")].spec
         assert spec is not None
         await world.backend.bind(NS, spec, Actor("intruder")).read_version()  # a leaked token at work
@@ -48,7 +48,9 @@ def test_audit_lists_who_read_the_secret_while_it_was_exposed() -> None:
         assert any(f"{NS}/intruder" in r for r in status["recommendations"])  # not a consumer: investigate
         assert not any(f"{NS}/rotator" in r for r in status["recommendations"])  # Rotor itself
         assert any("masking" in r and "build/42" in r for r in status["recommendations"])
-        assert status["guardrails"][0].startswith("denylist kept: 2 digest(s)")
+        assert status["guardrails"][0] == ("denylist kept: 2 digest(s) of the leaked value stay refused (SecretSources "
+                                           f"of namespace {NS} reading vault:default/secret/{NS}/db) until this "
+                                           "incident is resolved")
         assert "rotation interval tightened: 720h -> 24h (RotationPolicy db)" in status["guardrails"]
         policy = world.kube.get("rotationpolicies", NS, "db") or {}
         assert policy["spec"]["schedule"] == {"interval": "24h"}

@@ -8,6 +8,7 @@ import json
 from rotor.engines.incident.steps.contain import contain
 from rotor.planning import times
 from rotor.planning.hashing import value_hmac
+from rotor.planning.incident_denylist import Scope
 from rotor.planning.leases import fingerprint
 
 from .harness import HMAC_KEY, NS, World
@@ -23,12 +24,19 @@ def test_contain_denylists_the_digests_of_exactly_the_leaked_values() -> None:
         leaked = value_hmac(HMAC_KEY, b"leaked-pw")
         assert set(status["denylist"]) == {leaked, "sha256:delivered"}  # the delivered Secret's digest too
         assert value_hmac(HMAC_KEY, b"https://api.example") not in status["denylist"]
-        assert world.sources.denylists[("incident", *key)] == frozenset(status["denylist"])
+        uid = world.uid(key)
+        assert world.sources.denylists[("incident", uid)] == frozenset(status["denylist"])
+        # Scoped to the sources of this namespace reading this location, and kept in Rotor's own record.
+        assert world.sources.scopes[("incident", uid)] == Scope(NS, f"vault:default/secret/{NS}/db")
+        assert status["denylistScope"] == f"SecretSources of namespace {NS} reading vault:default/secret/{NS}/db"
+        assert world.record()[uid] == {"incident": f"{NS}/leak", "digests": sorted(status["denylist"]),
+                                       "scope": {"namespace": NS, "where": f"vault:default/secret/{NS}/db"},
+                                       "since": world.record()[uid]["since"]}
         assert status["exposedVersion"] == "1" and status["source"] == "db" and status["timestamps"]["contained"]
         assert status["blastRadius"] == {"backend": "vault:default/secret/a/db", "versions": ["1"],
                                          "keys": ["password"], "targetSecret": f"{NS}/db-creds"}
         assert world.actions() == ["Reported", "Contained"]
-        assert status["timeline"][0]["actor"] == "kubectl-create"
+        assert status["timeline"][0]["actor"] == "unverified: kubectl-create"  # no webhook record
         assert status["timeline"][1]["actor"] == "rotor (as a/app)"  # the SecretSource's own identity
         assert [e["reason"] for e in world.kube.events] == ["Contained"]
         assert world.ready()["reason"] == "InProgress"
@@ -40,12 +48,12 @@ def test_contain_denylists_the_digests_of_exactly_the_leaked_values() -> None:
 def test_contain_reads_as_the_identity_the_policy_names() -> None:
     async def main() -> None:
         world = World()
-        world.source({"token": "t0", "password": "not-rotated"})
+        world.source({"token": "t0-9f8e7d6c", "password": "not-rotated"})
         world.policy({"strategy": "versioned", "generator": {"key": "token"}})
         world.incident({})
         await world.step()
         status = world.stored()
-        assert status["denylist"] == sorted({value_hmac(HMAC_KEY, b"t0"), "sha256:delivered"})
+        assert status["denylist"] == sorted({value_hmac(HMAC_KEY, b"t0-9f8e7d6c"), "sha256:delivered"})
         assert status["blastRadius"]["keys"] == ["token"]  # what the rotation replaces, nothing else
         assert status["timeline"][-1]["actor"] == "rotor (as a/rotator)"
 
@@ -68,7 +76,7 @@ def test_a_secret_without_a_clear_credential_asks_for_spec_response_key() -> Non
 def test_a_destroyed_version_carries_over_the_digests_of_the_incident_that_revoked_it() -> None:
     async def main() -> None:
         world = World()
-        world.source({"password": "leaked"})
+        world.source({"password": "leaked-5e6f7a8b"})
         first = world.incident({}, name="first", created="2026-01-01T00:00:00Z")
         await world.step(first)
         digests = world.stored(first)["denylist"]
@@ -79,7 +87,8 @@ def test_a_destroyed_version_carries_over_the_digests_of_the_incident_that_revok
         second = world.incident({"version": "1"}, name="second", created="2026-01-01T00:05:00Z")
         await world.step(second)
         status = world.stored(second)
-        assert status["denylist"] == digests and world.sources.denylists[("incident", *second)] == frozenset(digests)
+        assert status["denylist"] == digests
+        assert world.sources.denylists[("incident", world.uid(second))] == frozenset(digests)
         contained = next(c for c in status["conditions"] if c["type"] == "Contained")
         assert contained["reason"] == "AlreadyDestroyed" and "carried over from LeakIncident first" in \
             contained["message"]
@@ -96,8 +105,7 @@ def test_contain_keeps_a_database_login_in_memory_only() -> None:
         assert world.engine.view.logins[key] == {"username": "u", "password": "p", "host": "db", "port": "5432"}
         assert outcome.patch["blastRadius"]["keys"] == ["password"]
         world.engine.forget(key)
-        assert key not in world.engine.view.logins and ("incident", *key) not in world.sources.denylists
-        assert world.sources.synced == []  # never contained in status: no source to re-sync
+        assert key not in world.engine.view.logins
 
     asyncio.run(main())
 

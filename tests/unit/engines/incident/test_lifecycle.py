@@ -8,12 +8,13 @@ from typing import Any, ClassVar
 
 from rotor.api import keys
 from rotor.api.capabilities import Capability
-from rotor.engines.incident.worker import Incidents
 from rotor.observability.metrics import INCIDENTS_OPEN
+from rotor.planning import incident_actors as actors
 from rotor.planning import times
+from rotor.planning.incident_denylist import Scope
 from tests.fakes.backend import FakeBackend
 
-from .harness import NS, World
+from .harness import HMAC_KEY, NS, Sources, World
 
 
 def _gauge(severity: str) -> float:
@@ -112,13 +113,15 @@ def test_incidents_on_one_secret_go_one_at_a_time_and_the_next_is_woken() -> Non
     asyncio.run(main())
 
 
-def test_resolving_records_who_and_when_and_keeps_the_denylist() -> None:
+def test_resolving_lifts_the_denylist_and_records_who_as_unverified_without_the_webhook() -> None:
     async def main() -> None:
         world = World()
-        world.source({"password": "p"})
+        world.source({"password": "pw-0f9e8d7c"})
         key = world.incident({"severity": "critical"})
         before = _gauge("critical")
         await world.until("contained")
+        uid = world.uid(key)
+        assert ("incident", uid) in world.sources.denylists and uid in world.record()
         body = world.kube.get("leakincidents", *key) or {}
         body["spec"]["resolved"] = True
         body["metadata"]["managedFields"].append({"manager": "sre-alice", "operation": "Update",
@@ -127,15 +130,44 @@ def test_resolving_records_who_and_when_and_keeps_the_denylist() -> None:
         world.engine.upsert(body)
         assert await world.step() is None
         status = world.stored()
-        assert status["phase"] == "Resolved" and status["resolvedBy"] == "sre-alice"
+        # A field manager is whatever the client said: never presented as who did it.
+        assert status["phase"] == "Resolved" and status["resolvedBy"] == "unverified: sre-alice"
         assert status["resolvedAt"] == "2026-12-01T10:00:00.000Z"
         ready = world.ready()
         assert ready["status"] == "True" and ready["reason"] == keys.RESOLVED
-        assert ready["message"] == ("resolved by sre-alice before the runbook finished (step identify not done); "
-                                    "the denylist stays")
-        assert ("incident", *key) in world.sources.denylists
+        assert ready["message"] == ("resolved by unverified: sre-alice before the runbook finished (step identify "
+                                    "not done); the denylist is lifted")
+        assert ("incident", uid) not in world.sources.denylists and uid not in world.record()
+        assert world.sources.synced[-1] == (NS, "db")  # the source is checked again without it
+        assert status["denylist"]  # the record of what was denylisted stays in the status
         assert _gauge("critical") == before - 1
         assert await world.step() is None  # resolved for good
+
+    asyncio.run(main())
+
+
+def test_reporter_and_resolver_come_from_the_webhooks_signed_record_of_the_authenticated_user() -> None:
+    async def main() -> None:
+        world = World()
+        world.source({"password": "pw-0f9e8d7c"})
+        created = times.iso(times.now())
+        meta = {"namespace": NS, "name": "leak", "creationTimestamp": created}
+        reported = actors.signed(HMAC_KEY, "reported", {**meta, "uid": ""}, "alice", times.now())
+        key = world.incident({}, created=created, annotations={keys.REPORTED_BY: reported})
+        await world.step()
+        assert world.stored()["timeline"][0]["actor"] == "alice"  # not the field manager kubectl-create
+        body = world.kube.get("leakincidents", *key) or {}
+        resolved_at = times.now()
+        body["spec"]["resolved"] = True
+        body["metadata"]["annotations"][keys.RESOLVED_BY] = actors.signed(
+            HMAC_KEY, "resolved", {**meta, "uid": world.uid(key)}, "bob", resolved_at)
+        body["metadata"]["managedFields"].append({"manager": "alice-looking-manager", "operation": "Update",
+                                                  "time": times.iso(resolved_at),
+                                                  "fieldsV1": {"f:spec": {"f:resolved": {}}}})
+        world.engine.upsert(body)
+        await world.step()
+        assert world.stored()["resolvedBy"] == "bob" and world.actions()[-1] == "Resolved"
+        assert world.stored()["timeline"][-1]["actor"] == "bob"
 
     asyncio.run(main())
 
@@ -172,20 +204,40 @@ def test_after_the_runbook_a_refused_leaked_value_is_reported_once() -> None:
     asyncio.run(main())
 
 
-def test_denylists_are_loaded_before_the_first_sync_and_lifted_on_deletion() -> None:
+def test_denylists_survive_deletion_of_the_incident_and_a_restart_until_resolved() -> None:
     async def main() -> None:
         world = World()
-        world.source({"password": "p"})
-        _finished(world)
+        world.source({"password": "pw-0f9e8d7c"})
+        key = world.incident({})
+        await world.until("contained")
+        uid, digests = world.uid(key), frozenset(world.stored()["denylist"])
+        # Deleting the object is not resolving the leak: the list stays enforced and recorded.
+        world.kube.objects.pop(("leakincidents", NS, "leak"))
+        world.engine.forget(key)
+        assert world.sources.denylists[("incident", uid)] == digests and uid in world.record()
+        # A restarted operator loads it from Rotor's record before the first sync, scoped as before.
+        fresh = Sources()
+        assert await world.new_engine(fresh).load_denylists([]) == 1
+        assert fresh.denylists == {("incident", uid): digests}
+        assert fresh.scopes[("incident", uid)] == Scope(NS, f"vault:default/secret/{NS}/db")
+
+    asyncio.run(main())
+
+
+def test_an_unresolved_incidents_status_list_is_adopted_into_the_record_at_start_up() -> None:
+    async def main() -> None:
+        world = World()
+        world.source({"password": "pw-0f9e8d7c"})
+        _finished(world)  # its list only in its status (before Rotor kept a record)
         world.kube.put("leakincidents", {"metadata": {"name": "empty", "namespace": NS}, "spec": {}})
-        fresh = World()
-        fresh.kube = world.kube
-        engine = Incidents(world.kube, {"vault": world.backend}, fresh.sources, fresh.policies, fresh.logins)
+        fresh = Sources()
+        engine = world.new_engine(fresh)
         assert await engine.load_denylists([]) == 1
-        assert fresh.sources.denylists == {("incident", NS, "leak"): frozenset({"sha256:x"})}
-        world.engine.forget((NS, "leak"))
-        assert ("incident", NS, "leak") not in world.sources.denylists
-        assert world.sources.synced == [(NS, "db")]  # the source is checked again without it
+        uid = engine.incidents.get((NS, "leak"), None) or world.kube.get("leakincidents", NS, "leak")
+        assert uid is not None
+        [(owner, digests)] = fresh.denylists.items()
+        assert digests == frozenset({"sha256:x"}) and owner[1] in world.record()
+        assert len(engine.scheduler) == 1  # the record is re-read every minute
 
     asyncio.run(main())
 
@@ -193,12 +245,12 @@ def test_denylists_are_loaded_before_the_first_sync_and_lifted_on_deletion() -> 
 def test_a_restarted_engine_resumes_at_the_unfinished_step_without_repeating_one() -> None:
     async def main() -> None:
         world = World()
-        world.source({"password": "p"})
+        world.source({"password": "pw-0f9e8d7c"})
         key = world.incident({})
         await world.until("contained")
         state = world.engine.incidents[key]
         await world.engine.journal.write(state, {"step": "identify"})  # persisted, then the operator died
-        restarted = Incidents(world.kube, {"vault": world.backend}, world.sources, world.policies, world.logins)
+        restarted = world.new_engine()
         body = world.kube.get("leakincidents", *key)
         assert body is not None
         restarted.upsert(body)

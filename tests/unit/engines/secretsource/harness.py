@@ -27,13 +27,25 @@ def vault_spec(**target: Any) -> dict[str, Any]:
             "target": target}
 
 
+class Clock:
+    """Monotonic seconds the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 class Cluster:
     """FakeKube + FakeBackend + SecretSync. `live` False stops the watch (a lagging or broken one)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, min_refresh: float = 10.0) -> None:
         self.kube = FakeKube()
         self.backend = FakeBackend()
-        self.sync = SecretSync(cast(Kube, self.kube), {"vault": self.backend}, HMAC_KEY)
+        self.clock = Clock()
+        self.sync = SecretSync(cast(Kube, self.kube), {"vault": self.backend}, HMAC_KEY, min_refresh=min_refresh,
+                               clock=self.clock)
         self.live = True
         self.to_sync: list[tuple[str, str]] = []  # what the watch asked to sync, in order
         self.kube.subscribe(self._watch)
@@ -55,11 +67,23 @@ class Cluster:
                                         "metadata": {"name": name, "namespace": NS}, "spec": spec or vault_spec()})
         return (NS, name)
 
+    def edit_spec(self, source: str = "db", **target: Any) -> None:
+        """kubectl edit of spec.target: status and metadata stay (as the API server keeps them)."""
+        body = self.kube.get("secretsources", NS, source)
+        assert body is not None
+        self.kube.put("secretsources", {**body, "spec": {**body["spec"], "target": target}})
+
     def start(self) -> None:
         run(self.sync.load_secrets([NS]))
         self.kube.requests.clear()
 
     def sync_now(self, key: tuple[str, str] = (NS, "db")) -> float | None:
+        """One sync as Rotor asks for it (SourcesPort.sync_now): not held back by the early-sync bucket."""
+        self.sync.wanted(key)
+        return run(self.sync.sync(key))
+
+    def sync_asked(self, key: tuple[str, str] = (NS, "db")) -> float | None:
+        """One sync as a tenant's ask schedules it (refresh-now, a drift restore): the bucket applies."""
         return run(self.sync.sync(key))
 
     def ready(self, name: str = "db") -> dict[str, Any]:

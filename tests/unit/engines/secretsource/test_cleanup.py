@@ -16,7 +16,7 @@ def synced(**target: Any) -> Cluster:
     cluster.backend.put("secret", "app/db", {"password": "pw-1"})
     if target.get("creationPolicy") == "Merge":
         cluster.kube.put("secrets", {"metadata": {"name": "db", "namespace": NS, "labels": {"team": "a"},
-                                                  "annotations": {"note": "kept"}},
+                                                  "annotations": {"note": "kept", keys.ALLOW_SOURCE: "db"}},
                                      "data": {"other": "b3RoZXI="}})
     cluster.add_source(spec=vault_spec(**target))
     cluster.start()
@@ -55,7 +55,8 @@ def test_a_merge_target_is_never_deleted(policy: str) -> None:
     cluster = synced(creationPolicy="Merge", deletionPolicy=policy)
     delete(cluster)
     secret = cluster.kube.secret(NS, "db")
-    assert secret is not None and secret.labels == {"team": "a"} and secret.annotations == {"note": "kept"}
+    assert secret is not None and secret.labels == {"team": "a"}
+    assert secret.annotations == {"note": "kept", keys.ALLOW_SOURCE: "db"}  # its owner's opt-in stays
     expected = {"other": b"other"} if policy == "Delete" else {"other": b"other", "password": b"pw-1"}
     assert secret.data == expected
 
@@ -75,6 +76,8 @@ def test_a_secret_someone_else_took_over_is_not_touched() -> None:
     cluster = synced(deletionPolicy="Delete")
     body = cluster.kube.get("secrets", NS, "db")
     assert body is not None
-    cluster.kube.put("secrets", {**body, "metadata": {**body["metadata"], "labels": {"owner": "them"}}})
+    # Taken over: Rotor's owner reference and annotations gone (labels alone prove nothing either way).
+    meta = {k: v for k, v in body["metadata"].items() if k not in ("ownerReferences", "annotations")}
+    cluster.kube.put("secrets", {**body, "metadata": {**meta, "labels": {"owner": "them"}}})
     delete(cluster)
     assert cluster.kube.secret(NS, "db") is not None

@@ -62,7 +62,8 @@ def test_a_new_backend_value_updates_the_secret_in_place() -> None:
 def test_merge_writes_only_its_keys_into_a_secret_it_does_not_own() -> None:
     cluster = Cluster()
     cluster.backend.put("secret", "app/db", {"password": "pw-1"})
-    cluster.kube.put("secrets", {"metadata": {"name": "db", "namespace": NS, "labels": {"team": "a"}},
+    cluster.kube.put("secrets", {"metadata": {"name": "db", "namespace": NS, "labels": {"team": "a"},
+                                              "annotations": {keys.ALLOW_SOURCE: "db"}},
                                  "type": "Opaque", "data": {"other": "b3RoZXI="}})
     cluster.add_source(spec=vault_spec(creationPolicy="Merge"))
     cluster.start()

@@ -15,7 +15,7 @@ async def prevent(ctx: Context) -> Outcome:
     status = ctx.state.status
     namespace = ctx.state.namespace
     ref = dict(status.get("rotation") or {})
-    guardrails = [response.denylist_kept(len(status.get("denylist") or []))]
+    guardrails = [response.denylist_kept(len(status.get("denylist") or []), status.get("denylistScope"))]
     if ref:
         _, progress = await request_rotation(ctx)
         if not progress.complete and not progress.failed:

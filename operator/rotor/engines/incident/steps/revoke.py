@@ -92,8 +92,14 @@ async def confirm(ctx: Context, version: str) -> tuple[bool | None, str]:
             login = plan.login_fields(data)
         except NotFound:
             login = None
-    target = plan.db_target(login or {})
-    if login and target:
+    if login and plan.db_target(login):
+        vault = ctx.source_spec.vault
+        connection = vault.connection if vault is not None else None
+        target, refusal = plan.login_target(
+            login, ctx.deps.login_hosts.get(connection or "", ()) if ctx.source_spec.provider == "vault" else (),
+            f"vault_connections.{connection}.login_check_hosts" if connection else "login_check_hosts")
+        if target is None:
+            return None, refusal or "not checkable"  # nothing is dialled
         host, port, dbname = target  # values of the secret: used, never written into status
         outcome = await ctx.deps.login.try_login(host, port, dbname, login["username"], login["password"])
         if outcome == "refused":

@@ -1,0 +1,240 @@
+"""The change feed's decisions, as plain data: what an audit record says, which sources read the paths
+that changed, when a burst of changes is flushed, and whether the feed vouches for every change.
+
+A record of Vault's socket audit device is one JSON object per line (optionally after the device's
+`prefix`, which Rotor uses as a shared token). Of a record Rotor keeps only the operation and the path
+of a KV change; everything else is dropped on the spot. Most records are reads (Rotor's own included),
+so a few substring tests reject them before anything is parsed; the rest are walked token by token,
+without building their values, to find `request.operation` and `request.path` and to check that every
+value in them is HMAC'd (a device with `log_raw` would send values in clear: the stream is refused).
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+import json
+import re
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass, field
+
+from rotor.api.secretsource import SecretSourceSpec
+
+CHANGES = frozenset({"create", "update", "patch", "delete"})  # the operations that change a KV path
+KV2_SEGMENTS = frozenset({"data", "metadata", "delete", "undelete", "destroy"})  # <mount>/<segment>/<path>
+HMAC_PREFIX = b"hmac-sha256:"
+
+_CLIENT_TOKEN = b'"client_token":"'
+_RESPONSE = b'"type":"response"'
+_CHANGE_OPS = tuple(b'"operation":"%s"' % op.encode() for op in sorted(CHANGES))
+# One JSON token: a string (its content in group s), a structural character, or a bare literal.
+_TOKEN = re.compile(rb'[ \t\r\n]*(?:"(?P<s>[^"\\]*(?:\\.[^"\\]*)*)"|(?P<p>[{}\[\],:])|(?P<b>[-+.0-9A-Za-z]+))')
+_OPEN_OBJECT, _OPEN_ARRAY, _CLOSE_OBJECT, _CLOSE_ARRAY, _COMMA = b"{[}],"
+
+
+class Verdict(enum.Enum):
+    """What a record that is not a change is."""
+
+    IGNORED = "ignored"  # a read, a list, a request entry, a failed or non-KV write: nothing to do
+    FORGED = "forged"  # does not start with the shared token: not from the configured audit device
+    RAW = "raw"  # carries a value in clear (the device has log_raw): the stream is refused
+    UNREADABLE = "unreadable"  # not a JSON object (format jsonx, or not an audit record): refused
+
+
+@dataclass(frozen=True)
+class Change:
+    """A KV write, delete or metadata change: its operation and its path (with the Vault namespace)."""
+
+    operation: str
+    path: str
+
+
+class _Unreadable(Exception):
+    pass
+
+
+@dataclass
+class _Fields:
+    type: bytes = b""
+    error: bool = False
+    operation: bytes = b""
+    path: bytes = b""
+    namespace: bytes = b""
+    raw: bool = False
+
+
+def read_record(line: bytes, token: bytes = b"") -> Change | Verdict:
+    """The change LINE records, or why it is none. TOKEN: what every line must start with (the device's
+    `prefix` option; empty for none), compared in constant time."""
+    start = len(token)
+    if token and not hmac.compare_digest(line[:start], token):
+        return Verdict.FORGED
+    if line[start:start + 1] != b"{":
+        return Verdict.UNREADABLE
+    # Every authenticated record names a client token; HMAC'd unless the device logs raw. Cheap, so
+    # every record is checked, reads included (their responses would carry values).
+    at = line.find(_CLIENT_TOKEN, start)
+    if at >= 0 and not line.startswith(HMAC_PREFIX, at + len(_CLIENT_TOKEN)):
+        return Verdict.RAW
+    # Only the response entry: it is written once the change is made (the request entry comes before).
+    if _RESPONSE not in line or not any(op in line for op in _CHANGE_OPS):
+        return Verdict.IGNORED
+    try:
+        fields = _walk(line, start)
+    except _Unreadable:
+        return Verdict.UNREADABLE
+    if fields.raw:
+        return Verdict.RAW
+    operation = fields.operation.decode("ascii", "replace")
+    if fields.type != b"response" or fields.error or operation not in CHANGES or not fields.path:
+        return Verdict.IGNORED
+    return Change(operation, _text(fields.namespace) + _text(fields.path))
+
+
+def _text(value: bytes) -> str:
+    if b"\\" in value:
+        decoded: str = json.loads(b'"' + value + b'"')
+        return decoded
+    return value.decode("utf-8", "replace")
+
+
+def _walk(line: bytes, pos: int) -> _Fields:
+    """The fields a change needs, from one JSON object, keeping no other value (values of request and
+    response data are only checked to be HMAC'd)."""
+    found = _Fields()
+    stack: list[tuple[bytes | None, bool]] = []  # open containers: (the key they are under, is an object)
+    key: bytes | None = None  # the key whose value comes next
+    expect_key = False
+    while True:
+        match = _TOKEN.match(line, pos)
+        if match is None:
+            raise _Unreadable
+        pos = match.end()
+        kind = match.lastgroup
+        if kind == "p":
+            char = line[match.start("p")]
+            if char in (_OPEN_OBJECT, _OPEN_ARRAY):
+                stack.append((key, char == _OPEN_OBJECT))
+                key, expect_key = None, char == _OPEN_OBJECT
+            elif char in (_CLOSE_OBJECT, _CLOSE_ARRAY):
+                if not stack or stack.pop()[1] != (char == _CLOSE_OBJECT):
+                    raise _Unreadable
+                key, expect_key = None, False
+                if not stack:
+                    if line[pos:].strip():
+                        raise _Unreadable
+                    return found
+            elif char == _COMMA:
+                key, expect_key = None, bool(stack) and stack[-1][1]
+        elif kind == "s":
+            if not stack:
+                raise _Unreadable
+            if expect_key:
+                key, expect_key = match.group("s"), False
+            else:
+                _value(found, stack, key, line, match)
+        elif not stack:
+            raise _Unreadable
+
+
+def _value(found: _Fields, stack: list[tuple[bytes | None, bool]], key: bytes | None, line: bytes,
+           match: re.Match[bytes]) -> None:
+    depth = len(stack)
+    if depth == 1:
+        if key == b"type":
+            found.type = match.group("s")
+        elif key == b"error":
+            found.error = True
+        return
+    section = stack[1][0]
+    if depth == 2 and section == b"request" and key == b"operation":
+        found.operation = match.group("s")
+    elif depth == 2 and section == b"request" and key == b"path":
+        found.path = match.group("s")
+    elif depth == 3 and section == b"request" and stack[2][0] == b"namespace" and key == b"path":
+        found.namespace = match.group("s")
+    elif ((depth == 2 and key == b"client_token" and section in (b"request", b"auth"))
+          or (depth >= 3 and section in (b"request", b"response") and stack[2][0] == b"data")):
+        begin, end = match.span("s")
+        if end > begin and not line.startswith(HMAC_PREFIX, begin):
+            found.raw = True
+
+
+# -- which sources read a changed path -------------------------------------------------------------
+
+@dataclass
+class Targets:
+    """Changed KV paths as (mount, path) pairs: every way a record path can split into a mount and a
+    path of a source (KV v1 <mount>/<path>, KV v2 <mount>/<segment>/<path>); a source matching one
+    more than it should costs one read, never a write. A path ending in "/" names every path under it."""
+
+    exact: set[tuple[str, str]] = field(default_factory=set)
+    prefixes: set[tuple[str, str]] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.exact or self.prefixes)
+
+
+def targets(paths: Iterable[str], namespace: str | None = None) -> Targets:
+    """The (mount, path) pairs PATHS may mean, for a connection in Vault namespace NAMESPACE (records of
+    other namespaces name nothing of it)."""
+    found = Targets()
+    scope = f"{namespace.strip('/')}/" if namespace and namespace.strip("/") else ""
+    for full in paths:
+        if not full.startswith(scope):
+            continue
+        parts = full[len(scope):].split("/")
+        is_prefix = parts[-1] == ""  # "a/b/" splits into [..., "b", ""]: the last cut leaves no path
+        into = found.prefixes if is_prefix else found.exact
+        for cut in range(1, len(parts) - 1 if is_prefix else len(parts)):
+            mount, rest = "/".join(parts[:cut]), parts[cut:]
+            if rest[0]:
+                into.add((mount, "/".join(rest)))
+            if rest[0] in KV2_SEGMENTS and len(rest) > 1 and rest[1]:
+                into.add((mount, "/".join(rest[1:])))
+    return found
+
+
+def matching(sources: Iterable[tuple[Hashable, SecretSourceSpec | None]], connection: str,
+             changed: Targets) -> list[Hashable]:
+    """The keys of SOURCES (key, spec) on CONNECTION that read a path in CHANGED."""
+    found: list[Hashable] = []
+    for key, spec in sources:
+        vault = spec.vault if spec is not None and spec.provider == "vault" else None
+        if vault is None or vault.connection != connection:
+            continue
+        if (vault.mount, vault.path) in changed.exact or any(
+                vault.mount == mount and vault.path.startswith(prefix) for mount, prefix in changed.prefixes):
+            found.append(key)
+    return found
+
+
+# -- timing -----------------------------------------------------------------------------------------
+
+def flush_delay(first: float, last: float, now: float, *, quiet: float, max_wait: float) -> float:
+    """Seconds until pending changes are acted on: QUIET seconds after the last one (a burst is one
+    flush), but never later than MAX_WAIT after the first (a steady stream still flushes)."""
+    return max(0.0, min(last + quiet, first + max_wait) - now)
+
+
+def healthy_since(*, connections: int, since: float | None, refused: bool, last_activity: float, now: float,
+                  idle: float) -> float | None:
+    """Since when the feed has seen every change record (a monotonic time), or None while it cannot say:
+    no audit device connected, a stream refused, or nothing heard for IDLE seconds (a disabled device
+    leaves its connection open and silent). SINCE moves to the last moment a record may have been lost
+    (a connection closed, records dropped), so only reads after it are vouched for."""
+    if connections <= 0 or since is None or refused or now - last_activity > idle:
+        return None
+    return since
+
+
+def backstop_delay(*, interval: float, last_read: float | None, now: float, healthy_since: float | None,
+                   healthy_interval: float | None) -> float | None:
+    """For a refresh its timer asked for (never one a change, an annotation or a spec change asked for):
+    None to read the backend now; else the seconds to wait instead, because the feed has seen every change
+    since LAST_READ and that read is younger than HEALTHY_INTERVAL. The wait is at most INTERVAL, so a feed
+    outage meanwhile brings the source back to its own interval. Times are monotonic seconds."""
+    if healthy_since is None or healthy_interval is None or last_read is None or healthy_since > last_read:
+        return None
+    remaining = last_read + healthy_interval - now
+    return min(interval, remaining) if remaining > 0 else None

@@ -1,0 +1,73 @@
+"""AwsBackend before any request: what it declares, its read-only handle, and the checks that refuse a
+spec without asking for a token or calling AWS (the reads themselves: tests/integration/aws)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from rotor.api.capabilities import Capability
+from rotor.api.secretsource import SecretSourceSpec
+from rotor.backends.aws import AwsBackend
+from rotor.backends.protocols import (
+    AuditTrail,
+    Backend,
+    InvalidSpec,
+    LeaseIssuer,
+    SecretHandle,
+    StaticCredentials,
+    VersionStore,
+)
+from rotor.config import AwsConnection
+
+CONNECTION = AwsConnection(region="eu-west-1", endpoint_url="http://127.0.0.1:9",
+                           role_arn_pattern=r"arn:aws:iam::123456789012:role/{namespace}-.+")
+
+
+def make(asked: list[tuple[str, ...]]) -> AwsBackend:
+    async def request_token(namespace: str, service_account: str, audience: str, seconds: int) -> tuple[str, Any]:
+        asked.append((namespace, service_account, audience, str(seconds)))
+        raise AssertionError("no token may be requested for a refused spec")
+
+    return AwsBackend({"default": CONNECTION}, request_token)
+
+
+def spec(**aws: Any) -> SecretSourceSpec:
+    fields = {"roleArn": "arn:aws:iam::123456789012:role/team-a-app", "secretsManager": {"secretId": "app/db"},
+              **aws}
+    return SecretSourceSpec.model_validate({"provider": "aws", "serviceAccountName": "app", "aws": fields})
+
+
+def test_it_reads_and_nothing_more() -> None:
+    backend = make([])
+    assert isinstance(backend, Backend)
+    assert backend.capabilities == frozenset({Capability.READ})
+    handle = backend.bind("team-a", spec())
+    assert isinstance(handle, SecretHandle)
+    assert handle.where == "aws:default/secretsmanager/app/db" and handle.actor == "team-a/app"
+    for capability in (VersionStore, LeaseIssuer, StaticCredentials, AuditTrail):
+        assert not isinstance(handle, capability)
+
+
+def test_describe_names_connection_service_and_secret() -> None:
+    backend = make([])
+    assert backend.describe("team-a", spec(secretsManager=None, parameterStore={"path": "/team-a/"})) == (
+        "aws:default/ssm/team-a/")
+    assert backend.describe("team-a", spec(secretsManager=None, parameterStore={"name": "/x/y"})) == (
+        "aws:default/ssm/x/y")
+
+
+@pytest.mark.parametrize(("aws", "field"), [
+    ({"roleArn": "arn:aws:iam::123456789012:role/team-b-app"}, "spec.aws.roleArn"),  # another namespace's
+    ({"roleArn": "arn:aws:iam::210987654321:role/team-a-app"}, "spec.aws.roleArn"),  # another account
+    ({"connection": "elsewhere"}, "spec.aws.connection"),
+])
+def test_refused_specs_name_the_field_before_any_token_is_asked_for(aws: dict[str, Any], field: str) -> None:
+    asked: list[tuple[str, ...]] = []
+    backend = make(asked)
+    with pytest.raises(InvalidSpec) as raised:
+        asyncio.run(backend.fetch("team-a", spec(**aws)))
+    assert field in raised.value.message
+    assert asked == []
