@@ -1,6 +1,7 @@
-"""`make bench N=1000`: SecretSource sync at scale against the local control plane and Vault.
+"""`make bench N=1000`: SecretSource sync at scale against the local control plane and Vault
+(`--backend aws`: AWS Secrets Manager as moto emulates it, IAM enforced).
 
-Prints a table and writes bench-results/secretsync-N.json. Rotor runs as a separate process
+Prints a table and writes bench-results/secretsync-N.json (secretsync-aws-N.json). Rotor runs as a separate process
 (`rotor run`) so its RSS and CPU are its own. Figures, not pass/fail: this is a benchmark.
 """
 
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes
+from bench_backends import AwsBench, BenchBackend, VaultBench
 from benchstack import client_with_crds
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the local stack lives in tests/devenv
@@ -43,6 +45,8 @@ def main() -> int:
     parser.add_argument("--probes", type=int, default=50, help="sources whose backend value changes")
     parser.add_argument("--idle-seconds", type=float, default=30)
     parser.add_argument("--cold-start-only", action="store_true", help="stop once every source is Ready")
+    parser.add_argument("--backend", choices=("vault", "aws"), default="vault",
+                        help="where the secrets live: the local Vault, or moto (AWS Secrets Manager)")
     args = parser.parse_args()
     # SIGTERM (a killed bench) still runs the finally below, so no server outlives the bench.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -57,19 +61,20 @@ def main() -> int:
     stack = Stack(state / "devenv", with_postgres=False)
     info = stack.start()
     operator: subprocess.Popen[bytes] | None = None
+    backend: BenchBackend | None = None
     try:
+        backend = AwsBench() if args.backend == "aws" else VaultBench(stack)
+        results["backend"] = backend.name
         api = client_with_crds(info.kubeconfig)
         core, custom = kubernetes.client.CoreV1Api(api), kubernetes.client.CustomObjectsApi(api)
         t = time.monotonic()
-        setup(stack, core, custom, namespaces, n, args.interval)
+        setup(backend, core, custom, namespaces, n, args.interval)
         results["setup_s"] = round(time.monotonic() - t, 1)
         log(f"created {n} SecretSources in {len(namespaces)} namespaces in {results['setup_s']}s")
 
         metrics_port = free_port()
         env = {**os.environ, "KUBECONFIG": info.kubeconfig, "ROTOR_METRICS_PORT": str(metrics_port),
-               "ROTOR_VAULT_CONNECTIONS": json.dumps({"default": {"address": info.vault_addr,
-                                                                  "rate_per_second": 1000, "max_concurrency": 32}}),
-               "ROTOR_SYNC_WORKERS": "32", "ROTOR_LOG_LEVEL": "warning"}
+               **backend.env(), "ROTOR_SYNC_WORKERS": "32", "ROTOR_LOG_LEVEL": "warning"}
         started = time.monotonic()
         # ROTOR_BENCH_OPERATOR: another command line for the operator (a profiler wrapping `rotor run`).
         command = os.environ.get("ROTOR_BENCH_OPERATOR", f"{sys.executable} -m rotor run").split()
@@ -104,14 +109,14 @@ def main() -> int:
             "kube_requests": delta(before, after, "rotor_kube_requests_total"),
             "kube_writes": delta(before, after, "rotor_kube_requests_total",
                                  verbs=("create", "replace", "patch", "delete")),
-            "vault_requests": delta(before, after, "rotor_backend_requests_total"),
-            "vault_logins": delta(before, after, "rotor_backend_logins_total"),
+            f"{backend.name}_requests": delta(before, after, "rotor_backend_requests_total"),
+            f"{backend.name}_logins": delta(before, after, "rotor_backend_logins_total"),
         }
         for name, total in per_sync.items():
             results[f"{name}_per_sync"] = round(total / syncs, 3) if syncs else float("nan")
             results[f"{name}_per_cycle"] = round(total / syncs * n, 1) if syncs else float("nan")
 
-        delays = propagation(stack, core, namespaces, n, min(args.probes, n), interval)
+        delays = propagation(backend, core, namespaces, n, min(args.probes, n), interval)
         results["propagation_p50_s"] = round(statistics.median(delays), 2)
         results["propagation_p99_s"] = round(percentile(delays, 99), 2)
         results["propagation_max_s"] = round(max(delays), 2)
@@ -122,12 +127,15 @@ def main() -> int:
                 operator.wait(30)
             except subprocess.TimeoutExpired:
                 operator.kill()
+        if backend is not None:
+            backend.close()
         stack.stop()
 
     out = REPO / "bench-results"
     out.mkdir(exist_ok=True)
-    (out / f"secretsync-{n}.json").write_text(json.dumps(results, indent=2))
-    print_table(results)
+    suffix = "" if backend.name == "vault" else f"{backend.name}-"
+    (out / f"secretsync-{suffix}{n}.json").write_text(json.dumps(results, indent=2))
+    print_table(results, backend)
     return 0
 
 
@@ -135,23 +143,18 @@ def log(message: str) -> None:
     print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
-def setup(stack: Stack, core: Any, custom: Any, namespaces: list[str], n: int, interval: str) -> None:
+def setup(backend: BenchBackend, core: Any, custom: Any, namespaces: list[str], n: int, interval: str) -> None:
     for ns in namespaces:
         core.create_namespace({"metadata": {"name": ns}})
         core.create_namespaced_service_account(ns, {"metadata": {"name": "app"}})
-        stack.vault_request("PUT", f"/v1/sys/policies/acl/{ns}",
-                            {"policy": f'path "secret/data/bench/{ns}/*" {{ capabilities = ["read"] }}'})
-        stack.vault_request("POST", f"/v1/auth/kubernetes/role/{ns}", {
-            "bound_service_account_names": ["app"], "bound_service_account_namespaces": [ns],
-            "policies": [ns], "audience": "vault", "ttl": "1h"})
+        backend.prepare(ns)
 
     def one(i: int) -> None:
         ns = namespaces[i // PER_NAMESPACE]
-        stack.vault_request("POST", f"/v1/secret/data/bench/{ns}/s{i}", {"data": {"value": f"v0-{i}"}})
+        backend.put(ns, i, f"v0-{i}")
         custom.create_namespaced_custom_object("rotor.dev", "v1alpha1", ns, "secretsources", {
             "apiVersion": "rotor.dev/v1alpha1", "kind": "SecretSource", "metadata": {"name": f"s{i}"},
-            "spec": {"provider": "vault", "serviceAccountName": "app",
-                     "vault": {"path": f"bench/{ns}/s{i}", "role": ns},
+            "spec": {**backend.spec(ns, i), "serviceAccountName": "app",
                      "refresh": {"interval": interval, "jitter": 0.1}}})
 
     with ThreadPoolExecutor(16) as pool:
@@ -213,7 +216,8 @@ def delta(before: dict[str, float], after: dict[str, float], metric: str,
     return total
 
 
-def propagation(stack: Stack, core: Any, namespaces: list[str], n: int, probes: int, interval: float) -> list[float]:
+def propagation(backend: BenchBackend, core: Any, namespaces: list[str], n: int, probes: int,
+                interval: float) -> list[float]:
     """Change PROBES backend values at once; time until each target Secret holds the new value."""
     step = max(1, n // probes)
     chosen = list(range(0, n, step))[:probes]
@@ -239,7 +243,7 @@ def propagation(stack: Stack, core: Any, namespaces: list[str], n: int, probes: 
     time.sleep(2)
     for i in chosen:
         ns = namespaces[i // PER_NAMESPACE]
-        stack.vault_request("POST", f"/v1/secret/data/bench/{ns}/s{i}", {"data": {"value": f"v1-{i}"}})
+        backend.put(ns, i, f"v1-{i}")
         written[(ns, f"s{i}")] = time.monotonic()
     done.wait(interval * 3)
     if len(seen) < len(chosen):
@@ -252,7 +256,8 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
 
 
-def print_table(results: dict[str, Any]) -> None:
+def print_table(results: dict[str, Any], backend: BenchBackend) -> None:
+    name, label = backend.name, backend.label
     rows = [
         ("SecretSources / namespaces", f"{results['sources']} / {results['namespaces']}"),
         ("refresh interval", f"{results['refresh_interval_s']:.0f}s (jitter 10%)"),
@@ -266,9 +271,9 @@ def print_table(results: dict[str, Any]) -> None:
         ("syncs measured (1.15 refresh intervals)", results["syncs_in_window"]),
         ("Kubernetes requests per cycle (no change)", results["kube_requests_per_cycle"]),
         ("Kubernetes writes per cycle (no change)", results["kube_writes_per_cycle"]),
-        ("Vault requests per cycle (no change)", f"{results['vault_requests_per_cycle']} "
-                                                 f"({results['vault_requests_per_sync']} per sync)"),
-        ("Vault logins per cycle (token cache)", results["vault_logins_per_cycle"]),
+        (f"{label} requests per cycle (no change)", f"{results[f'{name}_requests_per_cycle']} "
+                                                   f"({results[f'{name}_requests_per_sync']} per sync)"),
+        (f"{label} logins per cycle (token cache)", results[f"{name}_logins_per_cycle"]),
         ("propagation p50 / p99 / max", f"{results['propagation_p50_s']}s / {results['propagation_p99_s']}s / "
                                         f"{results['propagation_max_s']}s"),
     ]

@@ -16,7 +16,6 @@ from typing import Any
 
 import psycopg
 import yaml
-
 from tests.devenv import Stack
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"

@@ -6,6 +6,7 @@ tenant can never point Rotor (and the ServiceAccount tokens it presents) at a se
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -15,6 +16,36 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _HOST_PORT = r"^([A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}$"  # one host, one port
+
+
+class ChangeFeed(BaseModel):
+    """Rotor as the sink of this connection's socket audit device: a KV change syncs the SecretSources
+    reading it at once (docs/secretsource.md, "Instant updates"). Vault cannot speak TLS to a socket
+    device: allowed_sources, the token and the chart's NetworkPolicy are what keep others out."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    listen: str = Field(pattern=r"^([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}$",
+                        description="host:port to listen on (0.0.0.0:9444); the device's address points here")
+    allowed_sources: tuple[str, ...] = Field(default=(), description="CIDRs the audit device connects from "
+                                             "(Vault's pods or nodes); others are closed at once. Empty: any")
+    token_file: Path | None = Field(default=None, description="File holding a shared token, also set as the "
+                                    "device's prefix option: a record without it closes its connection")
+    healthy_interval_seconds: float = Field(default=86400.0, gt=0, le=366 * 86400, description="Backstop "
+                                            "refresh interval while the feed is healthy (polling is still on)")
+    idle_seconds: float = Field(default=300.0, ge=5, le=86400, description="No record for this long counts "
+                                "as an outage (a disabled device keeps its connection open, silent)")
+    debounce_seconds: float = Field(default=0.1, ge=0, le=10, description="Changes within this quiet window "
+                                    "are acted on together (at most 5x this after the first)")
+    buffer_bytes: int = Field(default=16 << 20, ge=1 << 16, le=1 << 30, description="Records read but not yet "
+                              "looked at, per connection; past it records are dropped (fallback to polling)")
+
+    @field_validator("allowed_sources")
+    @classmethod
+    def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for cidr in value:
+            ipaddress.ip_network(cidr, strict=False)  # a ValueError names the bad one
+        return value
 
 
 class VaultConnection(BaseModel):
@@ -33,6 +64,8 @@ class VaultConnection(BaseModel):
     login_check_hosts: tuple[Annotated[str, StringConstraints(pattern=_HOST_PORT)], ...] = Field(
         default=(), description="host:port of the databases a LeakIncident may log in to, to confirm "
         "a leaked credential of this connection's secrets is revoked; others are not checked")
+    change_feed: ChangeFeed | None = Field(default=None, description="Opt in to instant updates from this "
+                                           "server's socket audit device")
 
 
 _URL = r"^https?://[^\s/]+(:[0-9]+)?/?$"
@@ -46,10 +79,11 @@ class AwsConnection(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]+$", description="AWS region, e.g. eu-west-1")
-    endpoint_url: str | None = Field(default=None, pattern=_URL, description="Secrets Manager and SSM endpoint "
-                                     "(a VPC endpoint, or a test server); unset: AWS's regional endpoints")
-    sts_endpoint_url: str | None = Field(default=None, pattern=_URL, description="STS endpoint; unset: "
-                                         "endpoint_url if set, else AWS's regional STS endpoint")
+    endpoint_url: str | None = Field(default=None, pattern=_URL, description="One endpoint for Secrets Manager, "
+                                     "SSM and STS (an emulator such as moto, a proxy); unset: AWS's regional "
+                                     "endpoints, where VPC endpoints with private DNS answer too")
+    sts_endpoint_url: str | None = Field(default=None, pattern=_URL, description="STS endpoint, overriding "
+                                         "endpoint_url for STS")
     ca_file: Path | None = Field(default=None, description="PEM bundle to verify the endpoints (https only)")
     role_arn_pattern: str = Field(min_length=1, description="Regular expression a SecretSource's "
                                   "spec.aws.roleArn must match in full; {namespace} stands for its namespace, "

@@ -9,26 +9,29 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from rotor import GROUP, VERSION
-from rotor.api.kinds import LEAK_INCIDENT, SECRET_SOURCE
+from rotor.api.kinds import LEAK_INCIDENT, ROTATION_POLICY, SECRET_SOURCE
 from rotor.backends.aws import AwsBackend
 from rotor.backends.kubernetes import KubernetesBackend
 from rotor.backends.postgres import PostgresLoginCheck
 from rotor.backends.protocols import Backend, InvalidSpec, PermissionDenied, Unavailable
 from rotor.backends.vault import VaultBackend
 from rotor.config import Settings
+from rotor.engines.changefeed import ChangeFeeds
 from rotor.engines.delivery.worker import Reloader
 from rotor.engines.incident.worker import Incidents
 from rotor.engines.rotation.worker import Rotator
-from rotor.engines.scheduler import RefreshScheduler
+from rotor.engines.scheduler import RefreshScheduler, crash_reporter
 from rotor.engines.secretsource.port import SourcesPort
 from rotor.engines.secretsource.sandbox import ProcessRenderer
 from rotor.engines.secretsource.worker import SecretSync
 from rotor.kube import Kube, KubeError
 from rotor.observability import metrics
+from rotor.planning import times
 from rotor.planning.incident_denylist import key_lost_message, key_use
 from rotor.planning.reload import RateLimits
 from rotor.planning.template import TemplateLimits
@@ -75,6 +78,7 @@ class Runtime:
     reloader: Reloader
     gate: asyncio.Event | None  # set while this replica is active (peering); None when standalone
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    feeds: ChangeFeeds | None = None  # instant updates from Vault audit streams (opted-in connections)
 
     @property
     def schedulers(self) -> tuple[RefreshScheduler, ...]:
@@ -90,10 +94,14 @@ class Runtime:
         for scheduler in self.schedulers:
             scheduler.start()
         self.reloader.start()
+        if self.feeds is not None:
+            self.feeds.start()
         if self.config.metrics_port:
             metrics.serve(self.config.metrics_port)
 
     async def stop(self) -> None:
+        if self.feeds is not None:
+            await self.feeds.stop()
         await self.reloader.stop()
         for task in self.tasks:
             task.cancel()
@@ -138,7 +146,9 @@ async def build(config: Settings, *, gate: asyncio.Event | None) -> Runtime:
                                workers=config.template_workers)
     sync = SecretSync(kube, backends, key, renderer=renderer, min_refresh=config.min_refresh_seconds)
     sync_scheduler = RefreshScheduler(sync.sync, workers=config.sync_workers, gate=gate)
-    rotator = Rotator(kube, backends, SourcesPort(sync, sync_scheduler))
+    # ROTOR_CLOCK_SKEW_SECONDS moves the rotation engine's clock (tests: decisions must hold with it off).
+    skew = datetime.timedelta(seconds=float(os.environ.get("ROTOR_CLOCK_SKEW_SECONDS") or 0))
+    rotator = Rotator(kube, backends, SourcesPort(sync, sync_scheduler), clock=lambda: times.now() + skew)
     rotation_scheduler = RefreshScheduler(rotator.step, workers=4, gate=gate, gauges=False)
     metrics.track_objects(sync.sources, rotator.policies, enabled=config.metrics_secret_names)
     # The incident engine owns its scheduler (it wakes incidents itself); the runtime starts and stops it.
@@ -149,9 +159,15 @@ async def build(config: Settings, *, gate: asyncio.Event | None) -> Runtime:
                           login_hosts={name: c.login_check_hosts for name, c in config.vault_connections.items()},
                           gate=gate)
     incident_scheduler = incidents.scheduler
+    # A run that raises (a bug) says so on its object's Ready condition (InternalError).
+    for scheduler, kind in ((sync_scheduler, SECRET_SOURCE), (rotation_scheduler, ROTATION_POLICY),
+                            (incident_scheduler, LEAK_INCIDENT)):
+        scheduler.report_crashes(crash_reporter(kube, kind.kind, kind.plural))
     reloader = Reloader(kube, key, window=config.reload_batch_seconds,
                         limits=RateLimits(config.restarts_per_namespace, config.restarts_cluster,
                                           config.restart_limit_window_seconds),
                         poll_seconds=config.reload_poll_seconds, gate=gate)
+    feeds = ChangeFeeds.build(config.vault_connections, SourcesPort(sync, sync_scheduler),
+                              lambda: sync.sources.values(), gate=gate)
     return Runtime(config, kube, backends, sync, sync_scheduler, rotator, rotation_scheduler, incidents,
-                   incident_scheduler, reloader, gate)
+                   incident_scheduler, reloader, gate, feeds=feeds)

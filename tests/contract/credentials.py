@@ -40,6 +40,25 @@ class CredentialsContract:
             await handle.renew_lease(lease.lease_id)
 
     @case
+    async def test_a_lease_dies_after_its_grace_unless_held(self, backend_under_test: Subject) -> None:
+        """A caller that dies between issuing a lease and recording it leaves nothing that outlives the
+        grace; a held lease lives on (renewable as usual)."""
+        s = backend_under_test
+        mount, role, ttl, max_ttl = s.lease_role
+        handle = full_handle(s)
+        held = await handle.issue_lease(mount, role, grace=2)
+        loose = await handle.issue_lease(mount, role, grace=2)
+        assert held.holder and held.holder not in repr(held)
+        assert await handle.hold_lease(held, max_ttl) == max_ttl
+        assert abs(await handle.backend_time() - s.now()) < CLOCK_SLACK
+        await s.elapse(5)
+        assert not await handle.lease_alive(loose.lease_id)
+        assert await handle.lease_alive(held.lease_id)
+        assert 0 < await handle.renew_lease(held.lease_id) <= ttl
+        await handle.revoke_lease(held.lease_id)
+        assert not await handle.lease_alive(held.lease_id)
+
+    @case
     async def test_leases_are_independent(self, backend_under_test: Subject) -> None:
         s = backend_under_test
         mount, role, _, _ = s.lease_role

@@ -48,5 +48,6 @@ class FakeSubject:
         other = FakeBackend(clock=self.backend.clock)
         other.secrets, other.leases, other.roles = self.backend.secrets, self.backend.leases, self.backend.roles
         other.static_roles, other.audit = self.backend.static_roles, self.backend.audit
+        other.holders = self.backend.holders
         other.audit_trail, other.down = audit, not reachable
         return other

@@ -7,6 +7,9 @@ same contract tests as the real Vault backend (tests/contract/), so an engine te
 asks nothing of a backend that Vault would refuse. Error types and their triggers follow Vault's
 answers (e.g. an unknown database role is InvalidSpec, as Vault's 400 "unknown role" is).
 
+A lease lives only as long as the token it was issued under (`holders`): GRACE seconds unless held,
+as Vault's orphan lease tokens do.
+
 Set-up, as an administrator would: put(), add_lease_role(), add_static_role(); `audit_trail = False`
 for a backend without an audit log. Faults a test can set: `down` (every call raises Unavailable),
 `denied` (identities, "namespace/serviceaccount", whose calls raise PermissionDenied), `fail_next`
@@ -25,6 +28,7 @@ from typing import Any, ClassVar
 from rotor.api.capabilities import Capability
 from rotor.api.secretsource import SecretSourceSpec, VaultSource
 from rotor.backends.protocols import (
+    ISSUE_GRACE_SECONDS,
     Actor,
     AuditReads,
     BackendError,
@@ -39,6 +43,7 @@ from rotor.planning import times
 from rotor.planning.sync import Fetched
 
 MAX_VERSIONS = 10  # Vault's default max_versions of a KV v2 mount: older versions are removed
+TOKEN_MAX_TTL = 32 * 86400  # Vault's default max TTL of a token (a lease's holder lives no longer)
 
 
 @dataclass
@@ -68,6 +73,7 @@ class _Lease:
     ttl: int
     expires: datetime.datetime
     max_expires: datetime.datetime
+    holder: str  # the token it was issued under: the lease dies with it (FakeBackend.holders)
     revoked: bool = False
 
 
@@ -103,6 +109,7 @@ class FakeBackend:
         self.clock = clock or FakeClock()
         self.secrets: dict[tuple[str, str], _Secret] = {}
         self.leases: dict[str, _Lease] = {}
+        self.holders: dict[str, datetime.datetime] = {}  # lease token -> when it expires
         self.roles: dict[tuple[str, str], tuple[int, int]] = {}  # (mount, role) -> (ttl, max ttl)
         self.static_roles: dict[tuple[str, str], _StaticRole] = {}
         self.audit: list[dict[str, Any]] = []
@@ -128,7 +135,14 @@ class FakeBackend:
         self.static_roles[(mount, role)] = _StaticRole(username, secrets.token_hex(8), self.clock())
 
     def live_leases(self) -> list[str]:
-        return [i for i, lease in self.leases.items() if not lease.revoked and lease.expires > self.clock()]
+        return [i for i in self.leases if self.lease_live(i)]
+
+    def lease_live(self, lease_id: str) -> bool:
+        """Not revoked, not expired, and its token alive (Vault revokes a token's leases with it)."""
+        lease = self.leases.get(lease_id)
+        now = self.clock()
+        return lease is not None and not lease.revoked and lease.expires > now and \
+            self.holders.get(lease.holder, now) > now
 
     # -- Backend ----------------------------------------------------------------------------------
 
@@ -248,22 +262,32 @@ class FakeSecret:
 
     # -- LeaseIssuer ----------------------------------------------------------------------------------
 
-    async def issue_lease(self, mount: str, role: str) -> Lease:
+    async def issue_lease(self, mount: str, role: str, *, grace: int = ISSUE_GRACE_SECONDS) -> Lease:
         self._b.call("dynamic-issue", f"{mount}/creds/{role}", self._actor)
         if (mount, role) not in self._b.roles:
             raise InvalidSpec(f"fake backend rejected dynamic-issue {mount}/creds/{role} (400): unknown role: "
                               f"{role} (FakeBackend.add_lease_role adds it)")
         ttl, max_ttl = self._b.roles[(mount, role)]
-        lease_id = f"{mount}/creds/{role}/{next(self._b._ids)}"
+        number = next(self._b._ids)
+        lease_id, holder = f"{mount}/creds/{role}/{number}", f"holder-{number}"
         data = {"username": f"v-{role}-{secrets.token_hex(4)}", "password": secrets.token_hex(12)}
         now = self._b.clock()
+        self._b.holders[holder] = now + datetime.timedelta(seconds=grace)
         self._b.leases[lease_id] = _Lease(data, ttl, now + datetime.timedelta(seconds=ttl),
-                                          now + datetime.timedelta(seconds=max_ttl))
-        return Lease(dict(data), lease_id, ttl)
+                                          now + datetime.timedelta(seconds=max_ttl), holder)
+        return Lease(dict(data), lease_id, ttl, True, holder)
+
+    async def hold_lease(self, lease: Lease, seconds: int) -> int:
+        self._b.call("lease-token-renew", "auth/token/renew-self", None)  # the lease's own token: any identity
+        now = self._b.clock()
+        if self._b.holders.get(lease.holder, now) <= now:
+            raise PermissionDenied("fake backend: the lease's token expired (403 permission denied)")
+        granted = min(seconds, TOKEN_MAX_TTL)
+        self._b.holders[lease.holder] = now + datetime.timedelta(seconds=granted)
+        return granted
 
     def _live(self, lease_id: str) -> _Lease | None:
-        lease = self._b.leases.get(lease_id)
-        return None if lease is None or lease.revoked or lease.expires <= self._b.clock() else lease
+        return self._b.leases[lease_id] if self._b.lease_live(lease_id) else None
 
     async def renew_lease(self, lease_id: str, increment: int | None = None) -> int:
         self._b.call("lease-renew", "sys/leases/renew", self._actor)

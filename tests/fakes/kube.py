@@ -253,10 +253,12 @@ class FakeKube:
                 for obj in self._listed("secrets", namespace)
                 if matches(label_selector, obj["metadata"].get("labels") or {})]
 
-    async def list_secret_metadata(self, namespace: str | None = None, *, page: int = 500) -> list[dict[str, Any]]:
+    async def list_secret_metadata(self, namespace: str | None = None, *, page: int = 500,
+                                   label_selector: str = "") -> list[dict[str, Any]]:
         self._request("list", "secrets")
         return [{"metadata": obj["metadata"], "type": obj.get("type") or "Opaque"}
-                for obj in self._listed("secrets", namespace)]
+                for obj in self._listed("secrets", namespace)
+                if matches(label_selector, obj["metadata"].get("labels") or {})]
 
     async def patch_status(self, plural: str, namespace: str, name: str, status: Mapping[str, Any], *,
                            missing_ok: bool = False) -> bool:

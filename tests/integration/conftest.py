@@ -149,8 +149,10 @@ class OperatorLogs(logging.Handler):
 
 def operator_settings(info: StackInfo, **overrides: Any) -> Settings:
     return Settings(
-        vault_connections={"default": VaultConnection(address=info.vault_addr, rate_per_second=500)},
-        metrics_port=0, log_level="debug", **overrides)
+        vault_connections={"default": VaultConnection(address=info.vault_addr, rate_per_second=500,
+                                                      login_check_hosts=(f"{info.pg_host}:{info.pg_port}",))},
+        # Tests use 1-2 s refresh intervals; the operator's default minimum (10 s) would raise them.
+        **{"metrics_port": 0, "log_level": "debug", "min_refresh_seconds": 1, **overrides})
 
 
 class RunningOperator:
@@ -194,6 +196,8 @@ class RunningOperator:
 
     def stop(self) -> None:
         self.stop_flag.set()
+        if self.thread.ident is None:  # never started
+            return
         self.thread.join(60)
         assert not self.thread.is_alive(), "operator did not stop within 60s"
 

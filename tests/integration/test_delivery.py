@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import hvac
@@ -318,9 +318,9 @@ def test_operator_restart_restarts_nothing(rotor: RunningOperator, core: Any, cu
 
 
 def test_rate_limits_hold_under_fifty_simultaneous_changes(rotor: RunningOperator, core: Any, custom: Any,
-                                                           namespace: str, info: StackInfo) -> None:
-    second = f"{namespace}-b"
-    core.create_namespace({"metadata": {"name": second}})
+                                                           namespace: str, make_namespace: Callable[[str], str],
+                                                           info: StackInfo) -> None:
+    second = make_namespace(f"{namespace}-b")
     layout = [(namespace, i) for i in range(30)] + [(second, i) for i in range(20)]
     for ns, i in layout:
         core.create_namespaced_secret(ns, {"metadata": {"name": f"s{i}"}, "data": {"v": "MA=="}})

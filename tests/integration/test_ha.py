@@ -54,7 +54,8 @@ def replicas(plane: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     assert config["standalone"] is False and "priority" not in config, "two replicas must peer, ranked by start"
     work = tmp_path_factory.mktemp("ha")
     # Debug level: Kopf logs its pause/resume decisions at INFO, which Rotor's info level hides.
-    processes = [chart_operator(plane, docs, work, f"rotor-ha-{name}", ROTOR_LOG_LEVEL="debug")
+    processes = [chart_operator(plane, docs, work, f"rotor-ha-{name}", ROTOR_LOG_LEVEL="debug",
+                                 ROTOR_MIN_REFRESH_SECONDS="1")
                  for name in ("a", "b")]
     yield processes
     for process in processes:
@@ -172,9 +173,10 @@ def test_a_replica_paused_by_a_higher_priority_peer_does_no_work(plane: Stack, r
     vault = hvac.Client(url=plane.info.vault_addr, token=plane.info.vault_root_token)
     docs = install_chart(plane)
     work = tmp_path_factory.mktemp("ha-pause")
-    low = chart_operator(plane, docs, work, "rotor-ha-low", ROTOR_LOG_LEVEL="debug")
+    low = chart_operator(plane, docs, work, "rotor-ha-low", ROTOR_LOG_LEVEL="debug", ROTOR_MIN_REFRESH_SECONDS="1")
     # An explicit priority beats any start-time one (those are negative): it pre-empts the active replica.
-    high = chart_operator(plane, docs, work, "rotor-ha-high", ROTOR_LOG_LEVEL="debug", ROTOR_PRIORITY="1000")
+    high = chart_operator(plane, docs, work, "rotor-ha-high", ROTOR_LOG_LEVEL="debug", ROTOR_PRIORITY="1000",
+                          ROTOR_MIN_REFRESH_SECONDS="1")
     try:
         namespace = f"ha-{uuid.uuid4().hex[:8]}"
         core.create_namespace({"metadata": {"name": namespace}})
@@ -189,8 +191,8 @@ def test_a_replica_paused_by_a_higher_priority_peer_does_no_work(plane: Stack, r
                                                 "vault": {"path": f"{namespace}/db", "role": role},
                                                 "refresh": {"interval": "1s", "jitter": 0}})
         wait_ready(custom, namespace, "db", timeout=30)
-        time.sleep(2)
         path = f"secret/data/{namespace}/db"
+        wait_for(lambda: len(vault_reads(plane, path)) >= 2, what="the active replica refreshing")
         low_tokens = set(vault_reads(plane, path))  # only low runs yet
         assert len(vault_reads(plane, path)) >= 2 and len(low_tokens) == 1, "the active replica refreshes"
 

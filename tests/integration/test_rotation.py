@@ -40,6 +40,8 @@ def rotator_policy(namespace: str, dyn_role: str = "") -> str:
         'path "sys/leases/revoke" { capabilities = ["update"] }',
         'path "sys/leases/lookup" { capabilities = ["update"] }',
         'path "sys/leases/renew" { capabilities = ["update"] }',
+        # Each lease is issued under an orphan token of its own (so it outlives the login token).
+        'path "auth/token/create-orphan" { capabilities = ["create", "update"] }',
     ])
 
 
@@ -109,6 +111,9 @@ class Reader(threading.Thread):
                 self.failed.append(f"{user}: {str(exc).splitlines()[0][:120]}")
             time.sleep(0.05)
 
+    def attempts(self) -> int:
+        return self.ok + len(self.failed)
+
     def __enter__(self) -> Reader:
         self.start()
         return self
@@ -116,6 +121,12 @@ class Reader(threading.Thread):
     def __exit__(self, *exc: object) -> None:
         self.stop_flag.set()
         self.join(10)
+
+
+def more_reads(reader: Reader, count: int = 5) -> None:
+    """Let the reader try COUNT more logins (on what the last rotation left) before it stops."""
+    start = reader.attempts()
+    wait_for(lambda: reader.attempts() >= start + count, what=f"{count} more reads")
 
 
 def policy(custom: Any, namespace: str, name: str, spec: dict[str, Any]) -> None:
@@ -197,7 +208,7 @@ def test_overlap_with_alternating_static_roles_has_zero_failed_logins(custom: An
             assert can_login(env.pg, after["username"].decode(), after["password"].decode())
             assert after["username"] != before["username"]  # blue/green alternate
             durations.append(_when(s["rotation"]["steps"][-1]["time"]) - _when(s["rotation"]["startedAt"]))
-        time.sleep(0.5)
+        more_reads(reader)
     print(f"\noverlap zero-downtime: {reader.ok} logins, {len(reader.failed)} failed; longest rotation "
           f"{max(durations):.1f}s (3 s of it the overlap window)")
     assert reader.failed == [] and reader.ok > 50
@@ -251,7 +262,7 @@ def test_dynamic_credentials_rotate_per_lease_with_zero_failed_logins(custom: An
             s = wait_rotations(custom, env.namespace, "db", n)
             assert not can_login(env.pg, before["username"].decode(), before["password"].decode())
             assert s["active"]["lease"].startswith("sha256:")
-        time.sleep(0.5)
+        more_reads(reader)
     print(f"\ndynamic zero-downtime: {reader.ok} logins, {len(reader.failed)} failed")
     assert reader.failed == [] and reader.ok > 50 and len(reader.users) == 4
     assert len(leases(vault, role)) == 1, "exactly the active lease remains"
@@ -296,8 +307,38 @@ def test_versioned_keeps_n_versions_and_pinned_readers_keep_theirs(custom: Any, 
     assert pinned_value is not None and pinned_value["password"] != current["password"]
 
 
+def deadline_exceeded(apps: Any, namespace: str, name: str) -> None:
+    """Standing in for the Deployment controller: it gave up on the rollout (progressDeadlineSeconds), now."""
+    deployment = apps.read_namespaced_deployment(name, namespace)
+    apps.patch_namespaced_deployment_status(name, namespace, {"status": {
+        "observedGeneration": deployment.metadata.generation, "replicas": 1, "updatedReplicas": 1,
+        "readyReplicas": 0, "availableReplicas": 0, "unavailableReplicas": 1,
+        "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+                        "message": f'ReplicaSet "{name}-1" has timed out progressing.',
+                        "lastUpdateTime": _now(), "lastTransitionTime": _now()}]}})
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def consumer(apps: Any, namespace: str, name: str = "api", secret: str = "db-creds") -> None:
+    """A Deployment reading SECRET whose rollout never becomes Ready (no kubelet: its status is ours)."""
+    apps.create_namespaced_deployment(namespace, {
+        "metadata": {"name": name},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{
+                     "name": name, "image": "example/api:1", "envFrom": [{"secretRef": {"name": secret}}]}]}}}})
+    deployment = apps.read_namespaced_deployment(name, namespace)
+    apps.patch_namespaced_deployment_status(name, namespace, {"status": {
+        "observedGeneration": deployment.metadata.generation, "replicas": 1, "updatedReplicas": 1,
+        "readyReplicas": 0, "availableReplicas": 0, "unavailableReplicas": 1}})
+
+
 def test_failed_verification_rolls_back(custom: Any, core: Any, api_client: Any, vault: hvac.Client,
                                         env: Env) -> None:
+    """A consumer whose rollout the Deployment controller gave up on (ProgressDeadlineExceeded) rolls
+    the rotation back within seconds, long before spec.verify.timeout."""
     from rotor.observability.metrics import REGISTRY
 
     vault.secrets.kv.v2.create_or_update_secret(f"{env.namespace}/db", {"password": "old-value"},
@@ -305,24 +346,21 @@ def test_failed_verification_rolls_back(custom: Any, core: Any, api_client: Any,
     secret_source(custom, env.namespace, "db", source_spec(env))
     wait_ready(custom, env.namespace, "db")
     apps = kubernetes.client.AppsV1Api(api_client)
-    apps.create_namespaced_deployment(env.namespace, {
-        "metadata": {"name": "api"},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "api"}},
-                 "template": {"metadata": {"labels": {"app": "api"}}, "spec": {"containers": [{
-                     "name": "api", "image": "example/api:1", "envFrom": [{"secretRef": {"name": "db-creds"}}]}]}}}})
-    # Standing in for the Deployment controller (no kubelet here): a rollout that never becomes Ready.
-    deployment = apps.read_namespaced_deployment("api", env.namespace)
-    apps.patch_namespaced_deployment_status("api", env.namespace, {"status": {
-        "observedGeneration": deployment.metadata.generation, "replicas": 1, "updatedReplicas": 1,
-        "readyReplicas": 0, "availableReplicas": 0, "unavailableReplicas": 1}})
+    consumer(apps, env.namespace)
     rolled_back = REGISTRY.get_sample_value("rotor_rotation_rollbacks_total",
                                             {"strategy": "versioned", "reason": "verify"}) or 0
     policy(custom, env.namespace, "db", {
         "secretSourceRef": {"name": "db"}, "strategy": "versioned", "schedule": {"interval": "720h"},
         "identity": {"serviceAccountName": "rotator", "role": env.rotator_role},
-        "overlap": {"window": "1s"}, "verify": {"timeout": "3s"}, "deadline": "1m"})
+        "overlap": {"window": "1s"}, "verify": {"timeout": "10m"}, "deadline": "1h"})
     rotate_now(custom, env.namespace, "db")
-    s = wait_phase(custom, env.namespace, "db", "RolledBack")
+    wait_phase(custom, env.namespace, "db", "Verifying")
+    deadline_exceeded(apps, env.namespace, "api")
+    failed_at = time.monotonic()
+    s = wait_phase(custom, env.namespace, "db", "RolledBack", timeout=30)
+    noticed = time.monotonic() - failed_at
+    print(f"\nrollout failure (ProgressDeadlineExceeded) to RolledBack: {noticed:.1f}s (verify.timeout 10m)")
+    assert noticed < 10
     assert "consumers did not become Ready" in s["rotation"]["reason"]
     ready = next(c for c in s["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "False" and ready["reason"] == "RolledBack"

@@ -10,18 +10,21 @@ persisted): the two moments a crash can leave work half done.
 from __future__ import annotations
 
 import calendar
+import functools
 import json
 import math
 import os
 import subprocess
 import sys
 import time
+import urllib.request
 from typing import Any
 
 import hvac
 import pytest
 
 from tests.devenv import StackInfo
+from tests.devenv.process import free_port
 
 from .conftest import secret_source, wait_for, wait_ready
 from .test_rotation import (
@@ -42,15 +45,28 @@ KILL_POINTS = ["Publishing:before", "Publishing:after", "Propagating:before", "V
                "Overlapping:after", "Revoking:before", "Revoking:after"]
 
 
-def start_operator(info: StackInfo, namespace: str, kill_at: str | None) -> subprocess.Popen[bytes]:
+def start_operator(info: StackInfo, namespace: str, kill_at: str | None,
+                   metrics_port: int = 0) -> subprocess.Popen[bytes]:
     """`rotor run` watching only NAMESPACE: its start-up lists nothing the rest of the suite made."""
-    environ = {**os.environ, "KUBECONFIG": info.kubeconfig, "ROTOR_METRICS_PORT": "0", "ROTOR_LOG_LEVEL": "info",
+    environ = {**os.environ, "KUBECONFIG": info.kubeconfig, "ROTOR_METRICS_PORT": str(metrics_port),
+               "ROTOR_LOG_LEVEL": "info", "ROTOR_MIN_REFRESH_SECONDS": "1",
                "ROTOR_VAULT_CONNECTIONS": json.dumps({"default": {"address": info.vault_addr}})}
     environ.pop("ROTOR_FAULT_KILL_AT", None)
     if kill_at:
         environ["ROTOR_FAULT_KILL_AT"] = kill_at
     return subprocess.Popen([sys.executable, "-m", "rotor", "run", "--namespace", namespace], env=environ,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def has_synced(metrics_port: int) -> bool:
+    """Whether the operator serving /metrics on METRICS_PORT has synced a SecretSource (so it knows the
+    test's source, and a rotation asked for now starts at once)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return False  # not serving yet
+    return any(line.startswith("rotor_sync_total{") and float(line.split()[-1]) > 0 for line in text.splitlines())
 
 
 def next_second(after: float) -> None:
@@ -94,8 +110,10 @@ def test_sigkill_at_every_phase_completes_each_rotation_once(
     for n, point in enumerate(KILL_POINTS, start=2):
         next_second(done)  # keep the previous rotation's revoke out of this one's count
         since = time.time()
-        crashing = start_operator(info, env.namespace, point)
+        port = free_port()
+        crashing = start_operator(info, env.namespace, point, metrics_port=port)
         try:
+            wait_for(functools.partial(has_synced, port), 60, what=f"the operator set to crash at {point} up")
             rotate_now(custom, env.namespace, "db")
             assert crashing.wait(90) == -9, f"the operator was not killed at {point}"
         finally:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 import uuid
 from typing import Any
 
@@ -45,7 +44,8 @@ def test_planted_canaries_never_leave_memory_and_the_target_secret(
     secret_source(custom, namespace, "broken", {**spec, "target": {"template": {"data": {
         "x": "{{ values.password | b64decode }}"}}}})
     wait_ready(custom, namespace, "broken", "False", "TemplateError")
-    time.sleep(2)
+    failed = f"sync of SecretSource {namespace}/broken failed"
+    wait_for(lambda: sum(failed in line for line in operator_logs.lines) >= 2, what="the broken template retried")
 
     canaries = [first, second] + [base64.b64encode(c.encode()).decode() for c in (first, second)]
     emitted = {

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import hvac
@@ -139,9 +140,9 @@ def test_template_error_is_a_status_not_a_crash(custom: Any, core: Any, vault: h
     assert secret_data(core, namespace, "db") is None
 
 
-def test_kubernetes_backend_needs_the_owners_consent(custom: Any, core: Any, namespace: str) -> None:
-    shared = f"{namespace}-shared"
-    core.create_namespace({"metadata": {"name": shared}})
+def test_kubernetes_backend_needs_the_owners_consent(custom: Any, core: Any, namespace: str,
+                                                     make_namespace: Callable[[str], str]) -> None:
+    shared = make_namespace(f"{namespace}-shared")
     core.create_namespaced_secret(shared, {"metadata": {"name": "registry"}, "stringData": {"token": "reg-1"}})
     secret_source(custom, namespace, "registry", {"provider": "kubernetes",
                                                   "kubernetes": {"namespace": shared, "name": "registry"},
@@ -176,9 +177,8 @@ def test_a_role_that_may_not_read_the_path_is_denied_and_nothing_is_written(
 
 
 def test_namespace_a_cannot_use_namespace_bs_role(custom: Any, core: Any, vault: hvac.Client,
-                                                  namespace: str) -> None:
-    other = f"{namespace}-b"
-    core.create_namespace({"metadata": {"name": other}})
+                                                  namespace: str, make_namespace: Callable[[str], str]) -> None:
+    other = make_namespace(f"{namespace}-b")
     for ns in (namespace, other):
         core.create_namespaced_service_account(ns, {"metadata": {"name": "app"}})
     b_role = vault_role(vault, other)

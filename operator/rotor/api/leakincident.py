@@ -8,9 +8,11 @@ status holds names, versions, digests and fingerprints, never a value.
 
 from __future__ import annotations
 
+import datetime
+import re
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic.config import JsonDict
 
 from rotor.api.common import Condition, Duration, LocalRef, Model, cel, validations
@@ -20,6 +22,24 @@ IncidentPhase = Literal["Open", "Waiting", "Contained", "Identified", "Rotated",
                         "Prevented", "Resolved"]
 Order = Literal["immediate", "afterRotation"]
 _TIME: JsonDict = {"format": "date-time"}
+# RFC 3339 as Kubernetes writes it (upper-case T and Z, up to nanoseconds): what every reader of a time parses.
+TIME_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}([.][0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$"
+VERSION_PATTERN = r"^[1-9][0-9]{0,17}$"  # a backend version number (KV v2 versions count from 1)
+
+
+def check_time(text: str) -> str | None:
+    """Why TEXT is not a usable time (naming the fix), or None."""
+    if not re.fullmatch(TIME_PATTERN, text):
+        return "is not an RFC 3339 time: use e.g. 2026-01-31T12:00:00Z"
+    head, _, rest = text.replace("Z", "+00:00").partition(".")
+    zone = rest.lstrip("0123456789")
+    try:
+        moment = datetime.datetime.fromisoformat(head + zone if rest else head).astimezone(datetime.UTC)
+    except (ValueError, OverflowError):
+        return "is not a time that exists: use e.g. 2026-01-31T12:00:00Z"
+    if not 1970 <= moment.year <= 2999:
+        return "is out of range: use a time between 1970 and 2999, e.g. 2026-01-31T12:00:00Z"
+    return None
 
 
 class Exposure(Model):
@@ -28,8 +48,17 @@ class Exposure(Model):
     where: Literal["ci-logs", "git", "image", "log", "chat", "other"] = Field(
         description="Where it leaked to (the recommendations depend on it).")
     reference: str = Field(default="", max_length=2048, description="Where exactly (a URL, a commit, an image).")
-    detected_at: str | None = Field(default=None, json_schema_extra=_TIME,
+    # The pattern is the API server's; the model's check says how to fix a time (check_time).
+    detected_at: str | None = Field(default=None, max_length=64, json_schema_extra={**_TIME, "pattern": TIME_PATTERN},
                                     description="When the leak was detected (default: when the incident was created).")
+
+    @field_validator("detected_at")
+    @classmethod
+    def _usable_time(cls, value: str | None) -> str | None:
+        problem = check_time(value) if value is not None else None
+        if problem:
+            raise ValueError(f"detectedAt {problem}")
+        return value
 
 
 class Response(Model):
@@ -63,7 +92,8 @@ class LeakIncidentSpec(Model):
 
     secret_source_ref: LocalRef | None = None
     target_secret_ref: LocalRef | None = None
-    version: str | None = Field(default=None, max_length=64, description="Exposed version (default: current).")
+    version: str | None = Field(default=None, max_length=18, pattern=VERSION_PATTERN,
+                                description="Exposed version, a backend version number such as 3 (default: current).")
     exposure: Exposure
     severity: Literal["low", "medium", "high", "critical"] = Field(
         default="high", description="high and critical make the open-incident alert critical, others a warning.")

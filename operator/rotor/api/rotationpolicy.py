@@ -2,16 +2,45 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Literal
 
-from pydantic import Field
+from croniter import croniter
+from pydantic import Field, field_validator, model_validator
 
-from rotor.api.common import Condition, Duration, LocalRef, Model, cel, validations
+from rotor.api.common import (
+    Condition,
+    Duration,
+    LocalRef,
+    Model,
+    MountPath,
+    ObjectName,
+    VaultName,
+    cel,
+    validations,
+)
 
 Phase = Literal[
     "Pending", "Publishing", "Propagating", "Verifying", "Overlapping", "Revoking", "Complete",
     "RollingBack", "RolledBack", "Failed",
 ]
+
+
+# Any fixed moment: an expression that fires after it fires forever (cron repeats within 28 years).
+_CRON_PROBE = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
+
+
+def check_cron(text: str) -> str | None:
+    """Why a five-field cron expression cannot schedule rotations (naming the fix), or None."""
+    try:
+        if not croniter.is_valid(text):
+            return "is not a valid five-field cron expression (minute hour day-of-month month day-of-week, e.g. " \
+                   "'0 3 * * 0')"
+        croniter(text, _CRON_PROBE).get_next(datetime.datetime)
+    except Exception:  # croniter says "never fires" (and some odd input) with assorted exceptions
+        return "never fires (a date that does not exist, such as February 30th): use one that does, e.g. " \
+               "'0 3 1 * *'"
+    return None
 
 
 CharClass = Literal["lower", "upper", "digits", "symbols"]
@@ -39,6 +68,20 @@ class Schedule(Model):
                              pattern=r"^(\S+\s+){4}\S+$", description="Five-field cron expression (UTC).")
     window: MaintenanceWindow | None = None
 
+    @model_validator(mode="after")
+    def _one_schedule(self) -> Schedule:
+        if (self.interval is None) == (self.cron is None):
+            raise ValueError("set exactly one of schedule.interval and schedule.cron")
+        return self
+
+    @field_validator("cron")
+    @classmethod
+    def _cron_fires(cls, value: str | None) -> str | None:
+        problem = check_cron(value) if value is not None else None
+        if problem:
+            raise ValueError(f"cron expression {problem}")
+        return value
+
 
 class Generator(Model):
     """How Rotor makes a new value (from the system CSPRNG)."""
@@ -59,17 +102,29 @@ class Overlap(Model):
     model_config = Model.model_config | {
         "json_schema_extra": validations(
             cel("!has(self.staticRoles) || size(self.staticRoles) == 0 || size(self.staticRoles) == 2",
-                "overlap.staticRoles takes exactly two roles (blue/green) or none"),
+                "overlap.staticRoles takes exactly two roles (blue/green) or none", ".staticRoles"),
+            cel("!has(self.staticRoles) || size(self.staticRoles) != 2 || self.staticRoles[0] != self.staticRoles[1]",
+                "overlap.staticRoles: name two different roles (blue/green); one role cannot overlap with itself",
+                ".staticRoles"),
         )
     }
 
     window: Duration = Field(default="10m", description="How long the old value stays valid after readers moved.")
-    mount: str = Field(default="database", min_length=1, max_length=128,
-                       description="Mount of the database secrets engine holding the static roles.")
-    static_roles: list[str] = Field(
+    mount: MountPath = Field(default="database",
+                             description="Mount of the database secrets engine holding the static roles.")
+    static_roles: list[VaultName] = Field(
         default_factory=list, max_length=2,
         description="Two Vault database static roles to alternate (blue/green) for one-password-per-user systems.",
     )
+
+    @field_validator("static_roles")
+    @classmethod
+    def _two_different_roles(cls, value: list[str]) -> list[str]:
+        if len(value) not in (0, 2):
+            raise ValueError("takes exactly two roles (blue/green) or none")
+        if len(value) == 2 and value[0] == value[1]:
+            raise ValueError("name two different roles (blue/green); one role cannot overlap with itself")
+        return value
 
 
 class Versioned(Model):
@@ -81,9 +136,8 @@ class Versioned(Model):
 class Dynamic(Model):
     """strategy dynamic: per-lease credentials from a dynamic role, re-issued before the lease ends."""
 
-    mount: str = Field(default="database", min_length=1, max_length=128,
-                       description="Mount of the database secrets engine.")
-    role: str = Field(min_length=1, max_length=128, description="Dynamic role of the secrets engine.")
+    mount: MountPath = Field(default="database", description="Mount of the database secrets engine.")
+    role: VaultName = Field(description="Dynamic role of the secrets engine.")
     renew_fraction: float = Field(default=0.67, gt=0, lt=1, description="Renew at this fraction of the lease TTL.")
 
 
@@ -96,9 +150,8 @@ class Verify(Model):
 
 
 class Identity(Model):
-    service_account_name: str = Field(min_length=1, max_length=253,
-                                      description="ServiceAccount in this namespace that rotation logs in as.")
-    role: str = Field(min_length=1, max_length=128, description="Vault Kubernetes-auth role allowed to write.")
+    service_account_name: ObjectName = Field(description="ServiceAccount in this namespace that rotation logs in as.")
+    role: VaultName = Field(description="Vault Kubernetes-auth role allowed to write.")
 
 
 class RotationPolicySpec(Model):

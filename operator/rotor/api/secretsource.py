@@ -7,7 +7,17 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 
 from rotor.api.aws import AwsSource
-from rotor.api.common import Condition, DNSLabel, Duration, Model, ObjectName, cel, validations
+from rotor.api.common import (
+    Condition,
+    DNSLabel,
+    Duration,
+    Model,
+    MountPath,
+    ObjectName,
+    VaultName,
+    cel,
+    validations,
+)
 from rotor.api.keys import RESERVED_PREFIX
 
 # Bounds on what a tenant may make Rotor store and render (label values are at most 63 characters).
@@ -25,6 +35,9 @@ def _unreserved(field: str) -> dict[str, str]:
     return cel(f"self.all(k, !k.startsWith('{RESERVED_PREFIX}') && !k.contains('.{RESERVED_PREFIX}'))",
                f"{field}: keys under {RESERVED_PREFIX} (and its subdomains) are reserved for Rotor")
 
+
+# A path segment inside a KV mount: not "." or ".." (Vault URLs are built from it).
+_PATH_SEGMENT = r"[A-Za-z0-9_.@+=-]*[A-Za-z0-9_@+=-][A-Za-z0-9_.@+=-]*"
 
 SecretType = Literal[
     "Opaque", "kubernetes.io/tls", "kubernetes.io/dockerconfigjson", "kubernetes.io/basic-auth"
@@ -46,21 +59,18 @@ class VaultSource(Model):
         description="Name of a backend connection in the operator's configuration (not an address: "
         "tenants cannot point Rotor at their own servers).",
     )
-    mount: str = Field(default="secret", min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$",
-                       description="Path of the KV secrets engine mount.")
-    path: str = Field(min_length=1, max_length=512, pattern=r"^[A-Za-z0-9_.@+=-]+(/[A-Za-z0-9_.@+=-]+)*$",
+    mount: MountPath = Field(default="secret", description="Path of the KV secrets engine mount.")
+    path: str = Field(min_length=1, max_length=512, pattern=rf"^{_PATH_SEGMENT}(/{_PATH_SEGMENT})*$",
                       description="Path of the secret inside the mount, without the mount.")
     kv_version: Literal["auto", "1", "2"] = Field(
         default="auto", description="KV engine version; auto asks the server."
     )
-    version: int | None = Field(default=None, ge=1, description="Pin a KV v2 version (default: latest).")
-    role: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$",
-                      description="Vault Kubernetes auth role the ServiceAccount logs in with.")
-    auth_mount: str = Field(default="kubernetes", min_length=1, max_length=128,
-                            pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$",
-                            description="Mount path of the Kubernetes auth method.")
-    audience: str = Field(default="vault", min_length=1, max_length=253,
-                          description="Audience of the ServiceAccount token requested for the login.")
+    version: int | None = Field(default=None, ge=1, le=2**31 - 1, description="Pin a KV v2 version (default: latest).")
+    role: VaultName = Field(description="Vault Kubernetes auth role the ServiceAccount logs in with.")
+    auth_mount: MountPath = Field(default="kubernetes", description="Mount path of the Kubernetes auth method.")
+    audience: str = Field(default="vault", min_length=1, max_length=253, pattern=r"^[!-~]+$",
+                          description="Audience of the ServiceAccount token requested for the login (printable "
+                          "ASCII, no spaces).")
 
 
 class KubernetesSource(Model):

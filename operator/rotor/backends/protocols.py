@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from rotor.api import keys
@@ -74,6 +74,7 @@ class Lease:
     lease_id: str
     ttl: int  # seconds
     renewable: bool = True
+    holder: str = field(default="", repr=False)  # what hold_lease needs (a Vault token): memory only
 
     def __repr__(self) -> str:
         return f"Lease(keys={sorted(self.data)}, ttl={self.ttl})"
@@ -132,12 +133,23 @@ class VersionStore(SecretHandle, Protocol):
         ...
 
 
+ISSUE_GRACE_SECONDS = 30  # a lease just issued lives this long unless held (LeaseIssuer.hold_lease)
+
+
 @runtime_checkable
 class LeaseIssuer(SecretHandle, Protocol):
     """Capability.LEASES: per-lease credentials from a secrets engine mount and role."""
 
-    async def issue_lease(self, mount: str, role: str) -> Lease:
-        """New credentials with their own lease; its TTL is the role's default TTL."""
+    async def issue_lease(self, mount: str, role: str, *, grace: int = ISSUE_GRACE_SECONDS) -> Lease:
+        """New credentials with their own lease; its TTL is the role's default TTL. The lease dies GRACE
+        seconds from now unless hold_lease keeps it: a caller that dies before recording the lease
+        leaves nothing behind that outlives GRACE. (Vault: it is issued under an orphan token of its
+        own, which lives GRACE seconds, and goes with it.)"""
+        ...
+
+    async def hold_lease(self, lease: Lease, seconds: int) -> int:
+        """Let LEASE (just issued) live SECONDS from now, given renewals (its max TTL still applies); the
+        seconds granted, fewer when the backend caps how long it holds a lease (its token's max TTL)."""
         ...
 
     async def renew_lease(self, lease_id: str, increment: int | None = None) -> int:
@@ -154,7 +166,11 @@ class LeaseIssuer(SecretHandle, Protocol):
         ...
 
     async def lease_role_ttl(self, mount: str, role: str) -> tuple[int, int]:
-        """(default TTL, max TTL) of the role, in seconds."""
+        """(default TTL, max TTL) of the role, in seconds (0: the backend's default)."""
+        ...
+
+    async def backend_time(self) -> datetime.datetime:
+        """The backend's clock now (lease times are compared with it). Needs no permission."""
         ...
 
 

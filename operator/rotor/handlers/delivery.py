@@ -18,6 +18,7 @@ from rotor import GROUP, VERSION
 from rotor.api.keys import INJECT_LABEL, MANAGED_BY, MANAGED_BY_VALUE
 from rotor.api.kinds import SECRET_SOURCE
 from rotor.config import Settings
+from rotor.handlers.guard import guarded
 from rotor.handlers.memo import runtime_of
 from rotor.observability.metrics import WEBHOOK_ADMISSIONS
 from rotor.planning.injection import describe, parse_request, plan_injection
@@ -99,11 +100,13 @@ def _refuse_or_warn(config: Settings, problems: list[str], warnings: list[str]) 
 # -- restarts on change: every event goes to the Reloader's view, which compares digests ------------
 
 @kopf.on.event("", "v1", "secrets", labels={MANAGED_BY: MANAGED_BY_VALUE}, id="reload-on-secret")
+@guarded(None)
 async def secret_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     runtime_of(memo).reloader.view.observe_secret(event.get("type"), event["object"])
 
 
 @kopf.on.event(GROUP, VERSION, SECRET_SOURCE.plural, id="reload-on-source")
+@guarded(None)
 async def source_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     runtime_of(memo).reloader.view.observe_source(event.get("type"), event["object"])
 
@@ -119,7 +122,8 @@ def _watch_workloads() -> None:
     """One watch per kind Rotor restarts (the podspec table), as reload-deployment, reload-cronjob..."""
     for kind in RESTARTABLE:
         table = BY_KIND[kind]
-        kopf.on.event(table.group, table.version, table.plural, id=f"reload-{kind.lower()}")(_workload_event(kind))
+        kopf.on.event(table.group, table.version, table.plural, id=f"reload-{kind.lower()}")(
+            guarded(None)(_workload_event(kind)))
 
 
 _watch_workloads()

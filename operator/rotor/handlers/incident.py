@@ -11,6 +11,8 @@ from typing import Any
 import kopf
 
 from rotor import GROUP, VERSION
+from rotor.api.kinds import LEAK_INCIDENT
+from rotor.handlers.guard import guarded
 from rotor.handlers.memo import runtime_of
 
 PLURAL = "leakincidents"
@@ -19,12 +21,14 @@ PLURAL = "leakincidents"
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+@guarded(LEAK_INCIDENT, retry=True)
 async def incident_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     runtime = runtime_of(memo)
     runtime.incident_scheduler.schedule(runtime.incidents.upsert(body), 0.0)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
+@guarded(LEAK_INCIDENT)
 async def incident_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     runtime = runtime_of(memo)
     meta = event["object"]["metadata"]
@@ -36,6 +40,7 @@ async def incident_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> Non
 
 
 @kopf.on.event(GROUP, VERSION, "secretsources")
+@guarded(None)
 async def source_event_for_incidents(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     runtime = runtime_of(memo)
     meta = event["object"]["metadata"]
@@ -44,6 +49,7 @@ async def source_event_for_incidents(event: kopf.RawEvent, memo: kopf.Memo, **_:
 
 
 @kopf.on.event(GROUP, VERSION, "rotationpolicies")
+@guarded(None)
 async def policy_event_for_incidents(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     runtime = runtime_of(memo)
     meta = event["object"]["metadata"]

@@ -7,6 +7,8 @@ from typing import Any
 import kopf
 
 from rotor import GROUP, VERSION
+from rotor.api.kinds import ROTATION_POLICY
+from rotor.handlers.guard import guarded
 from rotor.handlers.memo import runtime_of
 
 PLURAL = "rotationpolicies"
@@ -15,12 +17,14 @@ PLURAL = "rotationpolicies"
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+@guarded(ROTATION_POLICY, retry=True)
 async def policy_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     runtime = runtime_of(memo)
     runtime.rotation_scheduler.schedule(runtime.rotator.upsert(body), 0.0)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
+@guarded(ROTATION_POLICY)
 async def policy_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     # Keeps the rotator's copy of status current across its own writes and other replicas'.
     runtime = runtime_of(memo)

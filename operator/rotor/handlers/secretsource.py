@@ -8,6 +8,8 @@ import kopf
 
 from rotor import GROUP, VERSION
 from rotor.api.keys import MANAGED_BY, MANAGED_BY_VALUE
+from rotor.api.kinds import SECRET_SOURCE
+from rotor.handlers.guard import guarded
 from rotor.handlers.memo import runtime_of
 
 
@@ -15,6 +17,7 @@ from rotor.handlers.memo import runtime_of
 # (Kopf's finalizer, its diff-base annotation) and a diff of every status write Rotor makes.
 # The engine tells a spec change by metadata.generation and keeps its own cleanup finalizer.
 @kopf.on.event(GROUP, VERSION, "secretsources")
+@guarded(SECRET_SOURCE)
 async def source_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     runtime = runtime_of(memo)
     key, action = runtime.sync.observe_source(event.get("type"), event["object"])
@@ -27,6 +30,7 @@ async def source_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
 # Managed Secrets only (label selector), and only an event handler: no create/update handler may
 # touch core Secrets, or Kopf would copy their data into its last-handled-configuration annotation.
 @kopf.on.event("", "v1", "secrets", labels={MANAGED_BY: MANAGED_BY_VALUE})
+@guarded(None)
 async def managed_secret_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     runtime = runtime_of(memo)
     drifted = runtime.sync.observe_secret(event.get("type"), event["object"])

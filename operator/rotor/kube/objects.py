@@ -30,6 +30,23 @@ class ObjectsApi(Transport):
             raise
         return True
 
+    async def patch_status_guarded(self, plural: str, namespace: str, name: str, status: Mapping[str, Any],
+                                   resource_version: str | None) -> dict[str, Any] | None:
+        """Merge-patch a Rotor object's status only if the object is still at RESOURCE_VERSION (a 409
+        KubeError when another writer moved it on; None: no precondition). The object as written (its
+        new resourceVersion, its managedFields stamped by the API server's clock), or None if it is gone."""
+        body: dict[str, Any] = {"status": dict(status)}
+        if resource_version is not None:
+            body["metadata"] = {"resourceVersion": resource_version}
+        try:
+            return await self._json("patch", f"{plural}/status", "PATCH",
+                                     f"{api_path(GROUP, VERSION, plural, namespace)}/{name}/status", body,
+                                     content_type=_MERGE)
+        except KubeError as err:
+            if err.not_found:
+                return None
+            raise
+
     async def set_finalizers(self, plural: str, namespace: str, name: str, finalizers: Sequence[str],
                              resource_version: str | None) -> None:
         """Replace a Rotor object's finalizers, only if it is still at RESOURCE_VERSION (a 409 otherwise):

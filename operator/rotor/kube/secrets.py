@@ -96,13 +96,16 @@ class SecretsApi(Transport):
                          for item in body.get("items") or ())
         return found
 
-    async def list_secret_metadata(self, namespace: str | None = None, *, page: int = 500) -> list[dict[str, Any]]:
-        """Every Secret's metadata and type, never its data: the API server answers with a Table of
-        PartialObjectMetadata rows (what `kubectl get secrets` shows), so no value leaves it."""
+    async def list_secret_metadata(self, namespace: str | None = None, *, page: int = 500,
+                                   label_selector: str = "") -> list[dict[str, Any]]:
+        """Every Secret's metadata and type (those LABEL_SELECTOR matches), never its data: the API server
+        answers with a Table of PartialObjectMetadata rows (what `kubectl get secrets` shows), so no
+        value leaves it."""
         found: list[dict[str, Any]] = []
         columns: list[str] = []
+        query = [("includeObject", "Metadata")] + ([("labelSelector", label_selector)] if label_selector else [])
         async for body in self._pages("secrets", api_path("", "v1", "secrets", namespace), page, accept=_TABLE,
-                                      query=[("includeObject", "Metadata")]):
+                                      query=query):
             columns = [c["name"] for c in body.get("columnDefinitions") or ()] or columns
             at = columns.index("Type") if "Type" in columns else None
             for row in body.get("rows") or ():

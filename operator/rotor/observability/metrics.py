@@ -224,17 +224,18 @@ def track_objects(sources: Mapping[Any, Tracked], policies: Mapping[Any, Tracked
 FEED_UP = Gauge("rotor_changefeed_up", "1 while the connection's change feed vouches for every KV change (Vault "
                 "connected, nothing dropped or refused, a record within idle_seconds); 0 while SecretSources fall "
                 "back to polling at their own interval.", ["backend"], registry=REGISTRY)
-FEED_CONNECTIONS = Gauge("rotor_changefeed_connections", "Audit-device connections open to the change feed "
-                         "listener (it listens only on the active replica).", ["backend"], registry=REGISTRY)
+FEED_CONNECTIONS = Gauge("rotor_changefeed_connections", "Audit-device connections streaming to the change feed, "
+                         "counted from their first record with the token (only the active replica listens).",
+                         ["backend"], registry=REGISTRY)
 FEED_RECORDS = Counter("rotor_changefeed_records_total", "Audit records the change feed read, by result: change "
                        "(a KV write, delete or metadata change), ignored, dropped (fell behind, or a line too "
                        "long), forged (without the shared token), refused (raw values or not JSON).",
                        ["backend", "result"], registry=REGISTRY)
 FEED_SYNCS = Counter("rotor_changefeed_syncs_total", "SecretSource syncs the change feed asked for.", ["backend"],
                      registry=REGISTRY)
-FEED_REJECTED = Counter("rotor_changefeed_rejected_connections_total", "Connections to the change feed closed "
-                        "at once, by reason (address_not_allowed, too_many, forged).", ["backend", "reason"],
-                        registry=REGISTRY)
+FEED_REJECTED = Counter("rotor_changefeed_rejected_connections_total", "Connections to the change feed closed by "
+                        "Rotor, by reason (address_not_allowed, too_many, silent: no record within 10 s, forged: a "
+                        "record without the token).", ["backend", "reason"], registry=REGISTRY)
 FEED_FALLBACKS = Counter("rotor_changefeed_fallbacks_total", "Times the change feed stopped vouching for every "
                          "change, by reason (disconnected, dropped, idle, refused).", ["backend", "reason"],
                          registry=REGISTRY)

@@ -15,8 +15,9 @@ import enum
 import hmac
 import json
 import re
-from collections.abc import Hashable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from rotor.api.secretsource import SecretSourceSpec
 
@@ -26,10 +27,13 @@ HMAC_PREFIX = b"hmac-sha256:"
 
 _CLIENT_TOKEN = b'"client_token":"'
 _RESPONSE = b'"type":"response"'
-_CHANGE_OPS = tuple(b'"operation":"%s"' % op.encode() for op in sorted(CHANGES))
-# One JSON token: a string (its content in group s), a structural character, or a bare literal.
-_TOKEN = re.compile(rb'[ \t\r\n]*(?:"(?P<s>[^"\\]*(?:\\.[^"\\]*)*)"|(?P<p>[{}\[\],:])|(?P<b>[-+.0-9A-Za-z]+))')
-_OPEN_OBJECT, _OPEN_ARRAY, _CLOSE_OBJECT, _CLOSE_ARRAY, _COMMA = b"{[}],"
+_CHANGE_OP = re.compile(rb'"operation":"(?:%s)"' % b"|".join(op.encode() for op in sorted(CHANGES)))
+_KV_MOUNT, _ANY_MOUNT = b'"mount_type":"kv"', b'"mount_type":'  # Vault names each request's mount type
+# One JSON token, after any whitespace and commas: a string (s; a key when its colon follows, k), an
+# opening (o) or closing (c) bracket, or a bare literal (b). A key carrying its colon and possessive
+# quantifiers (no backtracking) keep the walk short: it runs in Python, token by token.
+_TOKEN = re.compile(rb'[ \t\r\n,]*+(?:"(?P<s>[^"\\]*+(?:\\.[^"\\]*+)*+)"(?P<k>[ \t\r\n]*+:)?'
+                    rb'|(?P<o>[{\[])|(?P<c>[}\]])|(?P<b>[-+.0-9A-Za-z]++))')
 
 
 class Verdict(enum.Enum):
@@ -77,7 +81,9 @@ def read_record(line: bytes, token: bytes = b"") -> Change | Verdict:
     if at >= 0 and not line.startswith(HMAC_PREFIX, at + len(_CLIENT_TOKEN)):
         return Verdict.RAW
     # Only the response entry: it is written once the change is made (the request entry comes before).
-    if _RESPONSE not in line or not any(op in line for op in _CHANGE_OPS):
+    # Of a KV mount: writes to others (logins, transit, leases) are as common as KV writes are rare.
+    if (_RESPONSE not in line or _CHANGE_OP.search(line, start) is None
+            or (_KV_MOUNT not in line and _ANY_MOUNT in line)):
         return Verdict.IGNORED
     try:
         fields = _walk(line, start)
@@ -93,8 +99,11 @@ def read_record(line: bytes, token: bytes = b"") -> Change | Verdict:
 
 def _text(value: bytes) -> str:
     if b"\\" in value:
-        decoded: str = json.loads(b'"' + value + b'"')
-        return decoded
+        try:
+            decoded: str = json.loads(b'"' + value + b'"')
+            return decoded
+        except ValueError:
+            pass  # a bad escape: the path as written (it names no source, so costs nothing)
     return value.decode("utf-8", "replace")
 
 
@@ -102,42 +111,35 @@ def _walk(line: bytes, pos: int) -> _Fields:
     """The fields a change needs, from one JSON object, keeping no other value (values of request and
     response data are only checked to be HMAC'd)."""
     found = _Fields()
-    stack: list[tuple[bytes | None, bool]] = []  # open containers: (the key they are under, is an object)
+    stack: list[bytes | None] = []  # the keys the open containers are under (None: an array element)
     key: bytes | None = None  # the key whose value comes next
-    expect_key = False
     while True:
         match = _TOKEN.match(line, pos)
         if match is None:
             raise _Unreadable
         pos = match.end()
         kind = match.lastgroup
-        if kind == "p":
-            char = line[match.start("p")]
-            if char in (_OPEN_OBJECT, _OPEN_ARRAY):
-                stack.append((key, char == _OPEN_OBJECT))
-                key, expect_key = None, char == _OPEN_OBJECT
-            elif char in (_CLOSE_OBJECT, _CLOSE_ARRAY):
-                if not stack or stack.pop()[1] != (char == _CLOSE_OBJECT):
-                    raise _Unreadable
-                key, expect_key = None, False
-                if not stack:
-                    if line[pos:].strip():
-                        raise _Unreadable
-                    return found
-            elif char == _COMMA:
-                key, expect_key = None, bool(stack) and stack[-1][1]
-        elif kind == "s":
+        if kind == "k":
+            key = match.group("s")
+            continue
+        if kind == "o":
+            stack.append(key)
+        elif kind == "c":
             if not stack:
                 raise _Unreadable
-            if expect_key:
-                key, expect_key = match.group("s"), False
-            else:
-                _value(found, stack, key, line, match)
+            stack.pop()
+            if not stack:
+                if line[pos:].strip():
+                    raise _Unreadable
+                return found
         elif not stack:
             raise _Unreadable
+        elif kind == "s":
+            _value(found, stack, key, line, match)
+        key = None  # an HMAC'd value or a literal: nothing to keep, nothing to check
 
 
-def _value(found: _Fields, stack: list[tuple[bytes | None, bool]], key: bytes | None, line: bytes,
+def _value(found: _Fields, stack: list[bytes | None], key: bytes | None, line: bytes,
            match: re.Match[bytes]) -> None:
     depth = len(stack)
     if depth == 1:
@@ -146,15 +148,15 @@ def _value(found: _Fields, stack: list[tuple[bytes | None, bool]], key: bytes | 
         elif key == b"error":
             found.error = True
         return
-    section = stack[1][0]
+    section = stack[1]
     if depth == 2 and section == b"request" and key == b"operation":
         found.operation = match.group("s")
     elif depth == 2 and section == b"request" and key == b"path":
         found.path = match.group("s")
-    elif depth == 3 and section == b"request" and stack[2][0] == b"namespace" and key == b"path":
+    elif depth == 3 and section == b"request" and stack[2] == b"namespace" and key == b"path":
         found.namespace = match.group("s")
     elif ((depth == 2 and key == b"client_token" and section in (b"request", b"auth"))
-          or (depth >= 3 and section in (b"request", b"response") and stack[2][0] == b"data")):
+          or (depth >= 3 and section in (b"request", b"response") and stack[2] == b"data")):
         begin, end = match.span("s")
         if end > begin and not line.startswith(HMAC_PREFIX, begin):
             found.raw = True
@@ -195,17 +197,35 @@ def targets(paths: Iterable[str], namespace: str | None = None) -> Targets:
     return found
 
 
-def matching(sources: Iterable[tuple[Hashable, SecretSourceSpec | None]], connection: str,
-             changed: Targets) -> list[Hashable]:
-    """The keys of SOURCES (key, spec) on CONNECTION that read a path in CHANGED."""
-    found: list[Hashable] = []
-    for key, spec in sources:
-        vault = spec.vault if spec is not None and spec.provider == "vault" else None
-        if vault is None or vault.connection != connection:
+class Reader(Protocol):
+    """A SecretSource as matching needs it (the sync engine's view of one)."""
+
+    @property
+    def namespace(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def spec(self) -> SecretSourceSpec | None: ...
+
+
+def matching(sources: Iterable[Reader], connection: str, changed: Targets) -> list[tuple[str, str]]:
+    """(namespace, name) of the SOURCES on CONNECTION that read a path in CHANGED. One pass over every
+    source per flush (no index to go stale), so the common miss is kept to one set lookup."""
+    paths = {path for _, path in changed.exact}
+    prefixes = changed.prefixes
+    found: list[tuple[str, str]] = []
+    for source in sources:
+        spec = source.spec
+        vault = spec.vault if spec is not None else None
+        if vault is None or (vault.path not in paths and not prefixes):
+            continue
+        if spec is None or spec.provider != "vault" or vault.connection != connection:
             continue
         if (vault.mount, vault.path) in changed.exact or any(
-                vault.mount == mount and vault.path.startswith(prefix) for mount, prefix in changed.prefixes):
-            found.append(key)
+                vault.mount == mount and vault.path.startswith(prefix) for mount, prefix in prefixes):
+            found.append((source.namespace, source.name))
     return found
 
 

@@ -4,9 +4,12 @@ injection, rotation verification and incidents alike (so they never disagree on 
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from rotor.planning import times
 
 Via = Literal["env", "envFrom", "volume", "projected", "imagePullSecrets"]
 VIA_ORDER: tuple[Via, ...] = ("env", "envFrom", "volume", "projected", "imagePullSecrets")
@@ -122,13 +125,19 @@ def workload_ready(kind: str, body: Mapping[str, Any]) -> bool:
     return True
 
 
-def rollout_failed(kind: str, body: Mapping[str, Any]) -> str | None:
+def rollout_failed(kind: str, body: Mapping[str, Any], since: datetime.datetime | None = None) -> str | None:
     """Why the workload's rollout failed, or None: a Deployment whose Progressing condition says
-    ProgressDeadlineExceeded (the controller gave up on the new pods)."""
+    ProgressDeadlineExceeded (the controller gave up on the new pods). With SINCE (on the API server's
+    clock, as the condition's lastTransitionTime is), only a failure recorded since then counts: one
+    from before (an earlier rollout that a restart replaces) does not."""
     if kind != "Deployment":
         return None
     for condition in (body.get("status") or {}).get("conditions") or ():
         if condition.get("type") == "Progressing" and condition.get("status") == "False" and \
                 condition.get("reason") == "ProgressDeadlineExceeded":
+            if since is not None:
+                failed_at = times.parse_optional(condition.get("lastTransitionTime"))
+                if failed_at is None or failed_at < since:
+                    return None
             return f"Deployment {(body.get('metadata') or {}).get('name')}: ProgressDeadlineExceeded"
     return None

@@ -237,12 +237,31 @@ class Admission(Generic[K]):
     retry_at: float | None = None  # when a slot opens again (None: nothing deferred)
 
 
+def fair_order(candidates: Sequence[tuple[str, K]], recent: Sequence[tuple[str, float]]) -> list[tuple[str, K]]:
+    """CANDIDATES round-robin across namespaces (each namespace's own order kept): one of each, then the
+    next of each. Namespaces that restarted least in the window (RECENT: (namespace, time)) go first, then
+    the one whose last restart is oldest, then order of appearance: a namespace with many restarts
+    pending cannot take every cluster-wide slot, whatever its name."""
+    queues: dict[str, list[K]] = {}
+    for ns, key in candidates:
+        queues.setdefault(ns, []).append(key)
+    counts = Counter(ns for ns, _ in recent)
+    last: dict[str, float] = {}
+    for ns, t in recent:
+        last[ns] = max(t, last.get(ns, t))
+    arrival = {ns: i for i, ns in enumerate(queues)}
+    order = sorted(queues, key=lambda ns: (counts[ns], last.get(ns, float("-inf")), arrival[ns]))
+    longest = max((len(q) for q in queues.values()), default=0)
+    return [(ns, queues[ns][i]) for i in range(longest) for ns in order if i < len(queues[ns])]
+
+
 def admit_restarts(candidates: Sequence[tuple[str, K]], history: Iterable[tuple[str, float]], now: float,
                    limits: RateLimits) -> Admission[K]:
-    """Which restarts may go now under sliding-window limits per namespace and cluster-wide.
+    """Which restarts may go now under sliding-window limits per namespace and cluster-wide, taken
+    round-robin across namespaces (fair_order).
 
-    candidates: (namespace, key) in the order they should go; history: (namespace, time) of the
-    restarts already made.
+    candidates: (namespace, key), each namespace's in the order they should go; history: (namespace,
+    time) of the restarts already made.
     """
     recent = [(ns, t) for ns, t in history if now - t < limits.window]
     per_ns = Counter(ns for ns, _ in recent)
@@ -250,7 +269,7 @@ def admit_restarts(candidates: Sequence[tuple[str, K]], history: Iterable[tuple[
     admitted: list[K] = []
     deferred: list[tuple[K, Literal["namespace", "cluster"]]] = []
     times: list[tuple[str, float]] = list(recent)
-    for ns, key in candidates:
+    for ns, key in fair_order(candidates, recent):
         if used >= limits.cluster:
             deferred.append((key, "cluster"))
         elif per_ns[ns] >= limits.per_namespace:

@@ -24,7 +24,7 @@ from croniter import croniter
 from rotor.api import keys
 from rotor.api.common import parse_duration
 from rotor.api.rotationpolicy import Generator, RotationPolicySpec
-from rotor.planning import podspec, times
+from rotor.planning import times
 
 Phase = Literal["Pending", "Publishing", "Propagating", "Verifying", "Overlapping", "Revoking", "Complete",
                 "RollingBack", "RolledBack", "Failed"]
@@ -33,10 +33,12 @@ ENDED_BADLY: frozenset[str | None] = frozenset({"RolledBack", "Failed"})  # Read
 ORDER: tuple[Phase, ...] = ("Pending", "Publishing", "Propagating", "Verifying", "Overlapping", "Revoking",
                             "Complete")
 POLL_SECONDS = 1.0
-NEVER = datetime.datetime.max.replace(tzinfo=datetime.UTC)
 RETRY_AFTER_FAILURE = datetime.timedelta(hours=1)
 DRY_RUN_NOTE = " (dry run: nothing changed)"
 STEPS_KEPT = 25  # status.rotation.steps: the newest few (the CRD allows 32)
+# A rotation in progress whose status nobody changed for this long is taken over by another replica.
+TAKEOVER = datetime.timedelta(seconds=10)
+KUBE_CLOCK_SLACK = datetime.timedelta(seconds=2)  # managedFields and condition times have whole seconds
 
 
 @dataclass(frozen=True)
@@ -128,27 +130,53 @@ def due_at(spec: RotationPolicySpec, status: Mapping[str, Any], created: datetim
     return due
 
 
-def lease_due(spec: RotationPolicySpec, active: Mapping[str, str], now: datetime.datetime) -> datetime.datetime:
-    """Dynamic leases: issue a new one (rotate) while the held one can still be extended past twice the
-    overlap window; at once when none is held. NEVER otherwise."""
-    expires = times.parse_optional(active.get("leaseExpires"))
-    max_expires = times.parse_optional(active.get("leaseMaxExpires"))
-    if expires is None or max_expires is None:
-        return now if not active else NEVER
-    if max_expires - now <= parse_duration(spec.overlap.window) * 2:
-        return now
-    return NEVER
+def status_mark(status: Mapping[str, Any]) -> tuple[str, ...]:
+    """What tells one writer's step from another's in STATUS: the rotation, its phase and steps, and the
+    Ready condition. A lease renewal does not change it (any replica may renew); a transition, an error
+    and a claim (takeover) do."""
+    rotation = status.get("rotation") or {}
+    ready: Mapping[str, Any] = next((c for c in status.get("conditions") or () if c.get("type") == keys.READY), {})
+    return (str(rotation.get("id") or ""), str(status.get("phase") or ""), str(rotation.get("phaseSince") or ""),
+            str(len(rotation.get("steps") or ())), str(ready.get("status") or ""), str(ready.get("reason") or ""),
+            str(ready.get("message") or ""))
 
 
-def rollout_failed_since(kind: str, body: Mapping[str, Any], since: datetime.datetime) -> bool:
-    """The workload's controller gave up on a rollout (podspec.rollout_failed) since SINCE. A failure
-    recorded before (an earlier, unrelated rollout Rotor's restart will replace) does not count."""
-    if podspec.rollout_failed(kind, body) is None:
-        return False
-    progressing: Mapping[str, Any] = next((c for c in (body.get("status") or {}).get("conditions") or ()
-                                           if c.get("type") == "Progressing"), {})
-    failed_at = times.parse_optional(progressing.get("lastTransitionTime"))
-    return failed_at is not None and failed_at >= since
+Turn = Literal["act", "claim", "wait"]
+
+
+def turn(phase: str | None, mine: bool, unchanged_for: datetime.timedelta,
+         takeover: datetime.timedelta = TAKEOVER) -> tuple[Turn, float]:
+    """Whether this replica acts on a policy in PHASE now, claims it first, or waits (and how long).
+
+    A rotation in progress is carried on by the replica whose write put it where it is (MINE). Another
+    one takes over only when the status stayed unchanged for TAKEOVER (whoever wrote it stopped: it
+    crashed, restarted or stalled), through a claim: a write guarded by the resourceVersion it read,
+    so of two replicas claiming at once one wins, and a stalled owner's next write fails. An idle
+    policy needs no claim: the write that starts a rotation is guarded the same way."""
+    if phase in IDLE or mine:
+        return "act", 0.0
+    left = (takeover - unchanged_for).total_seconds()
+    return ("claim", 0.0) if left <= 0 else ("wait", left)
+
+
+def claim_message(phase: str | None, now: datetime.datetime) -> str:
+    return (f"{phase}: carried on by this replica from {times.iso(now)}; the one rotating made no progress "
+            f"for {int(TAKEOVER.total_seconds())}s")
+
+
+def stamped_at(body: Mapping[str, Any]) -> datetime.datetime | None:
+    """The API server's clock when BODY was last written (the newest managedFields time; whole
+    seconds), or None when it has none."""
+    stamps = [times.parse_optional(entry.get("time")) for entry in (body.get("metadata") or {}).get("managedFields")
+              or () if isinstance(entry, Mapping)]
+    found = [stamp for stamp in stamps if stamp is not None]
+    return max(found) if found else None
+
+
+def failure_since(started: datetime.datetime, kube_offset: datetime.timedelta) -> datetime.datetime:
+    """The rotation's start (STARTED, Rotor's clock) on the API server's clock, which stamps rollout
+    failures, less the slack of whole-second stamps."""
+    return started + kube_offset - KUBE_CLOCK_SLACK
 
 
 def in_window(spec: RotationPolicySpec, now: datetime.datetime) -> bool:

@@ -7,6 +7,7 @@ Everything here is plain data. Values are bytes in memory; nothing in a SyncPlan
 from __future__ import annotations
 
 import base64
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -16,7 +17,9 @@ from rotor.api.secretsource import SecretSourceSpec
 from rotor.planning import sync_claims, template
 from rotor.planning.hashing import data_hmac, value_hmac
 
-Action = Literal["create", "update", "recreate", "none", "fail"]
+# "read": the view's summary of the Secret cannot decide (metadata only, or a Merge that must write
+# the others' keys back): the worker reads the Secret by name and plans again.
+Action = Literal["create", "update", "recreate", "none", "fail", "read"]
 
 # The API server refuses a Secret whose values add up to more than this (MaxSecretSize).
 MAX_SECRET_BYTES = 1 << 20
@@ -42,7 +45,9 @@ class Fetched:
 
 @dataclass(frozen=True)
 class ObservedSecret:
-    """The target Secret as the cluster has it."""
+    """The target Secret as the cluster has it: whole (read by name), or as the sync engine's view keeps
+    it, without values: a summary (DIGESTS, one keyed digest per key) or metadata only (listed at
+    start-up; neither values nor keys known). DATA is empty unless the Secret is whole."""
 
     name: str
     type: str
@@ -51,10 +56,43 @@ class ObservedSecret:
     annotations: Mapping[str, str] = field(default_factory=dict)
     owner_refs: tuple[Mapping[str, Any], ...] = ()
     resource_version: str | None = None
+    digests: Mapping[str, str] | None = None  # a summary: value_hmac of each key's value
+    metadata_only: bool = False
 
     @property
     def owner_uids(self) -> tuple[str, ...]:
         return tuple(str(ref.get("uid")) for ref in self.owner_refs)
+
+    @property
+    def whole(self) -> bool:
+        return self.digests is None and not self.metadata_only
+
+    def key_names(self) -> tuple[str, ...] | None:
+        """Its keys (None: not known, listed as metadata only)."""
+        if self.metadata_only:
+            return None
+        return tuple(sorted(self.digests if self.digests is not None else self.data))
+
+    def holds(self, hmac_key: bytes, key: str, value: bytes) -> bool:
+        """Whether KEY holds VALUE (False when not known)."""
+        if self.digests is not None:
+            return self.digests.get(key) == value_hmac(hmac_key, value)
+        return not self.metadata_only and self.data.get(key) == value
+
+    def summary(self, hmac_key: bytes) -> ObservedSecret:
+        """This Secret without its values (what the view keeps): a keyed digest per key instead."""
+        if not self.whole:
+            return self
+        return dataclasses.replace(self, data={}, digests={k: value_hmac(hmac_key, v) for k, v in self.data.items()})
+
+    @classmethod
+    def from_metadata(cls, item: Mapping[str, Any]) -> ObservedSecret:
+        """From a metadata-only listing (Kube.list_secret_metadata): no values ever left the API server."""
+        meta = item["metadata"]
+        return cls(name=meta["name"], type=item.get("type") or "Opaque", data={},
+                   labels=dict(meta.get("labels") or {}), annotations=dict(meta.get("annotations") or {}),
+                   owner_refs=tuple(dict(r) for r in meta.get("ownerReferences") or ()),
+                   resource_version=meta.get("resourceVersion"), metadata_only=True)
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> ObservedSecret:
@@ -69,7 +107,7 @@ class ObservedSecret:
         )
 
     def __repr__(self) -> str:
-        return f"ObservedSecret(name={self.name!r}, keys={sorted(self.data)}, rv={self.resource_version})"
+        return f"ObservedSecret(name={self.name!r}, keys={self.key_names()}, rv={self.resource_version})"
 
 
 @dataclass(frozen=True)
@@ -203,9 +241,11 @@ def plan_sync(
     if refused is not None:
         return SyncPlan("fail", name, keys.CONFLICT, refused)
 
+    if existing is not None and existing.metadata_only:
+        return SyncPlan("read", name)  # whether anything changed is not known without its data
     merging = existing is not None and not sync_claims.created_for(existing, owner)  # only ever opted in
     data = dict(values)
-    if existing is not None and policy == "Merge":
+    if existing is not None and policy == "Merge" and existing.whole:
         previously = set(managed_keys(existing.annotations))
         data = {k: v for k, v in existing.data.items() if k not in previously} | values
         try:
@@ -235,16 +275,17 @@ def plan_sync(
     if existing.type != desired.type:  # only ever a Secret Rotor created for this source (refusal above)
         return SyncPlan("recreate", name, secret=desired, data_hmac=digest, version=fetched.version,
                         message=f"Secret {name} type changes {existing.type} -> {desired.type} (recreated)")
-    current = {k: existing.data[k] for k in values if k in existing.data}
     unchanged = (
-        data_hmac(hmac_key, current, spec.target.type) == digest
+        all(existing.holds(hmac_key, k, v) for k, v in values.items())
         and existing.annotations.get(keys.DATA_HMAC) == digest
         and all(existing.labels.get(k) == v for k, v in desired.labels.items())
         and all(existing.annotations.get(k) == v for k, v in desired.annotations.items())
         and (not desired.owned or owner.uid in existing.owner_uids)
-        and (policy == "Merge" or set(existing.data) == set(values))
+        and (policy == "Merge" or set(existing.key_names() or ()) == set(values))
     )
     if unchanged:
         return SyncPlan("none", name, data_hmac=digest, version=fetched.version, message="up to date")
+    if policy == "Merge" and not existing.whole:
+        return SyncPlan("read", name)  # the write carries the others' keys: their values are needed
     return SyncPlan("update", name, secret=desired, data_hmac=digest, version=fetched.version,
                     message=f"updated Secret {name}")

@@ -19,7 +19,7 @@ from rotor.planning.schedule import backoff_delay, refresh_delay
 from rotor.planning.sync import ObservedSecret, SyncPlan, managed_keys
 
 RETRY_CAP = 300.0  # seconds: a failing backend or API server is retried at least this often, never hammered
-MAX_INTERVAL = 366 * 86400.0  # seconds: a longer interval (100000000d) would overflow the next sync time
+MAX_INTERVAL = 3660 * 86400.0  # seconds (the schema's longest duration): a defensive cap, far from overflow
 EARLY_BURST = 3  # syncs before a source is due (refresh-now, drift) allowed at once, then one per minimum interval
 CHANGED = ("create", "update", "recreate")  # plan actions that write the Secret's data
 

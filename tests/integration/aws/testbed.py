@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import socket
 import threading
 import urllib.parse
@@ -96,6 +97,7 @@ class MotoTestbed:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> MotoTestbed:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request otherwise
         self._server = make_server("127.0.0.1", self.port, self._app, threaded=True,
                                    request_handler=_OneRequestPerConnection)
         self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)

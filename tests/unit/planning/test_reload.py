@@ -174,14 +174,58 @@ def test_rate_limits_per_namespace_and_cluster() -> None:
     limits = RateLimits(per_namespace=2, cluster=3, window=60)
     candidates = [("a", "a1"), ("a", "a2"), ("a", "a3"), ("b", "b1"), ("b", "b2")]
     admission = admit_restarts(candidates, [], now=100, limits=limits)
-    assert admission.admitted == ["a1", "a2", "b1"]
-    assert admission.deferred == [("a3", "namespace"), ("b2", "cluster")]
+    assert admission.admitted == ["a1", "b1", "a2"]  # round-robin across namespaces
+    assert admission.deferred == [("b2", "cluster"), ("a3", "cluster")]
     assert admission.retry_at == 160
     # Twenty seconds later the window still holds three restarts: nothing goes.
     history = [("a", 100.0), ("a", 100.0), ("b", 100.0)]
     later = admit_restarts([("a", "a3"), ("b", "b2")], history, now=120, limits=limits)
     assert later.admitted == [] and later.retry_at == 160
     assert admit_restarts([("a", "a3"), ("b", "b2")], history, now=160, limits=limits).admitted == ["a3", "b2"]
+
+
+def test_the_per_namespace_limit_defers_a_namespace_over_it() -> None:
+    limits = RateLimits(per_namespace=2, cluster=10, window=60)
+    admission = admit_restarts([("a", "a1"), ("a", "a2"), ("a", "a3"), ("b", "b1")], [], now=0, limits=limits)
+    assert admission.admitted == ["a1", "b1", "a2"] and admission.deferred == [("a3", "namespace")]
+
+
+def test_restarts_are_admitted_round_robin_not_in_namespace_name_order() -> None:
+    # A noisy tenant named to sort first has 100 restarts pending; four quiet ones have one each.
+    limits = RateLimits(per_namespace=100, cluster=5, window=60)
+    candidates = [("aaa-noisy", f"n{i}") for i in range(100)] + [(f"quiet-{q}", f"q{q}") for q in range(4)]
+    admission = admit_restarts(candidates, [], now=0, limits=limits)
+    assert sorted(admission.admitted) == ["n0", "q0", "q1", "q2", "q3"]
+
+
+def test_namespaces_that_restarted_least_recently_go_first() -> None:
+    # Cluster-wide room for one: the namespace that just had a slot waits for the one that did not.
+    limits = RateLimits(per_namespace=10, cluster=3, window=60)
+    history = [("a", 10.0), ("a", 20.0)]
+    admission = admit_restarts([("a", "a1"), ("b", "b1")], history, now=30, limits=limits)
+    assert admission.admitted == ["b1"] and admission.deferred == [("a1", "cluster")]
+    # Equal counts: the one whose last restart is older goes first.
+    tie = admit_restarts([("a", "a1"), ("b", "b1")], [("a", 20.0), ("b", 10.0)], now=30,
+                         limits=RateLimits(per_namespace=10, cluster=3, window=60))
+    assert tie.admitted == ["b1"]
+
+
+def test_a_quiet_namespace_is_never_starved_over_rounds() -> None:
+    limits = RateLimits(per_namespace=1000, cluster=4, window=10)
+    pending = [("aaa-noisy", f"n{i}") for i in range(200)] + [("zzz-quiet", f"q{i}") for i in range(6)]
+    history: list[tuple[str, float]] = []
+    now, rounds, quiet_done_at = 0.0, 0, None
+    while pending and rounds < 100:
+        admission = admit_restarts(pending, history, now, limits)
+        history += [(next(ns for ns, k in pending if k == key), now) for key in admission.admitted]
+        done = set(admission.admitted)
+        pending = [p for p in pending if p[1] not in done]
+        if quiet_done_at is None and not any(ns == "zzz-quiet" for ns, _ in pending):
+            quiet_done_at = rounds
+        now = admission.retry_at if admission.retry_at is not None else now
+        rounds += 1
+    # Two of every four slots per round go to the quiet tenant: its six are done in the third round.
+    assert quiet_done_at == 2
 
 
 def test_rate_limit_under_fifty_simultaneous_changes() -> None:

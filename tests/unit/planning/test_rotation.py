@@ -6,18 +6,17 @@ import datetime
 from typing import Any
 
 from rotor.api.rotationpolicy import Generator, RotationPolicySpec
+from rotor.planning.leases import NEVER, lease_due
+from rotor.planning.podspec import rollout_failed
 from rotor.planning.rotation import (
-    NEVER,
     Observation,
     RotationRecord,
     decide,
     due_at,
     generate,
     in_window,
-    lease_due,
     next_due,
     record_of,
-    rollout_failed_since,
     source_ready,
     start,
     transition,
@@ -158,10 +157,11 @@ def test_a_rollout_failure_counts_only_when_it_happened_since_the_rotation_start
         return {"status": {"conditions": [{"type": "Progressing", "status": "False",
                                            "reason": "ProgressDeadlineExceeded", "lastTransitionTime": at}]}}
 
-    assert rollout_failed_since("Deployment", deployment("2026-11-28T12:00:00Z"), T0)
-    assert not rollout_failed_since("Deployment", deployment("2026-11-28T11:59:59Z"), T0)
-    assert not rollout_failed_since("StatefulSet", deployment("2026-11-28T12:00:00Z"), T0)
-    assert not rollout_failed_since("Deployment", {"status": {}}, T0)
+    assert rollout_failed("Deployment", deployment("2026-11-28T12:00:00Z"), T0)
+    assert not rollout_failed("Deployment", deployment("2026-11-28T11:59:59Z"), T0)
+    assert rollout_failed("Deployment", deployment("2026-11-28T11:59:59Z"))  # without SINCE: any
+    assert not rollout_failed("StatefulSet", deployment("2026-11-28T12:00:00Z"), T0)
+    assert not rollout_failed("Deployment", {"status": {}}, T0)
 
 
 def test_transitions_record_a_step_and_finish_with_counters_and_the_next_time() -> None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from rotor.planning.template import MAX_ITERATIONS, TemplateFailure, TemplateLimits, render
+from rotor.planning.template import DEFAULT_LIMITS, MAX_ITERATIONS, TemplateFailure, TemplateLimits, render
 
 CANARY = "canary-91c2"
 VALUES = {"password": CANARY.encode(), "user": b"app"}
 
 
-def failure(text: str, limits: TemplateLimits = TemplateLimits()) -> str:
+def failure(text: str, limits: TemplateLimits = DEFAULT_LIMITS) -> str:
     with pytest.raises(TemplateFailure) as caught:
         render({"k": text}, VALUES, limits)
     assert CANARY not in caught.value.message

@@ -73,7 +73,7 @@ class AwsBackend:
             conn, session, identity, source)))
         if shared:
             COLLAPSED_READS.labels(conn.label).inc()
-        check_keys(fetched.values, bool(spec.data), f"{self.describe(namespace, spec)}")
+        check_keys(fetched.values, bool(spec.data), self.describe(namespace, spec))
         return fetched
 
     async def close(self) -> None:

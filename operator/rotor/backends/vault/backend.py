@@ -4,6 +4,10 @@ The only module that imports hvac. hvac is synchronous, so calls run in a thread
 a semaphore bounds concurrency and a token bucket bounds the rate, so an operator restart with
 thousands of sources does not stampede the server. Vault tokens are cached per identity until
 shortly before they expire; identical concurrent reads by the same identity collapse into one.
+
+A denial is remembered for a backoff (2 s, doubling to 300 s while it repeats, as the sync engine
+retries): a denied login per identity, a denied read per identity and path. Until it runs out, asking
+again costs no token request, login or read; the answer is the same error.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import asyncio
 import datetime
 import email.utils
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -43,6 +47,7 @@ from rotor.observability.metrics import (
     TOKEN_CACHE_HITS,
 )
 from rotor.observability.secrecy import remember
+from rotor.planning.schedule import backoff_delay
 from rotor.planning.sync import Fetched
 
 T = TypeVar("T")
@@ -51,6 +56,8 @@ TokenRequester = Callable[[str, str, str, int], Awaitable[tuple[str, Any]]]
 
 TOKEN_RENEW_MARGIN = 0.2  # log in again once 80% of a Vault token's TTL has passed
 JWT_SECONDS = 600  # the shortest TokenRequest lifetime the API server grants
+DENIAL_BASE, DENIAL_CAP = 2.0, 300.0  # seconds a denial is remembered: doubling while it repeats
+_DENIALS_KEPT = 10_000  # beyond this many remembered denials, long-expired ones are dropped
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,13 @@ class Identity:
 class _CachedToken:
     token: str
     renew_at: float
+
+
+@dataclass
+class _Denial:
+    message: str
+    until: float
+    count: int  # denials in a row: the next one is remembered twice as long
 
 
 class _Connection:
@@ -102,10 +116,14 @@ class VaultBackend:
     provider: ClassVar[str] = "vault"
     capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability)
 
-    def __init__(self, connections: dict[str, VaultConnection], request_token: TokenRequester) -> None:
+    def __init__(self, connections: dict[str, VaultConnection], request_token: TokenRequester, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._connections = {name: _Connection(name, c) for name, c in connections.items()}
         self._request_token = request_token
+        self._clock = clock
         self._tokens: dict[Identity, _CachedToken] = {}
+        # (identity, None): its login was refused; (identity, what): that read was refused.
+        self._denials: dict[tuple[Identity, Hashable], _Denial] = {}
         self._logins: SingleFlight[str] = SingleFlight()
         self._reads: SingleFlight[Fetched] = SingleFlight()
 
@@ -125,7 +143,7 @@ class VaultBackend:
         identity = self._identity(namespace, spec, None)
         key = (identity, source.mount, source.path, source.kv_version, source.version)
         result, shared = await self._reads.do(key, lambda: self._as(conn, identity, lambda token: self._read(
-            conn, token, source)))
+            conn, token, source), what=("read", source.mount, source.path)))
         if shared:
             COLLAPSED_READS.labels(conn.name).inc()
         return result
@@ -172,29 +190,66 @@ class VaultBackend:
         return Identity(source.connection, namespace, actor.service_account or spec.service_account_name,
                         actor.role or source.role, source.auth_mount, source.audience)
 
-    async def _as(self, conn: _Connection, identity: Identity, action: Callable[[str], Awaitable[T]]) -> T:
+    async def _as(self, conn: _Connection, identity: Identity, action: Callable[[str], Awaitable[T]], *,
+                  what: Hashable = None) -> T:
         """ACTION with IDENTITY's token. A cached token that is refused may have been revoked: one fresh
-        login tells that apart from a real denial (a token just issued and refused is a real denial)."""
+        login tells that apart from a real denial (a token just issued and refused is a real denial).
+        WHAT names the action for the memory of denials (None: its denials are not remembered)."""
+        if what is not None:
+            self._check_denied(identity, what)
         for attempt in (1, 2):
             token, cached = await self._token(conn, identity)
             try:
-                return await action(token)
-            except PermissionDenied:
+                result = await action(token)
+            except PermissionDenied as err:
                 if attempt == 2 or not cached:
+                    if what is not None:
+                        self._remember_denial((identity, what), err)
                     raise
                 self.forget_token(identity)
+            else:
+                if what is not None:
+                    self._denials.pop((identity, what), None)
+                return result
         raise AssertionError("unreachable")
+
+    def _check_denied(self, identity: Identity, what: Hashable) -> None:
+        """Raise the remembered denial of IDENTITY's login or of WHAT, while it lasts."""
+        now = self._clock()
+        for key in ((identity, None), (identity, what)):
+            denial = self._denials.get(key)
+            if denial is not None and now < denial.until:
+                raise PermissionDenied(denial.message)
+
+    def _remember_denial(self, key: tuple[Identity, Hashable], err: PermissionDenied) -> None:
+        now = self._clock()
+        previous = self._denials.get(key)
+        count = previous.count + 1 if previous is not None else 1
+        self._denials[key] = _Denial(err.message, now + backoff_delay(count, 1.0, base=DENIAL_BASE, cap=DENIAL_CAP),
+                                     count)
+        if len(self._denials) > _DENIALS_KEPT:  # a forgotten denial only costs one more attempt
+            self._denials = {k: d for k, d in self._denials.items() if now - d.until < DENIAL_CAP}
 
     async def _token(self, conn: _Connection, identity: Identity) -> tuple[str, bool]:
         """(token, whether it came from the cache)."""
+        self._check_denied(identity, None)
         cached = self._tokens.get(identity)
-        if cached is not None and time.monotonic() < cached.renew_at:
+        if cached is not None and self._clock() < cached.renew_at:
             TOKEN_CACHE_HITS.labels(conn.name).inc()
             return cached.token, True
         token, _ = await self._logins.do(identity, lambda: self._login(conn, identity))
         return token, False
 
     async def _login(self, conn: _Connection, identity: Identity) -> str:
+        try:
+            token = await self._login_once(conn, identity)
+        except PermissionDenied as err:  # no token for this identity: remembered for its backoff
+            self._remember_denial((identity, None), err)
+            raise
+        self._denials.pop((identity, None), None)
+        return token
+
+    async def _login_once(self, conn: _Connection, identity: Identity) -> str:
         jwt, _ = await self._request_token(identity.namespace, identity.service_account, identity.audience,
                                            JWT_SECONDS)
         try:
@@ -211,7 +266,7 @@ class VaultBackend:
         auth = response["auth"]
         ttl = float(auth.get("lease_duration") or 0) or 300.0
         token = str(auth["client_token"])
-        self._tokens[identity] = _CachedToken(token, time.monotonic() + ttl * (1 - TOKEN_RENEW_MARGIN))
+        self._tokens[identity] = _CachedToken(token, self._clock() + ttl * (1 - TOKEN_RENEW_MARGIN))
         return token
 
     async def _kv_version(self, conn: _Connection, token: str, source: VaultSource) -> str:

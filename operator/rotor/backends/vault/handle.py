@@ -13,7 +13,15 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rotor.backends.protocols import AuditLogUnreadable, AuditReads, InvalidSpec, Lease, NotFound, VersionConflict
+from rotor.backends.protocols import (
+    ISSUE_GRACE_SECONDS,
+    AuditLogUnreadable,
+    AuditReads,
+    InvalidSpec,
+    Lease,
+    NotFound,
+    VersionConflict,
+)
 from rotor.planning import times
 from rotor.planning.vault_audit import audit_paths, audit_reads
 
@@ -121,12 +129,27 @@ class VaultSecret:
 
     # -- LeaseIssuer (database and other dynamic engines) -------------------------------------------
 
-    async def issue_lease(self, mount: str, role: str) -> Lease:
-        """GET /v1/{mount}/creds/{role}: new per-lease credentials."""
-        response = await self._as("dynamic-issue", lambda c: c.adapter.get(f"/v1/{mount}/creds/{role}"),
-                                  where=f"{mount}/creds/{role}")
+    async def issue_lease(self, mount: str, role: str, *, grace: int = ISSUE_GRACE_SECONDS) -> Lease:
+        """POST /v1/auth/token/create-orphan (a token of the lease's own, living GRACE seconds, with the
+        identity's policies), then GET /v1/{mount}/creds/{role} with that token: new per-lease
+        credentials that Vault revokes with the token unless hold_lease extends it. An orphan, so the
+        lease does not die with the identity's login token either."""
+        created = await self._as("lease-token", lambda c: c.auth.token.create_orphan(
+            ttl=f"{grace}s", renewable=True, display_name="rotor-lease"), where="auth/token/create-orphan")
+        holder = str(created["auth"]["client_token"])
+        response = await self._as("dynamic-issue", lambda c: with_token(c, holder).adapter.get(
+            f"/v1/{mount}/creds/{role}"), where=f"{mount}/creds/{role}")
         return Lease({k: str(v) for k, v in response["data"].items()}, str(response["lease_id"]),
-                     int(response["lease_duration"]), bool(response.get("renewable", True)))
+                     int(response["lease_duration"]), bool(response.get("renewable", True)), holder)
+
+    async def hold_lease(self, lease: Lease, seconds: int) -> int:
+        """POST /v1/auth/token/renew-self with the lease's own token: it (and so the lease) lives SECONDS
+        more, or as long as Vault's token max TTL allows."""
+        if not lease.holder:
+            raise InvalidSpec("this lease was not issued by issue_lease: it has no token of its own to hold")
+        response = await self._as("lease-token-renew", lambda c: with_token(c, lease.holder).auth.token.renew_self(
+            increment=seconds), where="auth/token/renew-self")
+        return int(response["auth"]["lease_duration"])
 
     async def renew_lease(self, lease_id: str, increment: int | None = None) -> int:
         """PUT /v1/sys/leases/renew: extends the lease (never past the role's max TTL); its new TTL.
@@ -218,6 +241,12 @@ def alive_versions(metadata: Mapping[str, Any]) -> list[int]:
 def custom_of(metadata: Mapping[str, Any]) -> dict[str, str]:
     """The custom metadata of a KV v2 metadata response (empty values count as absent)."""
     return {k: str(v) for k, v in (metadata.get("custom_metadata") or {}).items() if v}
+
+
+def with_token(client: Any, token: str) -> Any:
+    """CLIENT (made for this one request) acting with TOKEN instead of the identity's."""
+    client.token = token
+    return client
 
 
 def text(value: Any) -> str:

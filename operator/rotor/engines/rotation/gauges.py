@@ -32,13 +32,15 @@ class RotationGauges:
         self._leases: dict[Hashable, tuple[str, bool]] = {}
 
     def seen(self, key: Hashable, spec: RotationPolicySpec, phase: str | None, due_at: datetime.datetime,
-             now: datetime.datetime, active: Mapping[str, str], *, holds_leases: bool) -> None:
-        """One policy's share of rotor_rotations_overdue, rotor_leases and rotor_leases_expiring_soon."""
+             now: datetime.datetime, active: Mapping[str, str], *, holds_leases: bool,
+             backend_now: datetime.datetime | None = None) -> None:
+        """One policy's share of rotor_rotations_overdue, rotor_leases and rotor_leases_expiring_soon (lease
+        times are the backend's: BACKEND_NOW is its clock now)."""
         self._overdue[key] = phase in IDLE and now > due_at + OVERDUE_GRACE
         max_expires = times.parse_optional(active.get("leaseMaxExpires"))
         holds = holds_leases and bool(active.get("lease"))
         self._leases[key] = (spec.dynamic.mount if spec.dynamic else "", holds)
-        self._expiring[key] = bool(holds and max_expires is not None and max_expires - now <= max(
+        self._expiring[key] = bool(holds and max_expires is not None and max_expires - (backend_now or now) <= max(
             parse_duration(spec.overlap.window) * 2, EXPIRING_AT_LEAST))
         ROTATION_OVERDUE.set(sum(self._overdue.values()))
         LEASES_EXPIRING.set(sum(self._expiring.values()))

@@ -1,16 +1,17 @@
 """Carry out RotationPolicies: observe -> planning.rotation.decide -> one backend action -> status.
 
 The phase is written to status before and after each external action, so a restart resumes where it
-stopped. What differs between strategies (capture, publish, revoke, roll back) lives in their classes
-(strategies/); the state machine and everything written to status are shared.
+stopped. Every write is guarded by the resourceVersion read (fence.py): a rotation in progress is
+carried on by one replica, and a replica whose write lost re-reads instead of acting twice. What
+differs between strategies (capture, publish, revoke, roll back) lives in their classes (strategies/);
+dynamic leases are renewed and released by keeper.py; the state machine and everything written to
+status are shared.
 """
 
 from __future__ import annotations
 
 import datetime
 import logging
-import os
-import signal
 import uuid
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
@@ -21,24 +22,35 @@ from rotor.api.rotationpolicy import RotationPolicySpec
 from rotor.api.secretsource import SecretSourceSpec
 from rotor.backends.protocols import Actor, Backend, BackendError, InvalidSpec
 from rotor.engines.ports import Sources, SourceView
+from rotor.engines.rotation.faults import fault_point
+from rotor.engines.rotation.fence import StatusFence
 from rotor.engines.rotation.gauges import RotationGauges
-from rotor.engines.rotation.strategies import Strategy, strategy_class
+from rotor.engines.rotation.keeper import LeaseKeeper
+from rotor.engines.rotation.strategies import Dynamic, KvStrategy, Strategy, strategy_class
 from rotor.engines.rotation.view import Key, PolicyState, RotationView
 from rotor.kube import Kube
 from rotor.planning import times
 from rotor.planning.capabilities import missing, rotation_needs
-from rotor.planning.conditions import set_condition, status_unchanged
-from rotor.planning.podspec import RUNTIME_USES, pod_spec, referenced_secrets, rollout_complete, workload_ready
+from rotor.planning.leases import NEVER, held_leases
+from rotor.planning.podspec import (
+    RUNTIME_USES,
+    pod_spec,
+    referenced_secrets,
+    rollout_complete,
+    rollout_failed,
+    workload_ready,
+)
 from rotor.planning.rotation import (
     ENDED_BADLY,
     IDLE,
+    TAKEOVER,
     Observation,
     Phase,
     RotationRecord,
     decide,
     due_at,
+    failure_since,
     record_of,
-    rollout_failed_since,
     source_ready,
     start,
     transition,
@@ -50,24 +62,21 @@ log = logging.getLogger("rotor.engines.rotation.worker")
 RETRY_SECONDS = 5.0  # a backend failure mid-rotation: try the same phase again
 RECHECK_SECONDS = 60.0  # a source whose backend cannot rotate: look again (the source may change)
 SOURCE_GONE_SECONDS = 30.0
-
-
-def fault_point(phase: str, moment: str) -> None:
-    """Crash-safety tests set ROTOR_FAULT_KILL_AT=<Phase>:<before|after> to SIGKILL the operator exactly
-    there (after the phase is persisted, before or after its action). Unset in production: a no-op."""
-    if os.environ.get("ROTOR_FAULT_KILL_AT") == f"{phase}:{moment}":
-        log.warning("fault injection: SIGKILL at %s:%s", phase, moment)
-        os.kill(os.getpid(), signal.SIGKILL)
+AGAIN = 0.0  # another writer moved the policy on: step again at once, on what it wrote
+NO_RENEWAL = 3600.0
 
 
 class Rotator:
     """One step of one RotationPolicy at a time (the rotation scheduler calls step)."""
 
     def __init__(self, kube: Kube, backends: Mapping[str, Backend], sources: Sources, *,
-                 clock: Callable[[], datetime.datetime] = times.now) -> None:
+                 clock: Callable[[], datetime.datetime] = times.now,
+                 takeover: datetime.timedelta = TAKEOVER) -> None:
         self.kube, self.backends, self.sources, self.clock = kube, backends, sources, clock
         self.view = RotationView(clock)
         self.gauges = RotationGauges()
+        self.fence = StatusFence(kube, self.view, clock, takeover)
+        self.keeper = LeaseKeeper(self.fence, clock)
 
     # -- the view, as the handlers feed it and other engines read it (rotor.engines.ports.Policies) --
 
@@ -84,6 +93,8 @@ class Rotator:
     def forget(self, key: Key) -> None:
         self.view.forget(key)
         self.gauges.forget(key)
+        self.fence.forget(key)
+        self.keeper.forget(key)
 
     def policy(self, namespace: str, name: str) -> PolicyState | None:
         return self.view.policy(namespace, name)
@@ -98,37 +109,64 @@ class Rotator:
         state = self.view.get(key)
         if state is None:
             return None
+        if state.deleting:
+            return await self._release(state)
         now = self.clock()
         spec = state.spec
         problem = state.spec_error or (validate(spec) if spec is not None else "spec missing")
         if spec is None or problem:
-            await self._write(state, {"conditions": self._ready(state, "False", keys.INVALID_SPEC, problem or "")})
+            await self.fence.write(state, {"conditions": self._ready(state, "False", keys.INVALID_SPEC, problem or "")})
             return None
-        status = state.status
-        record = record_of(status)
         source = self.sources.source(state.namespace, spec.secret_source_ref.name)
         source_spec = source.spec if source is not None else None
-        kind = strategy_class(spec)
-        active = status.get("active") or {}
-        due = due_at(spec, status, state.created, kind.due(spec, active, now))
-        self.gauges.seen((state.namespace, state.name), spec, record.phase, due, now, active,
-                         holds_leases=kind.holds_leases)
         unsupported = self._unsupported(spec, source_spec)
         if unsupported:
-            await self._write(state, {"conditions": self._ready(state, "False", keys.INVALID_SPEC, unsupported)})
+            await self.fence.write(state, {"conditions": self._ready(state, "False", keys.INVALID_SPEC, unsupported)})
             return RECHECK_SECONDS
+        kind = strategy_class(spec)
+        offset, renew_wait = datetime.timedelta(0), NO_RENEWAL
+        if kind.holds_leases and source_spec is not None:
+            try:
+                held = await self._keep_leases(state, spec, source_spec)
+            except BackendError as err:
+                log.warning("rotation %s/%s: keeping its leases failed: %s", state.namespace, state.name, err.message)
+                held = (self.keeper.known_offset((state.namespace, state.name)), RETRY_SECONDS)
+            if held is None:
+                return AGAIN
+            offset, renew_wait = held
+        return min(renew_wait, await self._rotate(state, spec, source, kind, now, offset))
+
+    async def _rotate(self, state: PolicyState, spec: RotationPolicySpec, source: SourceView | None,
+                      kind: type[KvStrategy], now: datetime.datetime, offset: datetime.timedelta) -> float:
+        """The state machine's step (OFFSET: the backend's clock minus Rotor's, for lease times)."""
+        status = state.status
+        record = record_of(status)
+        source_spec = source.spec if source is not None else None
+        active = status.get("active") or {}
+        backend_now = now + offset
+        strategy_due = kind.due(spec, active, backend_now)  # on the backend's clock; due_at takes Rotor's
+        due = due_at(spec, status, state.created,
+                     strategy_due - offset if strategy_due is not None and strategy_due < NEVER else None)
+        self.gauges.seen((state.namespace, state.name), spec, record.phase, due, now, active,
+                         holds_leases=kind.holds_leases, backend_now=backend_now)
+        whose, wait = self.fence.turn(state, now)
+        if whose == "wait":
+            return wait
+        if whose == "claim" and not await self.fence.claim(state, now):
+            return AGAIN
+        status, record = state.status, record_of(state.status)
         seen = await self._observe(state, record, source, now)
         decision = decide(spec, record, seen, due_at=due)
         if decision.action == "invalid":
-            await self._write(state, {"conditions": self._ready(state, "False", keys.SOURCE_NOT_FOUND,
-                                                                decision.message)})
+            await self.fence.write(state, {"conditions": self._ready(state, "False", keys.SOURCE_NOT_FOUND,
+                                                                     decision.message)})
             return decision.wait
         if decision.action == "none" and decision.next is None:
             await self._idle(state, record, due, decision.message)
             return decision.wait
         if source_spec is None and decision.action != "none":  # deleted mid-rotation: wait for it to return
             gone = f"{record.phase}: SecretSource {spec.secret_source_ref.name} does not exist (any more)"
-            await self._write(state, {"conditions": self._ready(state, "False", keys.SOURCE_NOT_FOUND, gone)})
+            await self.fence.write(state, {"conditions": self._ready(state, "False", keys.SOURCE_NOT_FOUND, gone)})
             return SOURCE_GONE_SECONDS
         fault_point(str(record.phase), "before")
         rotation = dict(status.get("rotation") or {})
@@ -138,13 +176,38 @@ class Rotator:
             # Backend down or denying mid-rotation: stay in this phase and retry; never skip ahead.
             log.warning("rotation %s/%s: %s failed in phase %s: %s", state.namespace, state.name, decision.action,
                         record.phase, err.message)
-            await self._write(state, {"conditions": self._ready(state, "False", err.reason,
-                                                                f"{record.phase or 'start'}: {err.message}")})
+            await self.fence.write(state, {"conditions": self._ready(state, "False", err.reason,
+                                                                     f"{record.phase or 'start'}: {err.message}")})
             return RETRY_SECONDS
         fault_point(str(record.phase), "after")
-        if decision.next is not None:
-            await self._transition(state, spec, decision.next, decision.message, now, rotation)
+        if decision.next is not None and not await self._transition(state, spec, decision.next, decision.message,
+                                                                    now, rotation):
+            return AGAIN
         return decision.wait
+
+    async def _keep_leases(self, state: PolicyState, spec: RotationPolicySpec,
+                           source: SecretSourceSpec) -> tuple[datetime.timedelta, float] | None:
+        """Finalizer on, held leases renewed: (backend clock offset, seconds until the next renewal); None
+        when a write lost to another writer (step again on what it wrote)."""
+        strategy = self._strategy(state, spec, source)
+        assert isinstance(strategy, Dynamic)
+        if (not spec.dry_run or held_leases(state.status)) and not await self.keeper.hold(state):
+            return None
+        offset = await self.keeper.offset((state.namespace, state.name), strategy)
+        return offset, await self.keeper.renew(state, spec, strategy, self.clock() + offset)
+
+    async def _release(self, state: PolicyState) -> float | None:
+        """The policy is being deleted: its leases are revoked before it goes."""
+        spec = state.spec
+        source = self.sources.source(state.namespace, spec.secret_source_ref.name) if spec is not None else None
+        try:
+            strategy = self._strategy(state, spec, source.spec) if spec is not None and source is not None and \
+                source.spec is not None and strategy_class(spec) is Dynamic else None
+            await self.keeper.release(state, strategy if isinstance(strategy, Dynamic) else None)
+        except BackendError as err:
+            log.warning("rotation %s/%s: revoking its leases failed: %s", state.namespace, state.name, err.message)
+            return RETRY_SECONDS
+        return None
 
     def _unsupported(self, spec: RotationPolicySpec, source: SecretSourceSpec | None) -> str | None:
         """Why the source's backend cannot carry out SPEC (naming the field), or None."""
@@ -157,25 +220,25 @@ class Rotator:
     async def _observe(self, state: PolicyState, record: RotationRecord, source: SourceView | None,
                        now: datetime.datetime) -> Observation:
         status = state.status
-        rollout_done, rollout_failed = True, False
+        rollout_done, failed = True, False
         if record.phase == "Verifying" and source is not None and source.spec is not None:
-            rollout_done, rollout_failed = await self._rollout(
-                state.namespace, target_name(source.spec, source.name), record.started_at or now)
+            since = failure_since(record.started_at or now, self.fence.kube_offset)
+            rollout_done, failed = await self._rollout(state.namespace, target_name(source.spec, source.name), since)
         manual = bool(state.rotate_now) and state.rotate_now != status.get("handledRotateNow")
         return Observation(now=now, source_exists=source is not None and source.spec is not None,
                            source_ready=source is not None and source_ready(source.status),
                            synced_version=source.status.get("syncedVersion") if source is not None else None,
-                           rollout_done=rollout_done, rollout_failed=rollout_failed, manual=manual)
+                           rollout_done=rollout_done, rollout_failed=failed, manual=manual)
 
     async def _rollout(self, namespace: str, secret: str, since: datetime.datetime) -> tuple[bool, bool]:
         """Whether every workload reading SECRET rolled out and is Ready; whether one's rollout failed
-        since SINCE (the rotation's start)."""
+        since SINCE (the rotation's start, on the API server's clock)."""
         done, failed = True, False
         for kind, body in await self.kube.list_workloads(namespace):
             if secret not in referenced_secrets(pod_spec(kind, body), RUNTIME_USES):
                 continue
             done = done and rollout_complete(kind, body) and workload_ready(kind, body)
-            failed = failed or rollout_failed_since(kind, body, since)
+            failed = failed or rollout_failed(kind, body, since) is not None
         return done, failed
 
     async def _idle(self, state: PolicyState, record: RotationRecord, due: datetime.datetime, message: str) -> None:
@@ -185,7 +248,7 @@ class Rotator:
         patch: dict[str, Any] = {"nextRotationTime": times.iso(due)}
         if record.phase not in ENDED_BADLY:  # keep saying why it failed
             patch["conditions"] = self._ready(state, "True", keys.IDLE, message or f"next rotation {times.iso(due)}")
-        await self._write(state, patch)
+        await self.fence.write(state, patch)
 
     # -- actions --------------------------------------------------------------------------------------
 
@@ -201,7 +264,8 @@ class Rotator:
             if spec.dry_run:
                 rotation["new"] = {"version": "dry-run"}
             else:
-                rotation["new"] = await self._strategy(state, spec, source).publish(rotation["old"])
+                rotation["new"] = await self._strategy(state, spec, source).publish(rotation["old"],
+                                                                                    str(rotation.get("id") or ""))
             self._sync_now(state, spec)
         elif action == "sync":
             self._sync_now(state, spec)
@@ -227,25 +291,22 @@ class Rotator:
         self.sources.sync_now(state.namespace, spec.secret_source_ref.name)
 
     async def _transition(self, state: PolicyState, spec: RotationPolicySpec, phase: Phase, message: str,
-                          now: datetime.datetime, rotation: dict[str, Any]) -> None:
+                          now: datetime.datetime, rotation: dict[str, Any]) -> bool:
+        """Enter PHASE; False when another writer moved the policy on first (nothing entered)."""
         previous = state.status.get("phase")
         change = transition(spec, state.status, rotation, phase, message, now, state.created)
-        self.gauges.moved((state.namespace, state.name), spec.strategy, previous, phase, now, change)
         patch = {**change.patch, "conditions": self._ready(state, "True" if change.ok else "False", change.reason,
                                                            change.message)}
-        await self._write(state, patch)
+        if not await self.fence.write(state, patch):
+            return False
+        self.gauges.moved((state.namespace, state.name), spec.strategy, previous, phase, now, change)
         log.info("rotation %s/%s: %s -> %s (%s)", state.namespace, state.name, previous, phase, change.message)
         if change.event:
             await self.kube.post_event(kind=ROTATION_POLICY.kind, namespace=state.namespace, name=state.name,
                                        uid=state.uid, type="Normal" if change.ok else "Warning",
                                        reason=change.reason, message=change.message)
+        return True
 
     def _ready(self, state: PolicyState, status: str, reason: str, message: str) -> list[dict[str, Any]]:
-        return set_condition(state.status.get("conditions") or [], type=keys.READY, status=status, reason=reason,
-                             message=message, now=times.iso(self.clock()), generation=state.generation)
+        return self.fence.ready(state, status, reason, message)
 
-    async def _write(self, state: PolicyState, patch: dict[str, Any]) -> None:
-        patch = {"observedGeneration": state.generation, **patch}
-        if not status_unchanged(state.status, patch) and await self.kube.patch_status(
-                ROTATION_POLICY.plural, state.namespace, state.name, patch, missing_ok=True):
-            state.status.update(patch)

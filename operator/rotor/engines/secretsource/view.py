@@ -18,7 +18,7 @@ from rotor.observability.metrics import SOURCES
 from rotor.planning.conditions import get_condition
 from rotor.planning.incident_denylist import EVERYWHERE, Scope, applicable
 from rotor.planning.injection import SourceView as InjectionView
-from rotor.planning.sync import ObservedSecret, Owner, target_name
+from rotor.planning.sync import ObservedSecret, Owner, managed_keys, target_name
 from rotor.planning.sync_status import EARLY_BURST, Bucket, drifted
 
 PLURAL = "secretsources"
@@ -162,17 +162,19 @@ class SyncView:
         return None
 
     def remember(self, namespace: str, name: str, secret: ObservedSecret | None) -> None:
-        """The managed Secret NAME as last seen or written (None: gone)."""
+        """The managed Secret NAME as last seen or written (None: gone), without its values: the view
+        keeps a keyed digest per key (a sync that must write others' keys back reads the Secret)."""
         if secret is None:
             self.secrets.pop((namespace, name), None)
         else:
-            self.secrets[(namespace, name)] = secret
+            self.secrets[(namespace, name)] = secret.summary(self.hmac_key)
 
     def loaded(self, found: list[tuple[str, ObservedSecret]]) -> None:
-        """Every managed Secret, as listed at start-up: from now on a Secret missing from the view does not
-        exist (a first sync creates it without a read)."""
+        """Every managed Secret, as listed at start-up (metadata only): from now on a Secret missing from
+        the view does not exist (a first sync creates it without a read). Their watch's first events
+        bring the digests of their values."""
         for namespace, secret in found:
-            self.secrets[(namespace, secret.name)] = secret
+            self.secrets.setdefault((namespace, secret.name), secret)  # a watch event already there is newer
         self._secrets_loaded = True
 
     # -- denylists ----------------------------------------------------------------------------------
@@ -215,7 +217,14 @@ class SyncView:
         secret = self.secrets.get((namespace, target))
         return InjectionView(name, exists=True, ready=ready.get("status") == "True", target=target,
                              reason=str(ready.get("reason") or ""), message=str(ready.get("message") or ""),
-                             keys=tuple(sorted(secret.data)) if secret is not None else None)
+                             keys=self._keys(secret))
+
+    @staticmethod
+    def _keys(secret: ObservedSecret | None) -> tuple[str, ...] | None:
+        if secret is None:
+            return None
+        known = secret.key_names()  # listed as metadata only: the keys Rotor wrote, from its annotation
+        return known if known is not None else tuple(sorted(managed_keys(secret.annotations))) or None
 
     # -- the Ready gauge ----------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ planning.sync (the Secret) and planning.sync_status (status, Events, when to run
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import time
@@ -15,6 +16,7 @@ from rotor.api import keys
 from rotor.api.common import parse_duration
 from rotor.api.secretsource import SecretSourceSpec
 from rotor.backends.protocols import Backend, BackendError, Unavailable
+from rotor.engines.secretsource.release import let_go_of_old_target, release
 from rotor.engines.secretsource.sandbox import InlineRenderer, Renderer
 from rotor.engines.secretsource.view import PLURAL, Key, SourceState, SyncView, parse_spec
 from rotor.kube import Kube, KubeError
@@ -26,6 +28,7 @@ from rotor.observability.metrics import (
     SYNC_SECONDS,
     SYNCS,
 )
+from rotor.observability.secrecy import mask
 from rotor.planning import times
 from rotor.planning.sync import (
     Fetched,
@@ -37,7 +40,6 @@ from rotor.planning.sync import (
     select_values,
     target_name,
 )
-from rotor.planning.sync_claims import hold
 from rotor.planning.sync_status import (
     EARLY_BURST,
     interval_notice,
@@ -85,7 +87,9 @@ class SecretSync(SyncView):
         found: list[tuple[str, ObservedSecret]] = []
         scopes: list[str | None] = list(namespaces) or [None]
         for namespace in scopes:
-            found.extend(await self.kube.list_labelled_secrets(selector, namespace))
+            # Metadata only: no value leaves the API server, and a forged label costs a few bytes.
+            found.extend((item["metadata"]["namespace"], ObservedSecret.from_metadata(item))
+                         for item in await self.kube.list_secret_metadata(namespace, label_selector=selector))
         self.loaded(found)
 
     # -- one sync -------------------------------------------------------------------------------
@@ -129,8 +133,14 @@ class SecretSync(SyncView):
                                                 merge=spec.target.creation_policy == "Merge")
                 plan = plan_sync(spec=spec, owner=state.owner, fetched=fetched, existing=existing,
                                  hmac_key=self.hmac_key, denylist=self._denylist(state.namespace, spec), values=values)
+                if plan.action == "read":  # the view's summary cannot decide: the Secret itself can
+                    existing = await self.kube.read_secret(state.namespace, target)
+                    self.remember(state.namespace, target, existing)
+                    plan = plan_sync(spec=spec, owner=state.owner, fetched=fetched, existing=existing,
+                                     hmac_key=self.hmac_key, denylist=self._denylist(state.namespace, spec),
+                                     values=values)
                 plan = await self._apply(state, plan, existing, fetched, values, started)
-                plan = await self._let_go_of_old_target(state, plan)
+                plan = await let_go_of_old_target(self.kube, state, plan)
         except BackendError as err:
             plan = SyncPlan("fail", target, err.reason, err.message)
         except KubeError as err:
@@ -237,32 +247,12 @@ class SecretSync(SyncView):
             DRIFT.inc()  # the backend did not change; the Secret had been edited
         return plan
 
-    async def _let_go_of_old_target(self, state: SourceState, plan: SyncPlan) -> SyncPlan:
-        """Once the target is written under a new spec.target.name, the Secret of the old name follows
-        deletionPolicy (it would otherwise stay behind, never refreshed again)."""
-        old = state.status.get("targetSecret")
-        if plan.action == "fail" or not old or old == plan.target or state.spec is None:
-            return plan
-        try:
-            await self._release(state, old, delete=state.spec.target.deletion_policy == "Delete")
-        except KubeError as err:
-            return SyncPlan("fail", plan.target, write_failure(old, err.status, err.reason, err.message).reason,
-                            f"releasing Secret {old} (the previous spec.target.name): {err.message or err.reason}")
-        log.info("SecretSource %s/%s: previous target Secret %s released (deletionPolicy %s)", state.namespace,
-                 state.name, old, state.spec.target.deletion_policy)
-        return plan
-
-    async def _release(self, state: SourceState, name: str, *, delete: bool) -> None:
-        """Let go of Secret NAME if this source holds it (created it, or merged into it by its owner's
-        leave); a Secret it does not hold is never touched."""
-        secret = await self.kube.read_secret(state.namespace, name)
-        held = hold(secret, state.owner) if secret is not None else None
-        if secret is not None and held is not None:
-            await self.kube.release_secret(state.namespace, secret, state.uid, delete=delete, merge=held == "merged")
-
     async def _report(self, state: SourceState, plan: SyncPlan, delay: float | None, *, notice: str = "") -> None:
         """Write status only when it changes; post an Event for changes and new failures."""
         old = state.status
+        # Messages are built from keys and error classes, never values; the masker is the backstop for
+        # status and Events, which readers without Secret rights see (the log filter covers logs).
+        plan = dataclasses.replace(plan, message=mask(plan.message))
         planned = sync_status(old, plan, generation=state.generation, now=times.now(), delay=delay, notice=notice)
         if planned.patch is not None:
             try:
@@ -290,7 +280,7 @@ class SecretSync(SyncView):
                 # The target, and a previous one if a rename was never completed.
                 names = {target_name(state.spec, state.name), state.status.get("targetSecret") or ""} - {""}
                 for name in sorted(names):
-                    await self._release(state, name, delete=state.spec.target.deletion_policy == "Delete")
+                    await release(self.kube, state, name, delete=state.spec.target.deletion_policy == "Delete")
             await self.kube.set_finalizers(PLURAL, state.namespace, state.name,
                                            [f for f in state.finalizers if f != keys.CLEANUP_FINALIZER],
                                            state.resource_version)

@@ -11,11 +11,13 @@ import pytest
 from rotor.api.capabilities import Capability
 from rotor.api.secretsource import SecretSourceSpec
 from rotor.backends.aws import AwsBackend
+from rotor.backends.aws.errors import StaleCredentials
 from rotor.backends.protocols import (
     AuditTrail,
     Backend,
     InvalidSpec,
     LeaseIssuer,
+    PermissionDenied,
     SecretHandle,
     StaticCredentials,
     VersionStore,
@@ -71,3 +73,47 @@ def test_refused_specs_name_the_field_before_any_token_is_asked_for(aws: dict[st
         asyncio.run(backend.fetch("team-a", spec(**aws)))
     assert field in raised.value.message
     assert asked == []
+
+
+class Sessions:
+    """Stands in for the login cache: the first session handed out is a cached one, later ones fresh."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    async def session(self, conn: Any, identity: Any) -> tuple[object, bool]:
+        self.events.append("session")
+        return object(), self.events.count("session") == 1
+
+    def forget(self, identity: Any) -> None:
+        self.events.append("forget")
+
+
+def run_as(outcomes: list[Exception | str]) -> tuple[Any, list[str]]:
+    backend, sessions = make([]), Sessions()
+    backend._logins = sessions  # type: ignore[assignment]
+    pending = iter(outcomes)
+
+    async def action(session: object) -> str:
+        outcome = next(pending)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    try:
+        result: Any = asyncio.run(backend._as(None, None, action))  # type: ignore[arg-type]
+    except Exception as exc:
+        result = exc
+    return result, sessions.events
+
+
+def test_cached_credentials_aws_no_longer_accepts_get_one_fresh_login() -> None:
+    result, events = run_as([StaleCredentials("expired"), "read"])
+    assert result == "read" and events == ["session", "forget", "session"]
+
+
+def test_fresh_credentials_refused_are_a_denial_and_a_denial_is_not_retried() -> None:
+    result, events = run_as([StaleCredentials("expired"), StaleCredentials("still")])
+    assert isinstance(result, StaleCredentials) and events == ["session", "forget", "session"]
+    result, events = run_as([PermissionDenied("no")])
+    assert isinstance(result, PermissionDenied) and events == ["session"]

@@ -233,10 +233,9 @@ def test_an_unresolved_incidents_status_list_is_adopted_into_the_record_at_start
         fresh = Sources()
         engine = world.new_engine(fresh)
         assert await engine.load_denylists([]) == 1
-        uid = engine.incidents.get((NS, "leak"), None) or world.kube.get("leakincidents", NS, "leak")
-        assert uid is not None
-        [(owner, digests)] = fresh.denylists.items()
-        assert digests == frozenset({"sha256:x"}) and owner[1] in world.record()
+        uid = (world.kube.get("leakincidents", NS, "leak") or {})["metadata"]["uid"]
+        assert fresh.denylists == {("incident", uid): frozenset({"sha256:x"})}
+        assert world.record()[uid]["digests"] == ["sha256:x"]
         assert len(engine.scheduler) == 1  # the record is re-read every minute
 
     asyncio.run(main())

@@ -4,7 +4,9 @@ when asked to sync. Time is a FakeClock moved by the test; nothing sleeps."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +14,7 @@ from rotor.api.keys import ROTATE_NOW
 from rotor.api.rotationpolicy import RotationPolicySpec
 from rotor.api.secretsource import SecretSourceSpec
 from rotor.engines.rotation.worker import Rotator
+from rotor.planning import times
 from tests.fakes.backend import FakeBackend, FakeClock
 from tests.fakes.kube import FakeKube
 
@@ -59,6 +62,31 @@ class Sources:
         return None
 
 
+class FencedKube(FakeKube):
+    """FakeKube with the guarded status write of rotor.kube (ObjectsApi.patch_status_guarded): a 409 when
+    the object moved on, the object as written in the answer, its managedFields stamped by this API
+    server's clock (which a test may set apart from Rotor's)."""
+
+    yielding = False  # let the event loop run something else first, as a request does (interleaved replicas)
+
+    async def patch_status_guarded(self, plural: str, namespace: str, name: str, status: Mapping[str, Any],
+                                   resource_version: str | None) -> dict[str, Any] | None:
+        if self.yielding:
+            await asyncio.sleep(0)
+        self._request("patch", f"{plural}/status", name)
+        if (plural, namespace, name) not in self.objects:
+            return None
+        patch: dict[str, Any] = {"status": dict(status)}
+        if resource_version is not None:
+            patch["metadata"] = {"resourceVersion": resource_version}
+        written = self._patch(plural, namespace, name, patch)
+        stamp = [{"manager": "rotor", "operation": "Update", "subresource": "status",
+                  "time": times.iso(self.clock())}]
+        self.objects[(plural, namespace, name)]["metadata"]["managedFields"] = stamp
+        written["metadata"]["managedFields"] = stamp
+        return written
+
+
 class SkewedClock:
     """Another clock OFFSET from CLOCK (a backend whose clock is ahead or behind Rotor's)."""
 
@@ -73,25 +101,40 @@ class World:
     """Namespace a: SecretSource db (Secret db-creds) over secret/a/db, a RotationPolicy db rotating it."""
 
     def __init__(self, *, backend: FakeBackend | None = None, backend_skew: datetime.timedelta | None = None,
-                 data: dict[str, str] | None = None) -> None:
+                 kube_skew: datetime.timedelta | None = None, data: dict[str, str] | None = None) -> None:
         self.clock = FakeClock(T0)
         self.backend = backend or FakeBackend(clock=self.clock)
         self.backend.clock = SkewedClock(self.clock, backend_skew) if backend_skew else self.clock  # type: ignore[assignment]
-        self.kube = FakeKube(clock=self.clock)
+        self.kube = FencedKube(clock=SkewedClock(self.clock, kube_skew) if kube_skew else self.clock)
         self.sources = Sources(self.backend)
         self.rotator = self.start_operator()
+        self.deleted: list[str] = []
         # As the handlers do: every change of a policy reaches the rotator's view.
-        self.kube.subscribe(lambda kind, plural, body: plural == PLURAL and kind != "DELETED"
-                            and self.rotator.observe(body))
+        self.kube.subscribe(self._watch)
         self.backend.put(MOUNT, PATH, data if data is not None else {"username": "app", "password": "first"})
 
     def start_operator(self) -> Rotator:
         """A fresh operator process: nothing in memory; policies come back from the API as stored."""
-        self.rotator = Rotator(self.kube, {self.backend.provider: self.backend}, self.sources, clock=self.clock)
+        self.rotator = self.another_operator()
+        return self.rotator
+
+    def another_operator(self) -> Rotator:
+        """An operator process on the same API server and backend (a second active replica), fed by the
+        same watch as the handlers feed it."""
+        rotator = Rotator(self.kube, {self.backend.provider: self.backend}, self.sources, clock=self.clock)
         for (plural, _, _), body in list(self.kube.objects.items()):
             if plural == PLURAL:
-                self.rotator.upsert(body)
-        return self.rotator
+                rotator.upsert(body)
+        return rotator
+
+    def _watch(self, kind: str, plural: str, body: dict[str, Any]) -> None:
+        if plural != PLURAL:
+            return
+        if kind == "DELETED":
+            self.deleted.append(body["metadata"]["name"])
+            self.rotator.forget((body["metadata"]["namespace"], body["metadata"]["name"]))
+        else:
+            self.rotator.observe(body)
 
     # -- set-up ----------------------------------------------------------------------------------------
 
@@ -143,6 +186,13 @@ class World:
                 raise AssertionError(f"the policy stopped in phase {self.status.get('phase')}: {self.ready}")
             self.clock.advance(wait)
         raise AssertionError(f"phase {until} not reached; stuck in {self.status.get('phase')}: {self.ready}")
+
+    async def idle_until(self, moment: datetime.datetime) -> None:
+        """Step as the scheduler would (each step when the last one asked) until MOMENT."""
+        while self.clock() < moment:
+            wait = await self.step()
+            self.clock.advance(min(wait if wait is not None else 3600.0,
+                                   (moment - self.clock()).total_seconds()) or 0.001)
 
     # -- inspection --------------------------------------------------------------------------------------
 

@@ -7,9 +7,9 @@ import datetime
 
 from rotor.api import keys
 from rotor.planning import times
-from rotor.planning.leases import fingerprint, lease_key
+from rotor.planning.leases import fingerprint, lease_key, rotation_key
 
-from .harness import MOUNT, PATH, World
+from .harness import MOUNT, PATH, PLURAL, World
 
 EVERY_PHASE = ["Pending", "Publishing", "Propagating", "Verifying", "Overlapping", "Revoking", "Complete"]
 HOUR = datetime.timedelta(hours=1)
@@ -96,11 +96,13 @@ def test_dynamic_issues_a_lease_per_rotation_and_revokes_the_one_before() -> Non
         assert w.phases == EVERY_PHASE
         (first,) = w.backend.live_leases()
         active = w.status["active"]
-        published = times.parse(w.status["rotation"]["steps"][2]["time"])  # entering Propagating
+        published = times.parse(w.status["rotation"]["steps"][1]["time"])  # entering Publishing
         assert active == {"version": "2", "lease": fingerprint(first), "leaseExpires": times.iso(published + HOUR),
-                          "leaseMaxExpires": times.iso(published + 720 * HOUR)}
-        assert w.backend.secrets[(MOUNT, PATH)].metadata == {lease_key("2"): first}
+                          "leaseMaxExpires": times.iso(published + 720 * HOUR), "leaseTtl": "3600"}
+        rotation_id = w.status["rotation"]["id"]
+        assert w.backend.secrets[(MOUNT, PATH)].metadata == {lease_key("2"): first, rotation_key("2"): rotation_id}
         assert w.kv()["username"].startswith("v-app-") and first not in str(w.status)
+        assert w.kube.get(PLURAL, "a", "db")["metadata"]["finalizers"] == [keys.CLEANUP_FINALIZER]  # type: ignore[index]
 
         await w.rotate_now()
         await w.run("Pending")
@@ -108,7 +110,9 @@ def test_dynamic_issues_a_lease_per_rotation_and_revokes_the_one_before() -> Non
         await w.run()
         (second,) = w.backend.live_leases()
         assert second != first and w.backend.leases[first].revoked
-        assert w.backend.secrets[(MOUNT, PATH)].metadata == {lease_key("3"): second}  # the revoked one forgotten
+        # The revoked lease and the destroyed version's mark forgotten.
+        assert w.backend.secrets[(MOUNT, PATH)].metadata == {lease_key("3"): second,
+                                                             rotation_key("3"): w.status["rotation"]["id"]}
 
     asyncio.run(main())
 
@@ -121,10 +125,9 @@ def test_dynamic_rotates_again_before_the_lease_reaches_its_max_ttl() -> None:
         w.policy(strategy="dynamic", dynamic={"role": "app"}, overlap={"window": "1h"})
         await w.run()
         max_expires = times.parse(w.status["active"]["leaseMaxExpires"])
-        # Not while the lease can still outlive twice the overlap window; then at once.
-        w.clock.now = max_expires - 2 * HOUR - datetime.timedelta(minutes=1)
-        await w.step()
-        assert w.status["phase"] == "Complete"
+        # Not while the lease can still outlive twice the overlap window (renewed meanwhile); then at once.
+        await w.idle_until(max_expires - 2 * HOUR - datetime.timedelta(minutes=1))
+        assert w.status["phase"] == "Complete" and w.status["rotations"] == 1
         w.clock.advance(120)
         await w.step()
         assert w.status["phase"] == "Pending" and w.status["rotation"]["trigger"] == "schedule"

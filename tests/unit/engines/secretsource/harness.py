@@ -40,9 +40,11 @@ class Clock:
 class Cluster:
     """FakeKube + FakeBackend + SecretSync. `live` False stops the watch (a lagging or broken one)."""
 
-    def __init__(self, *, min_refresh: float = 10.0) -> None:
-        self.kube = FakeKube()
-        self.backend = FakeBackend()
+    def __init__(self, *, min_refresh: float = 10.0, kube: FakeKube | None = None,
+                 backend: FakeBackend | None = None) -> None:
+        """KUBE, BACKEND: an existing cluster and backend (another operator's, as after a restart)."""
+        self.kube = kube or FakeKube()
+        self.backend = backend or FakeBackend()
         self.clock = Clock()
         self.sync = SecretSync(cast(Kube, self.kube), {"vault": self.backend}, HMAC_KEY, min_refresh=min_refresh,
                                clock=self.clock)

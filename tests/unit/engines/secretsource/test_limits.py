@@ -32,10 +32,11 @@ def test_an_interval_below_the_operators_minimum_is_raised_and_status_says_so() 
     assert cluster.kube.requests == []  # said once: the same message writes no status again
 
 
-def test_an_interval_that_would_overflow_is_capped() -> None:
-    cluster = started({**vault_spec(), "refresh": {"interval": "100000000d", "jitter": 0}})
+def test_the_longest_interval_is_scheduled_without_overflow() -> None:
+    cluster = started({**vault_spec(), "refresh": {"interval": "3660d", "jitter": 0.5}})
     delay = cluster.sync_now()
-    assert delay is not None and delay <= 366 * 86400 and cluster.ready()["reason"] == keys.SYNCED
+    assert delay is not None and delay <= 1.5 * 3660 * 86400 and cluster.ready()["reason"] == keys.SYNCED
+    assert cluster.status()["nextSyncTime"] > cluster.status()["lastSyncTime"]
 
 
 def test_syncs_asked_ahead_of_schedule_are_rate_limited_per_source() -> None:
@@ -110,3 +111,17 @@ def test_no_hostile_template_puts_a_value_in_status_events_or_logs(caplog: Any) 
         seen = str(cluster.kube.get("secretsources", NS, "db")) + str(cluster.kube.events)
         assert CANARY not in seen, name
     assert CANARY not in caplog.text
+
+
+def test_an_unexpected_backend_error_reports_its_class_never_its_message(caplog: Any) -> None:
+    cluster = started()
+
+    async def broken(namespace: str, spec: Any) -> Any:
+        raise UnicodeEncodeError("utf-8", CANARY, 0, 1, "surrogates not allowed")  # quotes the value
+
+    cluster.backend.fetch = broken  # type: ignore[method-assign]
+    assert cluster.sync_now() is not None  # a status and a retry, not an exception out of the handler
+    ready = cluster.ready()
+    assert (ready["status"], ready["reason"]) == ("False", keys.BACKEND_UNAVAILABLE)
+    assert "UnicodeEncodeError" in ready["message"]
+    assert CANARY not in str(cluster.kube.get("secretsources", NS, "db")) + str(cluster.kube.events) + caplog.text

@@ -51,8 +51,8 @@ def test_a_bomb_is_stopped_in_about_a_second_while_the_loop_and_other_renders_go
     asyncio.run(scenario())
 
 
-@pytest.mark.parametrize("text", ["{{ values[values.password] }}", "{{ 'x' * 10**9 }}", "{{ values.password|int + [] }}",
-                                  "{{ values.password | center(1000000000) }}"])
+@pytest.mark.parametrize("text", ["{{ values[values.password] }}", "{{ 'x' * 10**9 }}",
+                                  "{{ values.password|int + [] }}", "{{ values.password | center(1000000000) }}"])
 def test_errors_from_the_child_name_no_value(text: str) -> None:
     async def scenario() -> str:
         renderer = ProcessRenderer(TemplateLimits(seconds=1.0), workers=1)

@@ -2,8 +2,10 @@
 
 A strategy captures what readers use now, publishes a new value, revokes the old one and rolls back,
 each against a backend handle (rotor.backends.protocols) bound to the policy's identity. Every
-action is safe to repeat after a crash: publish adopts its own earlier write, revoke checks whether
-it already happened.
+action is safe to repeat after a crash: publish marks the version it is about to write with the
+rotation's id (planning.leases.rotation_key) and adopts a version so marked instead of publishing
+again; a version anyone else wrote is never adopted (a new value goes on top of it). Revoke checks
+whether it already happened.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from collections.abc import Callable, Mapping
 from typing import ClassVar, Protocol
 
 from rotor.api.rotationpolicy import RotationPolicySpec
-from rotor.backends.protocols import InvalidSpec, SecretHandle, VersionConflict, VersionStore
+from rotor.backends.protocols import InvalidSpec, SecretHandle, VersionStore
+from rotor.planning.leases import next_version, rotation_key, stale_marks, written_by
 
 Clock = Callable[[], datetime.datetime]
 Values = dict[str, str]  # what status.rotation.old/new and status.active hold: references, never values
@@ -26,12 +29,9 @@ class Strategy(Protocol):
         """What readers use now (ACTIVE: status.active from the last rotation)."""
         ...
 
-    async def publish(self, old: Mapping[str, str]) -> Values:
-        """Publish a new value next to OLD; adopt our own publish if one happened before a crash."""
-        ...
-
-    async def adopt(self, old: Mapping[str, str], version: str, data: Mapping[str, str]) -> Values:
-        """What our earlier publish of VERSION (holding DATA) made, without acting again."""
+    async def publish(self, old: Mapping[str, str], rotation_id: str) -> Values:
+        """Publish a new value next to OLD for rotation ROTATION_ID; adopt the version this rotation
+        wrote before a crash instead, if there is one."""
         ...
 
     async def revoke(self, old: Mapping[str, str], new: Mapping[str, str], since: datetime.datetime | None) -> None:
@@ -49,11 +49,6 @@ def unable(handle: SecretHandle, what: str) -> InvalidSpec:
     return InvalidSpec(f"{handle.where}: the backend cannot {what}")
 
 
-def one_ahead(latest: str | None, captured: str) -> bool:
-    """LATEST is exactly one version after CAPTURED: the write of our own publish."""
-    return latest is not None and int(latest) == int(captured) + 1
-
-
 class KvStrategy:
     """A strategy whose new value is a new version of the KV secret (all of them, today). Subclasses
     make the new value (publish_new) and say what else revoke and rollback undo."""
@@ -68,7 +63,8 @@ class KvStrategy:
 
     @staticmethod
     def due(spec: RotationPolicySpec, active: Mapping[str, str], now: datetime.datetime) -> datetime.datetime | None:
-        """When this strategy needs a rotation whatever the schedule says (None: never)."""
+        """When this strategy needs a rotation whatever the schedule says (None: never). NOW is the
+        backend's clock."""
         return None
 
     @property
@@ -80,35 +76,39 @@ class KvStrategy:
         _, version = await self.store.read_version()
         return {"version": version or "0"}
 
-    async def publish(self, old: Mapping[str, str]) -> Values:
+    async def publish(self, old: Mapping[str, str], rotation_id: str) -> Values:
         data, latest = await self.store.read_version()
-        if latest is not None and one_ahead(latest, old["version"]):
-            # Our own publish, done before a crash. Adopt it: publishing again would issue a lease or
-            # set a password nobody records.
-            return await self.adopt(old, latest, data)
-        return await self.publish_new(old, data)
+        marks = await self.store.custom_metadata()
+        if written_by(marks, latest, rotation_id):
+            # Our own publish, done before a crash (or its answer lost). Adopt it: publishing again would
+            # issue a lease or set a password nobody records.
+            assert latest is not None
+            return await self.adopt(old, latest, data, marks, rotation_id)
+        return await self.publish_new(old, data, latest or "0", marks, rotation_id)
 
-    async def publish_new(self, old: Mapping[str, str], data: Mapping[str, str]) -> Values:
+    async def publish_new(self, old: Mapping[str, str], data: Mapping[str, str], cas: str,
+                          marks: Mapping[str, str], rotation_id: str) -> Values:
+        """Write a new value as the version after CAS (the latest, whoever wrote it: DATA holds it)."""
         raise NotImplementedError
 
-    async def adopt(self, old: Mapping[str, str], version: str, data: Mapping[str, str]) -> Values:
+    async def adopt(self, old: Mapping[str, str], version: str, data: Mapping[str, str], marks: Mapping[str, str],
+                    rotation_id: str) -> Values:
         return {"version": version}
 
+    async def mark(self, cas: str, rotation_id: str, also: Mapping[str, str] | None = None) -> None:
+        """Record, before writing it, that the version after CAS is this rotation's."""
+        await self.store.set_custom_metadata({rotation_key(next_version(cas)): rotation_id, **(also or {})})
+
     async def write(self, data: Mapping[str, str], cas: str) -> str:
-        """Write DATA after version CAS. Our own earlier attempt (before a crash) may have written
-        already: adopt it if it is exactly one version ahead; anything else is a concurrent writer."""
-        try:
-            return await self.store.write_version(data, cas)
-        except VersionConflict:
-            _, latest = await self.store.read_version()
-            if latest is not None and one_ahead(latest, cas):
-                return latest
-            raise
+        """Write DATA after version CAS (VersionConflict when someone wrote first: the next attempt reads
+        again, and adopts that version only if it carries this rotation's mark)."""
+        return await self.store.write_version(data, cas)
 
     async def revoke(self, old: Mapping[str, str], new: Mapping[str, str], since: datetime.datetime | None) -> None:
         await self.revoke_old(old, since)
         versions = await self.store.list_versions()
         await self.store.destroy_versions(versions[:-self.keep])
+        await self._forget_marks(versions[-self.keep:])
 
     async def revoke_old(self, old: Mapping[str, str], since: datetime.datetime | None) -> None:
         """Beyond destroying old versions: make the old value stop working (idempotent)."""
@@ -121,6 +121,13 @@ class KvStrategy:
         await self.rollback_new(new)
         if new.get("version"):
             await self.store.destroy_versions([new["version"]])
+            await self._forget_marks(await self.store.list_versions())
 
     async def rollback_new(self, new: Mapping[str, str]) -> None:
         """Beyond destroying the new version: make the new value stop working."""
+
+    async def _forget_marks(self, alive: list[str]) -> None:
+        """Drop the rotation marks of versions no longer alive (custom metadata holds 64 keys at most)."""
+        stale = stale_marks(await self.store.custom_metadata(), alive)
+        if stale:
+            await self.store.set_custom_metadata(stale)

@@ -1,7 +1,13 @@
-"""Dynamic: per-lease credentials. Each rotation issues a new lease, writes its credentials as the next
-version and records the lease id behind that version in the secret's custom metadata (planning.leases);
-revoking the old value revokes the lease behind the old version. Rotates again before the held lease
-reaches its max TTL."""
+"""Dynamic: per-lease credentials. Each rotation issues a new lease and writes its credentials as the
+next version; revoking the old value revokes the lease behind the old version. Between rotations the
+held leases are renewed at spec.dynamic.renewFraction of their TTL, and a new one is issued (a
+rotation) before the held one reaches its max TTL.
+
+A lease is recorded (its id in the secret's custom metadata, planning.leases) before its credentials
+go anywhere, and is issued so that it dies within a short grace unless Rotor then holds it (the
+backend's LeaseIssuer.issue_lease/hold_lease): a crash between issuing and recording leaves no lease
+that lives on unknown. Its times in status are on the backend's clock.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +16,19 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 from rotor.api.rotationpolicy import RotationPolicySpec
-from rotor.backends.protocols import InvalidSpec, LeaseIssuer, SecretHandle
+from rotor.backends.protocols import InvalidSpec, LeaseIssuer, NotFound, SecretHandle, VersionConflict
+from rotor.engines.rotation.faults import fault_point
 from rotor.engines.rotation.strategies.base import Clock, KvStrategy, Values, unable
 from rotor.planning import times
-from rotor.planning.leases import fingerprint, lease_key
-from rotor.planning.rotation import lease_due
-
-UNKNOWN_TTL = 3600  # seconds assumed when adopting a lease whose role reports no TTL
+from rotor.planning.leases import (
+    LONGEST_TOKEN,
+    fingerprint,
+    lease_due,
+    lease_ids,
+    lease_key,
+    next_version,
+    rotation_key,
+)
 
 
 class Dynamic(KvStrategy):
@@ -35,31 +47,75 @@ class Dynamic(KvStrategy):
     def due(spec: RotationPolicySpec, active: Mapping[str, str], now: datetime.datetime) -> datetime.datetime | None:
         return lease_due(spec, active, now)
 
+    async def backend_now(self) -> datetime.datetime:
+        return await self.leases.backend_time()
+
     async def capture(self, active: Mapping[str, str]) -> Values:
         old = await super().capture(active)
         if active.get("lease"):
             old["lease"] = active["lease"]
         return old
 
-    async def publish_new(self, old: Mapping[str, str], data: Mapping[str, str]) -> Values:
+    async def publish_new(self, old: Mapping[str, str], data: Mapping[str, str], cas: str,
+                          marks: Mapping[str, str], rotation_id: str) -> Values:
+        after = next_version(cas)
+        # A lease an earlier attempt recorded for this version but never wrote out: nobody holds it.
+        await self._revoke_id(marks.get(lease_key(after)))
+        now = await self.leases.backend_time()  # before issuing: the lease's times are no later than recorded
         lease = await self.leases.issue_lease(self.mount, self.role)
-        version = await self.write({**data, **lease.data}, old["version"])
-        await self.store.set_custom_metadata({lease_key(version): lease.lease_id})
-        now = self.clock()
+        fault_point("Publishing", "issued")
+        await self.mark(cas, rotation_id, {lease_key(after): lease.lease_id})
         _, max_ttl = await self.leases.lease_role_ttl(self.mount, self.role)
-        return self._held(version, lease.lease_id, now, lease.ttl, max_ttl or lease.ttl)
+        lives = await self.leases.hold_lease(lease, max_ttl or LONGEST_TOKEN)
+        try:
+            version = await self.write({**data, **lease.data}, cas)
+        except VersionConflict:  # someone wrote first; this lease was never published
+            await self.leases.revoke_lease(lease.lease_id)
+            if (await self.store.custom_metadata()).get(lease_key(after)) == lease.lease_id:
+                await self.store.set_custom_metadata({lease_key(after): "", rotation_key(after): ""})
+            raise
+        return self._held(version, lease.lease_id, now, lease.ttl,
+                          now + datetime.timedelta(seconds=min(max_ttl or lives, lives)))
 
-    async def adopt(self, old: Mapping[str, str], version: str, data: Mapping[str, str]) -> Values:
-        lease_id = (await self.store.custom_metadata()).get(lease_key(version), "")
-        ttl, max_ttl = await self.leases.lease_role_ttl(self.mount, self.role)
-        return self._held(version, lease_id, self.clock(), ttl or UNKNOWN_TTL, max_ttl or ttl or UNKNOWN_TTL)
+    async def adopt(self, old: Mapping[str, str], version: str, data: Mapping[str, str], marks: Mapping[str, str],
+                    rotation_id: str) -> Values:
+        lease_id = marks.get(lease_key(version), "")
+        if not lease_id:
+            return {"version": version, "lease": ""}
+        try:
+            ttl = await self.leases.renew_lease(lease_id)  # its TTL from now, as the backend counts it
+        except NotFound:
+            # It ran out while nobody renewed it (Rotor was down longer than its TTL): publish anew.
+            return await self.publish_new(old, data, version, marks, rotation_id)
+        now = await self.leases.backend_time()
+        _, max_ttl = await self.leases.lease_role_ttl(self.mount, self.role)
+        issued = await self.store.version_created(version) or now
+        return self._held(version, lease_id, now, ttl,
+                          issued + datetime.timedelta(seconds=max_ttl or LONGEST_TOKEN))
 
     @staticmethod
-    def _held(version: str, lease_id: str, now: datetime.datetime, ttl: int, max_ttl: int) -> Values:
-        """status.rotation.new for VERSION: the lease as a fingerprint ("" when unknown) and its times."""
-        return {"version": version, "lease": fingerprint(lease_id) if lease_id else "",
-                "leaseExpires": times.iso(now + datetime.timedelta(seconds=ttl)),
-                "leaseMaxExpires": times.iso(now + datetime.timedelta(seconds=max_ttl))}
+    def _held(version: str, lease_id: str, now: datetime.datetime, ttl: int,
+              max_expires: datetime.datetime) -> Values:
+        """status for VERSION: the lease as a fingerprint, its times (the backend's clock) and TTL."""
+        expires = min(now + datetime.timedelta(seconds=ttl), max_expires)
+        return {"version": version, "lease": fingerprint(lease_id), "leaseExpires": times.iso(expires),
+                "leaseMaxExpires": times.iso(max_expires), "leaseTtl": str(ttl)}
+
+    async def renew(self, held: Mapping[str, str]) -> Values:
+        """Renew the lease behind HELD's version: its new times (ended now, when it is gone)."""
+        lease_id = (await self.store.custom_metadata()).get(lease_key(held.get("version") or ""))
+        now = await self.leases.backend_time()
+        ended = {"leaseExpires": times.iso(now), "leaseMaxExpires": times.iso(now)}
+        if not lease_id:
+            return ended  # revoked (an incident) and forgotten
+        try:
+            ttl = await self.leases.renew_lease(lease_id)
+        except NotFound:
+            return ended
+        expires = times.iso(now + datetime.timedelta(seconds=ttl))
+        if ttl < int(held.get("leaseTtl") or 0):  # capped: it ends at its max TTL, now known exactly
+            return {"leaseExpires": expires, "leaseMaxExpires": min(expires, held.get("leaseMaxExpires") or expires)}
+        return {"leaseExpires": expires}
 
     async def revoke_old(self, old: Mapping[str, str], since: datetime.datetime | None) -> None:
         await self._revoke_lease(old.get("version"))
@@ -67,12 +123,28 @@ class Dynamic(KvStrategy):
     async def rollback_new(self, new: Mapping[str, str]) -> None:
         await self._revoke_lease(new.get("version"))
 
+    async def release(self) -> int:
+        """Revoke every lease recorded for this secret and forget them (the policy is being deleted);
+        how many were revoked."""
+        recorded = lease_ids(await self.store.custom_metadata())
+        revoked = 0
+        for lease_id in recorded.values():
+            revoked += await self._revoke_id(lease_id)
+        if recorded:
+            await self.store.set_custom_metadata({lease_key(version): "" for version in recorded})
+        return revoked
+
     async def _revoke_lease(self, version: str | None) -> None:
         """Revoke the lease recorded behind VERSION, then forget it (a second call finds none)."""
         if not version:
             return
         lease_id = (await self.store.custom_metadata()).get(lease_key(version))
         if lease_id:
-            if await self.leases.lease_alive(lease_id):
-                await self.leases.revoke_lease(lease_id)
+            await self._revoke_id(lease_id)
             await self.store.set_custom_metadata({lease_key(version): ""})
+
+    async def _revoke_id(self, lease_id: str | None) -> int:
+        if lease_id and await self.leases.lease_alive(lease_id):
+            await self.leases.revoke_lease(lease_id)
+            return 1
+        return 0

@@ -10,6 +10,8 @@ from rotor.planning.rotation import generate
 
 
 class GeneratedOverlap(KvStrategy):
-    async def publish_new(self, old: Mapping[str, str], data: Mapping[str, str]) -> Values:
+    async def publish_new(self, old: Mapping[str, str], data: Mapping[str, str], cas: str,
+                          marks: Mapping[str, str], rotation_id: str) -> Values:
+        await self.mark(cas, rotation_id)
         value = generate(self.spec.generator)
-        return {"version": await self.write({**data, self.spec.generator.key: value}, old["version"])}
+        return {"version": await self.write({**data, self.spec.generator.key: value}, cas)}

@@ -35,13 +35,16 @@ class StaticRolePair(KvStrategy):
         creds = await self.roles.static_credentials(self.mount, self.blue)
         return self.blue if data.get("username") == creds["username"] else self.green
 
-    async def publish_new(self, old: Mapping[str, str], data: Mapping[str, str]) -> Values:
+    async def publish_new(self, old: Mapping[str, str], data: Mapping[str, str], cas: str,
+                          marks: Mapping[str, str], rotation_id: str) -> Values:
         role = self._other(old.get("role"))
+        await self.mark(cas, rotation_id)
         await self.roles.rotate_static(self.mount, role)
         creds = await self.roles.static_credentials(self.mount, role)
-        return {"version": await self.write({**data, **creds}, old["version"]), "role": role}
+        return {"version": await self.write({**data, **creds}, cas), "role": role}
 
-    async def adopt(self, old: Mapping[str, str], version: str, data: Mapping[str, str]) -> Values:
+    async def adopt(self, old: Mapping[str, str], version: str, data: Mapping[str, str], marks: Mapping[str, str],
+                    rotation_id: str) -> Values:
         return {"version": version, "role": self._other(old.get("role"))}
 
     async def revoke_old(self, old: Mapping[str, str], since: datetime.datetime | None) -> None:

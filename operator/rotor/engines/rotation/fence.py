@@ -1,0 +1,110 @@
+"""Fencing: every status write of the rotation engine is guarded by the resourceVersion it read, and a
+rotation in progress is carried on by one replica at a time.
+
+A 409 means another writer moved the policy on: Rotor re-reads it and does not act on what it read
+before. Which replica acts is planning.rotation.turn: the one whose write put the status where it is;
+another takes over only after the status stayed unchanged for a while, by a guarded claim. So two
+replicas that both believe they are active (an event-loop stall past the peering lifetime) still
+rotate once. The answers to Rotor's writes also tell the API server's clock (managedFields times),
+which stamps rollout failures.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from rotor import GROUP, VERSION
+from rotor.api import keys
+from rotor.api.kinds import ROTATION_POLICY
+from rotor.engines.rotation.view import Key, PolicyState, RotationView
+from rotor.kube import Kube, KubeError
+from rotor.planning import times
+from rotor.planning.conditions import set_condition, status_unchanged
+from rotor.planning.rotation import TAKEOVER, Turn, claim_message, stamped_at, status_mark, turn
+
+log = logging.getLogger("rotor.engines.rotation.fence")
+PLURAL = ROTATION_POLICY.plural
+
+
+class StatusFence:
+    def __init__(self, kube: Kube, view: RotationView, clock: Callable[[], datetime.datetime],
+                 takeover: datetime.timedelta = TAKEOVER) -> None:
+        self.kube, self.view, self.clock, self.takeover = kube, view, clock, takeover
+        self._mine: dict[Key, tuple[str, ...]] = {}  # status_mark of this replica's last write that changed it
+        self.kube_offset = datetime.timedelta(0)  # the API server's clock minus Rotor's, as last measured
+
+    def forget(self, key: Key) -> None:
+        self._mine.pop(key, None)
+
+    def mine(self, state: PolicyState) -> bool:
+        return self._mine.get((state.namespace, state.name)) == status_mark(state.status)
+
+    def turn(self, state: PolicyState, now: datetime.datetime) -> tuple[Turn, float]:
+        unchanged = now - (state.seen_since or now)
+        return turn(state.status.get("phase"), self.mine(state), unchanged, self.takeover)
+
+    async def claim(self, state: PolicyState, now: datetime.datetime) -> bool:
+        """Take over a rotation whose status nobody changed for a while; False if another writer won."""
+        ready: Mapping[str, Any] = next((c for c in state.status.get("conditions") or ()
+                                         if c.get("type") == keys.READY), {})
+        phase = state.status.get("phase")
+        log.warning("rotation %s/%s: no progress in %s for %ss; carrying it on", state.namespace, state.name,
+                    phase, int(self.takeover.total_seconds()))
+        return await self.write(state, {"conditions": self.ready(
+            state, str(ready.get("status") or "True"), str(ready.get("reason") or phase), claim_message(phase, now))})
+
+    def ready(self, state: PolicyState, status: str, reason: str, message: str) -> list[dict[str, Any]]:
+        return set_condition(state.status.get("conditions") or [], type=keys.READY, status=status, reason=reason,
+                             message=message, now=times.iso(self.clock()), generation=state.generation)
+
+    async def write(self, state: PolicyState, patch: dict[str, Any]) -> bool:
+        """Merge-patch the policy's status if it is still at the resourceVersion Rotor read. True when
+        written (or there was nothing to write); False when another writer moved it on (it is read
+        again: decide anew, do not act on the old) or the policy is gone."""
+        patch = {"observedGeneration": state.generation, **patch}
+        if status_unchanged(state.status, patch):
+            return True
+        before = status_mark(state.status)
+        try:
+            body = await self.kube.patch_status_guarded(PLURAL, state.namespace, state.name, patch,
+                                                        state.resource_version)
+        except KubeError as err:
+            if not err.conflict:
+                raise
+            log.info("rotation %s/%s: status moved on since resourceVersion %s (another writer); reading it "
+                     "again", state.namespace, state.name, state.resource_version)
+            await self.reread(state)
+            return False
+        if body is None:
+            return False
+        stamp = stamped_at(body)
+        if stamp is not None:
+            self.kube_offset = stamp - self.clock()
+        written = status_mark(dict(body.get("status") or {}))
+        self.view.refresh(state, body)
+        if written != before:
+            self._mine[(state.namespace, state.name)] = written
+        return True
+
+    async def set_finalizers(self, state: PolicyState, finalizers: Sequence[str]) -> bool:
+        """Replace the policy's finalizers if it is still at the resourceVersion Rotor read; False after
+        a conflict (read again). Read back either way: the write answers with no object."""
+        try:
+            await self.kube.set_finalizers(PLURAL, state.namespace, state.name, finalizers, state.resource_version)
+        except KubeError as err:
+            if not (err.conflict or err.not_found):
+                raise
+            await self.reread(state)
+            return False
+        await self.reread(state)
+        return True
+
+    async def reread(self, state: PolicyState) -> None:
+        """The policy as the API server has it now (listed: Rotor's RBAC has no get on policies)."""
+        for body in await self.kube.list_objects(GROUP, VERSION, PLURAL, state.namespace):
+            meta = body.get("metadata") or {}
+            if meta.get("name") == state.name and meta.get("uid") == state.uid:
+                self.view.refresh(state, body)

@@ -1,0 +1,205 @@
+"""Fencing on the fakes: guarded status writes, one replica acting on a rotation at a time, only Rotor's
+own marked versions adopted, and times compared on the clock that wrote them."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import inspect
+from typing import Any
+
+import pytest
+
+from rotor.engines.rotation.worker import Rotator
+from rotor.kube import KubeError
+from rotor.planning import times
+from rotor.planning.leases import rotation_key
+
+from .harness import KEY, MOUNT, PATH, PLURAL, World
+
+HOUR = datetime.timedelta(hours=1)
+
+
+def static_world() -> World:
+    w = World()
+    w.backend.add_static_role("database", "blue", "app_blue")
+    w.backend.add_static_role("database", "green", "app_green")
+    w.backend.put(MOUNT, PATH, {"username": "app_blue", "password": w.backend.static_roles[("database",
+                                                                                            "blue")].password})
+    w.source()
+    w.policy(overlap={"window": "10s", "staticRoles": ["blue", "green"]}, generator={"type": "backend"})
+    return w
+
+
+class Yielding:
+    """A backend (or a handle of one) whose every call lets the event loop run something else first, as
+    a network call does: two replicas' steps interleave call by call."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._inner, name)
+        if name == "bind":
+            return lambda *args, **kwargs: Yielding(found(*args, **kwargs))
+        if not inspect.iscoroutinefunction(found):
+            return found
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            await asyncio.sleep(0)
+            return await found(*args, **kwargs)
+
+        return call
+
+
+def replicas(w: World) -> list[Rotator]:
+    """Two replicas acting at once (both believe they are active) on one API server and backend, fed by
+    the same watch; their calls interleave."""
+    w.kube.yielding = True
+    found = []
+    for _ in range(2):
+        replica = Rotator(w.kube, {w.backend.provider: Yielding(w.backend)}, w.sources, clock=w.clock)
+        for (plural, _, _), body in list(w.kube.objects.items()):
+            if plural == PLURAL:
+                replica.upsert(body)
+        found.append(replica)
+    w.rotator = found[0]  # the harness's watch feeds it; the other gets its own
+    w.kube.subscribe(lambda kind, plural, body: plural == PLURAL and kind != "DELETED" and found[1].observe(body))
+    return found
+
+
+def second(w: World) -> Rotator:
+    """Another replica acting at once (both believe they are active), fed by the same watch."""
+    other = w.another_operator()
+    w.kube.subscribe(lambda kind, plural, body: plural == PLURAL and kind != "DELETED" and other.observe(body))
+    return other
+
+
+async def both(w: World, replicas: list[Rotator], until: int, *, steps: int = 500) -> None:
+    """Step every replica at once, as their schedulers would, until UNTIL rotations completed."""
+    for _ in range(steps):
+        waits = await asyncio.gather(*(replica.step(KEY) for replica in replicas))
+        if w.status.get("rotations") == until and w.status.get("phase") == "Complete":
+            return
+        w.clock.advance(min((wait for wait in waits if wait is not None), default=1.0) or 0.001)
+    raise AssertionError(f"stuck in {w.status.get('phase')}: {w.ready}")
+
+
+def test_two_active_replicas_rotate_exactly_once() -> None:
+    async def main() -> None:
+        w = static_world()
+        active = replicas(w)
+        for n in (1, 2, 3):
+            if n > 1:
+                await w.rotate_now(str(n))
+            await both(w, active, n)
+        assert w.count("static-rotate") == 6  # per rotation: the standby published, the old one reset
+        assert w.count("kv-write") == 3 and w.status["rotations"] == 3
+        assert [s["phase"] for s in w.status["rotation"]["steps"]].count("Publishing") == 1
+
+    asyncio.run(main())
+
+
+def test_a_stalled_replica_that_wakes_after_a_takeover_does_not_act_again() -> None:
+    async def main() -> None:
+        w = static_world()
+        stalled, other = w.rotator, second(w)
+        await w.run("Publishing")  # entered by the replica that then stalls
+        assert await other.step(KEY) == pytest.approx(10.0)  # not its turn yet
+        w.clock.advance(10)
+        await other.step(KEY)  # claims, publishes
+        assert "carried on by this replica" in w.ready["message"] or w.status["phase"] != "Publishing"
+        assert w.status["phase"] == "Propagating"
+        await stalled.step(KEY)  # wakes: what it wrote is not what status holds any more
+        assert w.count("static-rotate", "/green") == 1 and w.count("kv-write") == 1
+        await both(w, [other, stalled], 1)
+        assert w.count("static-rotate", "/green") == 1 and w.count("static-rotate", "/blue") == 1
+
+    asyncio.run(main())
+
+
+def test_a_status_write_that_conflicts_is_read_again_and_the_action_not_repeated() -> None:
+    async def main() -> None:
+        w = World()
+        w.source()
+        w.policy()
+        await w.run("Publishing")
+        w.kube.fail("patch", f"{PLURAL}/status", 409)
+        assert await w.step() == 0.0  # published; entering Propagating lost: read again, step again
+        assert w.status["phase"] == "Publishing" and ("list", PLURAL, "") in w.kube.requests
+        await w.run()
+        assert w.count("kv-write") == 1 and w.status["active"] == {"version": "2"}
+
+    asyncio.run(main())
+
+
+def test_a_restarted_operator_waits_before_carrying_on_a_rotation_in_progress() -> None:
+    async def main() -> None:
+        w = World()
+        w.source()
+        w.policy()
+        await w.run("Overlapping")
+        w.start_operator()
+        assert await w.step() == pytest.approx(10.0)  # the replica that was rotating may still be alive
+        w.clock.advance(10)
+        await w.run()
+        assert w.status["rotations"] == 1
+
+    asyncio.run(main())
+
+
+def test_a_manual_write_during_pending_is_not_adopted_and_our_version_carries_the_rotation_id() -> None:
+    async def main() -> None:
+        w = World()
+        w.source()
+        w.policy()
+        await w.run("Pending")
+        w.backend.put(MOUNT, PATH, {"username": "app", "password": "typed-by-hand"})
+        w.start_operator()  # a crash right then: recovery must not take the manual version for ours
+        await w.run()
+        assert w.kv()["password"] not in ("typed-by-hand", "first") and w.kv()["username"] == "app"
+        assert w.status["active"] == {"version": "3"}
+        assert w.backend.secrets[(MOUNT, PATH)].metadata == {rotation_key("3"): w.status["rotation"]["id"]}
+
+    asyncio.run(main())
+
+
+def test_a_version_this_rotation_marked_is_adopted_after_a_crash() -> None:
+    async def main() -> None:
+        w = World()
+        w.source()
+        w.policy()
+        await w.run("Publishing")
+        w.kube.fail("patch", f"{PLURAL}/status", 500)  # published, then the operator dies
+        with pytest.raises(KubeError):
+            await w.step()
+        w.start_operator()
+        await w.run()
+        assert w.count("kv-write") == 1 and w.status["active"] == {"version": "2"}
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("kube_skew", [10 * 60, -10 * 60])
+def test_rollout_failures_are_timed_on_the_api_servers_clock(kube_skew: int) -> None:
+    """The API server's clock ten minutes off Rotor's: a failure since the rotation started rolls it
+    back at once; one from before it does not."""
+
+    async def main() -> None:
+        w = World(kube_skew=datetime.timedelta(seconds=kube_skew))
+        w.source()
+
+        def failed(at: datetime.datetime) -> list[dict[str, str]]:
+            return [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+                     "lastTransitionTime": times.iso(at)}]
+
+        w.workload(ready=False, conditions=failed(w.kube.clock() - datetime.timedelta(minutes=1)))
+        w.policy()
+        await w.run("Verifying")
+        await w.step()
+        assert w.status["phase"] == "Verifying"  # the old failure: keep waiting
+        w.workload(ready=False, conditions=failed(w.kube.clock()))
+        await w.step()
+        assert w.status["phase"] == "RollingBack"
+
+    asyncio.run(main())
