@@ -8,7 +8,8 @@
 
 The local stack has no scheduler, kubelet or controller-manager: pods never run and Deployments
 never roll. The demo says so where it matters and shows what Rotor did (the mutated pod spec, the
-Deployment's new pod-template annotation); the reader thread stands in for the app's pods.
+Deployment's new pod-template annotation); the reader thread stands in for the app's pods. After
+the story the reader keeps going and says when its login changes or fails, for rotations you ask for.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from tests.devenv import Stack
 
 NS, SOURCE, SECRET, POLICY, DEPLOYMENT = "demo", "db", "db-credentials", "db", "web"
 ROTOR = "/apis/rotor.dev/v1alpha1/namespaces/demo"
+APPLIED, HASH = "rotor.dev/applied-secrets", "rotor.dev/secrets-hash"  # what Rotor rolled the workload to
 BOLD = "\033[1m" if sys.stderr.isatty() and not os.environ.get("NO_COLOR") else ""
 PLAIN = "\033[0m" if BOLD else ""
 
@@ -153,6 +155,9 @@ class Story(threading.Thread):
             f"({NS}/{pod['metadata']['name']}; it stays Pending)")
         say(f"the webhook mounted Secret {SECRET} read-only at {', '.join(mounts) or '(nowhere: see the pod)'} "
             f"(rotor.dev/injected: {pod['metadata'].get('annotations', {}).get('rotor.dev/injected')})")
+        self.wait(lambda: self.annotation(APPLIED), 30, f"Rotor to adopt Deployment {NS}/{DEPLOYMENT}")
+        say(f"Rotor adopted Deployment {NS}/{DEPLOYMENT}: {APPLIED} records the digest of the Secret its pods "
+            "run (never a value); when the Secret changes, Rotor rolls it")
         commands(f"kubectl get pod -n {NS} {pod['metadata']['name']} -o yaml",
                  f"kubectl get deployment -n {NS} {DEPLOYMENT} -o yaml")
 
@@ -175,7 +180,7 @@ class Story(threading.Thread):
             f"is {'refused' if refused else 'STILL ACCEPTED'} by PostgreSQL")
         say(self.reader.summary())
         rolled = self.wait(lambda: self.rolled(rolled_before), 30, f"Rotor to roll Deployment {NS}/{DEPLOYMENT}")
-        say(f"Rotor rolled Deployment {NS}/{DEPLOYMENT}: its pod template now carries rotor.dev/secrets-hash="
+        say(f"Rotor rolled Deployment {NS}/{DEPLOYMENT}: its pod template now carries {HASH}="
             f"{rolled}; a Deployment controller would replace its pods now (none runs here)")
         commands(f"kubectl get rotationpolicy -n {NS} {POLICY}", f"kubectl rotor status {NS}/{POLICY} --kind "
                  "rotationpolicy", f"kubectl get deployment -n {NS} {DEPLOYMENT} "
@@ -226,6 +231,12 @@ class Story(threading.Thread):
 
         result: dict[str, Any] = self.wait(ended, 180, f"the rotation of {NS}/{POLICY}")
         return result
+
+    def annotation(self, key: str) -> str | None:
+        """An annotation on the Deployment's own metadata."""
+        deployment = self.get(f"/apis/apps/v1/namespaces/{NS}/deployments/{DEPLOYMENT}") or {}
+        found = (deployment.get("metadata", {}).get("annotations") or {}).get(key)
+        return str(found) if found else None
 
     def rolled(self, before: str | None) -> str | None:
         """The Deployment's rotor.dev/secrets-hash once Rotor wrote a new one (its restart)."""
@@ -281,7 +292,7 @@ class Story(threading.Thread):
 def template_hash(deployment: dict[str, Any] | None) -> str | None:
     annotations = (((deployment or {}).get("spec") or {}).get("template") or {}).get("metadata", {}).get(
         "annotations") or {}
-    found = annotations.get("rotor.dev/secrets-hash")
+    found = annotations.get(HASH)
     return str(found) if found else None
 
 

@@ -8,13 +8,17 @@ it. Ctrl-C stops Rotor, then every server; nothing is left running.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import os
 import ssl
 import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -64,6 +68,7 @@ def main() -> int:
             story = demo.Story(stack, started_at=args.started_at, operator_ready=ready)
             story.start()
         # Rotor runs in the main thread: Ctrl-C (or SIGTERM) stops it gracefully, then the servers.
+        asyncio.set_event_loop_policy(_SignalOncePolicy())
         run(settings, ready_flag=ready)
         say("Rotor stopped")
     except KeyboardInterrupt:
@@ -74,6 +79,23 @@ def main() -> int:
         say("stopping the local control plane ...")
         stack.stop()
     return 0
+
+
+class _SignalOnceLoop(asyncio.SelectorEventLoop):
+    """`timeout make run` (or kill -- -PGID) signals the whole process group, and make forwards SIGTERM
+    to its children as well: Rotor gets SIGTERM twice. Kopf's handler completes a future, so a second
+    one would be logged as an asyncio error; here it is a no-op."""
+
+    def add_signal_handler(self, sig: int, callback: Callable[..., object], *args: Any) -> None:
+        def once(*given: Any) -> None:
+            with contextlib.suppress(asyncio.InvalidStateError):
+                callback(*given)
+
+        super().add_signal_handler(sig, once, *args)
+
+
+class _SignalOncePolicy(asyncio.DefaultEventLoopPolicy):
+    _loop_factory = _SignalOnceLoop
 
 
 def say(line: str) -> None:

@@ -38,7 +38,7 @@ def rotor(info: StackInfo, operator_aside: None, operator_logs: OperatorLogs) ->
             vault_connections={"default": VaultConnection(address=info.vault_addr, rate_per_second=500,
                                                           audit_log_file=Path(info.vault_audit_log),
                                                           login_check_hosts=(f"{info.pg_host}:{info.pg_port}",))},
-            metrics_port=0, log_level="debug")) as running:
+            metrics_port=0, log_level="debug", min_refresh_seconds=1)) as running:
         yield running
 
 

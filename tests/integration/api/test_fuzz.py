@@ -71,12 +71,12 @@ def tallies(request: pytest.FixtureRequest) -> Iterator[dict[str, Tally]]:
         total.crashes += tally.crashes
     lines = [tally.line(kind) for kind, tally in found.items()] + [total.line("total")]
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:  # printed whatever the capture mode
-        reporter.ensure_newline()
-        for line in lines:
-            reporter.write_line(line)
-    for line in lines:
-        print(line)
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:  # printed whatever the capture mode
+        with capture.global_and_fixture_disabled():
+            reporter.ensure_newline()
+            for line in lines:
+                reporter.write_line(line)
 
 
 @pytest.fixture
