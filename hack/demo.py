@@ -163,6 +163,7 @@ class Story(threading.Thread):
 
     def rotate(self) -> None:
         before = self.login()
+        self.wait(lambda: self.get(f"{ROTOR}/rotationpolicies/{POLICY}"), 30, f"RotationPolicy {NS}/{POLICY}")
         say(f"3/4 rotate: RotationPolicy {NS}/{POLICY} moves the database login to the other user of the "
             f"blue/green pair, with overlap", header=True)
         say(f"a reader logs in to PostgreSQL every second as whatever Secret {NS}/{SECRET} holds "

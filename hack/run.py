@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import socket
 import ssl
 import sys
 import threading
@@ -27,6 +28,7 @@ from rotor.config import Settings, VaultConnection
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the local stack lives in tests/devenv
 from hack import demo, demo_tenant
 from tests.devenv import Stack
+from tests.devenv.process import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 CRD_PLURALS = ("secretsources", "rotationpolicies", "leakincidents")
@@ -50,19 +52,20 @@ def main() -> int:
             say(f"  {name:<15} ready in {seconds:5.1f}s")
         began = time.monotonic()
         install(stack)
-        say(f"  {'CRDs, samples':<15} ready in {time.monotonic() - began:5.1f}s")
+        say(f"  {'CRDs, tenant':<15} ready in {time.monotonic() - began:5.1f}s")
         os.environ["KUBECONFIG"] = info.kubeconfig  # the operator below talks to this control plane
         bin_dir = Path(sys.executable).parent
+        metrics = metrics_port()
         say(f"\nexport KUBECONFIG={info.kubeconfig} PATH={bin_dir}:$PATH   # rotor, and kubectl rotor\n"
             f"  kubectl get secretsources,rotationpolicies,leakincidents -n {demo_tenant.NAMESPACE}\n"
             f"Vault: {info.vault_addr} (root token in {info.state_dir}/stack.json); PostgreSQL: "
-            f"{info.pg_host}:{info.pg_port}\n")
+            f"{info.pg_host}:{info.pg_port}; Rotor's metrics: http://127.0.0.1:{metrics}/metrics\n")
         from rotor.handlers.app import run
 
         connection = VaultConnection(address=info.vault_addr, audit_log_file=Path(info.vault_audit_log),
                                      login_check_hosts=(f"{info.pg_host}:{info.pg_port}",))
         settings = Settings(vault_connections={"default": connection}, log_format=args.log_format,
-                            metrics_port=9090, webhook_enabled=True, webhook_port=0)
+                            metrics_port=metrics, webhook_enabled=True, webhook_port=0)
         ready = threading.Event()
         if not args.no_demo:
             story = demo.Story(stack, started_at=args.started_at, operator_ready=ready)
@@ -98,6 +101,16 @@ class _SignalOncePolicy(asyncio.DefaultEventLoopPolicy):
     _loop_factory = _SignalOnceLoop
 
 
+def metrics_port(preferred: int = 9090) -> int:
+    """9090 when free (another `make run` may hold it), else any free port."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("0.0.0.0", preferred))
+            return preferred
+        except OSError:
+            return free_port()
+
+
 def say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -107,11 +120,18 @@ def install(stack: Stack) -> None:
     for path in sorted((REPO / "crds").glob("*.yaml")):
         stack.api_request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
                           yaml.safe_load(path.read_text()))
-    wait_until_served(stack)
     stack.api_request("POST", "/api/v1/namespaces", {"metadata": {"name": demo_tenant.NAMESPACE}})
-    demo_tenant.prepare(stack)
+    demo_tenant.prepare(stack)  # meanwhile the API server sets up the CRDs' storage
+    wait_until_served(stack)
     # The LeakIncident sample is left out: the demo reports a leak itself, once the story gets there.
-    for name, doc in demo_tenant.samples("SecretSource", "RotationPolicy", "Deployment"):
+    apply_samples(stack, "SecretSource", "Deployment")
+    # The API server takes about 2 s to admit the first RotationPolicy (its validation rules are
+    # compiled then): it goes in while Rotor starts, off the path to the first delivered Secret.
+    threading.Thread(target=apply_samples, args=(stack, "RotationPolicy"), name="apply-samples", daemon=True).start()
+
+
+def apply_samples(stack: Stack, *kinds: str) -> None:
+    for name, doc in demo_tenant.samples(*kinds):
         demo_tenant.apply(stack, doc)
         say(f"  applied samples/{name}: {doc['kind']} {demo_tenant.NAMESPACE}/{doc['metadata']['name']}")
 

@@ -10,11 +10,13 @@ import asyncio
 import datetime
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from rotor import GROUP, VERSION
-from rotor.api.kinds import LEAK_INCIDENT, ROTATION_POLICY, SECRET_SOURCE
+from rotor.api import keys
+from rotor.api.kinds import LEAK_INCIDENT, ROTATION_POLICY, SECRET_SOURCE, Kind
 from rotor.backends.aws import AwsBackend
 from rotor.backends.kubernetes import KubernetesBackend
 from rotor.backends.postgres import PostgresLoginCheck
@@ -24,6 +26,7 @@ from rotor.config import Settings
 from rotor.engines.changefeed import ChangeFeeds
 from rotor.engines.delivery.worker import Reloader
 from rotor.engines.incident.worker import Incidents
+from rotor.engines.relist import Key, Relisted, Relister
 from rotor.engines.rotation.worker import Rotator
 from rotor.engines.scheduler import RefreshScheduler, crash_reporter
 from rotor.engines.secretsource.port import SourcesPort
@@ -38,6 +41,7 @@ from rotor.planning.template import TemplateLimits
 
 log = logging.getLogger("rotor")
 KEY_FIELD = "hmac-key"  # the data key holding it in its Secret
+RELIST_SECONDS = 300.0  # the re-list reconcile's backstop period
 
 
 def build_backends(settings: Settings, kube: Kube) -> dict[str, Backend]:
@@ -79,6 +83,8 @@ class Runtime:
     gate: asyncio.Event | None  # set while this replica is active (peering); None when standalone
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     feeds: ChangeFeeds | None = None  # instant updates from Vault audit streams (opted-in connections)
+    # Forgets what a watch gap deleted (re-lists bring no DELETED events); built by build().
+    relist: Relister = field(default_factory=lambda: Relister((), interval=0))
 
     @property
     def schedulers(self) -> tuple[RefreshScheduler, ...]:
@@ -94,12 +100,14 @@ class Runtime:
         for scheduler in self.schedulers:
             scheduler.start()
         self.reloader.start()
+        self.relist.start()
         if self.feeds is not None:
             self.feeds.start()
         if self.config.metrics_port:
             metrics.serve(self.config.metrics_port)
 
     async def stop(self) -> None:
+        await self.relist.stop()
         if self.feeds is not None:
             await self.feeds.stop()
         await self.reloader.stop()
@@ -169,5 +177,72 @@ async def build(config: Settings, *, gate: asyncio.Event | None) -> Runtime:
                         poll_seconds=config.reload_poll_seconds, gate=gate)
     feeds = ChangeFeeds.build(config.vault_connections, SourcesPort(sync, sync_scheduler),
                               lambda: sync.sources.values(), gate=gate)
-    return Runtime(config, kube, backends, sync, sync_scheduler, rotator, rotation_scheduler, incidents,
-                   incident_scheduler, reloader, gate, feeds=feeds)
+    runtime = Runtime(config, kube, backends, sync, sync_scheduler, rotator, rotation_scheduler, incidents,
+                      incident_scheduler, reloader, gate, feeds=feeds)
+    # ROTOR_RELIST_SECONDS: the backstop reconcile's period (0: only after a re-list or a resume).
+    runtime.relist = relister(runtime, float(os.environ.get("ROTOR_RELIST_SECONDS") or RELIST_SECONDS))
+    return runtime
+
+
+def relister(rt: Runtime, interval: float) -> Relister:
+    """The re-list reconciler over every watch-fed view: each kind's `gone` does what its DELETED watch
+    event does in the handlers (rotor.handlers.secretsource, .rotation, .incident, .delivery)."""
+    scopes: list[str | None] = [*rt.config.namespaces] or [None]
+
+    def objects(kind: Kind, bodies: bool = False) -> Callable[[], Awaitable[dict[Key, object | None]]]:
+        async def listed() -> dict[Key, object | None]:
+            return {(o["metadata"]["namespace"], o["metadata"]["name"]): o if bodies else None for scope in scopes
+                    for o in await rt.kube.list_objects(GROUP, VERSION, kind.plural, scope)}
+        return listed
+
+    selector = f"{keys.MANAGED_BY}={keys.MANAGED_BY_VALUE}"
+
+    async def managed_secrets() -> dict[Key, object | None]:
+        return {(o["metadata"]["namespace"], o["metadata"]["name"]): None for scope in scopes
+                for o in await rt.kube.list_secret_metadata(scope, label_selector=selector)}
+
+    def managed_held() -> dict[Key, object]:
+        # The view also keeps Secrets it read and does not manage (a Merge target before its first
+        # write): their watch is not Rotor's, so no list of managed Secrets has them.
+        return {k: s for k, s in rt.sync.secrets.items() if s.labels.get(keys.MANAGED_BY) == keys.MANAGED_BY_VALUE}
+
+    def deleted(key: Key, labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+        return {"metadata": {"namespace": key[0], "name": key[1], "labels": dict(labels or {})}}
+
+    def source_gone(key: Key, _: object) -> None:
+        rt.sync.observe_source("DELETED", deleted(key))
+        rt.sync_scheduler.remove(key)
+        rt.reloader.view.observe_source("DELETED", deleted(key))
+        for incident in rt.incidents.for_source(*key):
+            rt.incident_scheduler.schedule(incident, 0.0)
+
+    def secret_gone(key: Key, held: object) -> None:
+        body = deleted(key, getattr(held, "labels", None))
+        source = rt.sync.observe_secret("DELETED", body)
+        if source is not None:
+            rt.sync_scheduler.schedule(source, 0.0)  # re-create it (its status still says Synced)
+        rt.reloader.view.observe_secret("DELETED", body)
+
+    def policy_gone(key: Key, _: object) -> None:
+        rt.rotator.forget(key)
+        rt.rotation_scheduler.remove(key)
+        for incident in rt.incidents.for_policy(*key):
+            rt.incident_scheduler.schedule(incident, 0.0)
+
+    def policy_listed(key: Key, body: object) -> None:
+        # The policy's event handler passes over a listing's events: a rotate-now annotation or a
+        # deletion (a lease finalizer holds the object) that came in the gap is seen here.
+        if isinstance(body, Mapping) and rt.rotator.observe(body):
+            rt.rotation_scheduler.schedule(key, 0.0)
+
+    def incident_gone(key: Key, _: object) -> None:
+        rt.incidents.forget(key)
+        rt.incident_scheduler.remove(key)
+
+    return Relister([
+        Relisted(SECRET_SOURCE.kind, lambda: rt.sync.sources, objects(SECRET_SOURCE), source_gone),
+        Relisted("managed Secret", managed_held, managed_secrets, secret_gone),
+        Relisted(ROTATION_POLICY.kind, lambda: rt.rotator.policies, objects(ROTATION_POLICY, bodies=True),
+                 policy_gone, policy_listed),
+        Relisted(LEAK_INCIDENT.kind, lambda: rt.incidents.incidents, objects(LEAK_INCIDENT), incident_gone),
+    ], interval=interval, gate=rt.gate)

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from tests.contract.audit import AuditContract
 from tests.contract.credentials import CredentialsContract
+from tests.contract.keys import KeyRingContract
 from tests.contract.reads import ReadContract
 from tests.contract.versions import VersionStoreContract
 
 
-class BackendContract(ReadContract, VersionStoreContract, CredentialsContract, AuditContract):
+class BackendContract(ReadContract, VersionStoreContract, CredentialsContract, AuditContract, KeyRingContract):
     """Every case; subclass it with a `backend_under_test` fixture returning a Subject."""

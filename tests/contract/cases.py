@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from rotor.api.capabilities import Capability
 from rotor.backends.protocols import (
     AuditTrail,
+    KeyRing,
     LeaseIssuer,
     StaticCredentials,
     VersionStore,
@@ -20,7 +21,7 @@ from tests.contract.subject import Subject
 # The protocol a bound handle implements for each capability its backend declares.
 PROTOCOL = {Capability.WRITE_VERSION: VersionStore, Capability.VERSIONS: VersionStore,
             Capability.LEASES: LeaseIssuer, Capability.STATIC_CREDENTIALS: StaticCredentials,
-            Capability.AUDIT_TRAIL: AuditTrail}
+            Capability.AUDIT_TRAIL: AuditTrail, Capability.KEY_VERSIONS: KeyRing}
 AUDIT_ROW = {"time", "operation", "path", "serviceAccount", "role", "displayName", "remoteAddress", "denied"}
 CLOCK_SLACK = datetime.timedelta(seconds=5)  # Vault's Date header has whole seconds; the stack is local
 

@@ -38,6 +38,11 @@ class FakeSubject:
     def put(self, name: str, data: Mapping[str, str]) -> str:
         return self.backend.put(MOUNT, self.path(name), data)
 
+    def transit_key(self, name: str) -> tuple[str, str]:
+        key = f"{self.namespace}-{name}"
+        self.backend.add_transit_key("transit", key)
+        return "transit", key
+
     def now(self) -> datetime.datetime:
         return self.backend.clock()
 
@@ -48,6 +53,6 @@ class FakeSubject:
         other = FakeBackend(clock=self.backend.clock)
         other.secrets, other.leases, other.roles = self.backend.secrets, self.backend.leases, self.backend.roles
         other.static_roles, other.audit = self.backend.static_roles, self.backend.audit
-        other.holders = self.backend.holders
+        other.holders, other.transit_keys = self.backend.holders, self.backend.transit_keys
         other.audit_trail, other.down = audit, not reachable
         return other

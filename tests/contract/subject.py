@@ -39,6 +39,11 @@ class Subject(Protocol):
         """Write a version of secret NAME as the administrator; its version."""
         ...
 
+    def transit_key(self, name: str) -> tuple[str, str]:
+        """A new Transit key NAME of this test (at version 1), made as the administrator; (mount, key).
+        service_account may read, rotate and configure it; denied may not."""
+        ...
+
     def now(self) -> datetime.datetime:
         """The backend's clock now, read without the backend (the fake's clock; the wall clock)."""
         ...

@@ -14,6 +14,7 @@ import os
 import pwd
 import secrets
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -276,6 +277,45 @@ class Stack:
         """Bring Vault back on the same address, with its data, unsealed."""
         self._run_vault_server()
         self._unseal()
+
+    # -- faults (tests of outages; every one is undone by its pair) --------------------------------
+
+    def seal_vault(self) -> None:
+        """Seal Vault: every request but health and unseal fails (503) until unseal_vault()."""
+        self._vault("PUT", "/v1/sys/seal")
+
+    def unseal_vault(self) -> None:
+        self._unseal()
+
+    def restart_apiserver(self) -> float:
+        """Stop kube-apiserver (SIGTERM: every connection and watch drops) and start it again on the same
+        address and certificates, with an empty watch cache; seconds until it is ready again."""
+        proc = self.procs["kube-apiserver"]
+        began = time.monotonic()
+        proc.stop()
+        proc.start()
+        proc.wait_until(lambda: http_status(f"{self._api_url}/readyz", ca_file=self.dir / "ca.crt", headers={
+            "Authorization": f"Bearer {self._admin_token}"}) == 200, 120, "ready")
+        return time.monotonic() - began
+
+    def pause(self, name: str) -> None:
+        """SIGSTOP a process of the stack ("etcd", "vault", ...): it holds its connections, answers nothing."""
+        popen = self.procs[name].popen
+        assert popen is not None
+        os.kill(popen.pid, signal.SIGSTOP)
+
+    def resume(self, name: str) -> None:
+        popen = self.procs[name].popen
+        assert popen is not None
+        os.kill(popen.pid, signal.SIGCONT)
+
+    def compact_etcd(self) -> int:
+        """Compact etcd's history up to its current revision (returned): a watch resumed from an older
+        resourceVersion that reaches etcd gets 410 Gone."""
+        key = base64.b64encode(b"/registry").decode()
+        revision = int(http_json("POST", f"{self._etcd_url}/v3/kv/range", body={"key": key})["header"]["revision"])
+        http_json("POST", f"{self._etcd_url}/v3/kv/compaction", body={"revision": revision, "physical": True})
+        return revision
 
     def vault_request(self, method: str, path: str, body: Any = None) -> Any:
         """A root-token call to Vault, for tests and bootstrapping (never used by the operator)."""

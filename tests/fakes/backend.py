@@ -2,18 +2,19 @@
 
 It behaves like Vault's KV v2 (versions, check-and-set, destroy, the newest 10 versions kept, custom
 metadata), its database engine (roles that must exist; leases with a TTL and a max TTL; static roles
-whose password the backend sets) and its file audit log, on a clock the test controls. It passes the
-same contract tests as the real Vault backend (tests/contract/), so an engine test that passes here
-asks nothing of a backend that Vault would refuse. Error types and their triggers follow Vault's
-answers (e.g. an unknown database role is InvalidSpec, as Vault's 400 "unknown role" is).
+whose password the backend sets), its Transit keys (tests/fakes/transit.py) and its file audit log,
+on a clock the test controls. It passes the same contract tests as the real Vault backend
+(tests/contract/), so an engine test that passes here asks nothing of a backend that Vault would
+refuse. Error types and their triggers follow Vault's answers (e.g. an unknown database role is
+InvalidSpec, as Vault's 400 "unknown role" is).
 
 A lease lives only as long as the token it was issued under (`holders`): GRACE seconds unless held,
 as Vault's orphan lease tokens do.
 
-Set-up, as an administrator would: put(), add_lease_role(), add_static_role(); `audit_trail = False`
-for a backend without an audit log. Faults a test can set: `down` (every call raises Unavailable),
-`denied` (identities, "namespace/serviceaccount", whose calls raise PermissionDenied), `fail_next`
-(the next call of an operation raises the given error once).
+Set-up, as an administrator would: put(), add_lease_role(), add_static_role(), add_transit_key();
+`audit_trail = False` for a backend without an audit log. Faults a test can set: `down` (every call
+raises Unavailable), `denied` (identities, "namespace/serviceaccount", whose calls raise
+PermissionDenied), `fail_next` (the next call of an operation raises the given error once).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from rotor.backends.protocols import (
 )
 from rotor.planning import times
 from rotor.planning.sync import Fetched
+from tests.fakes.transit import FakeKey, FakeTransitKeys, missing_key
 
 MAX_VERSIONS = 10  # Vault's default max_versions of a KV v2 mount: older versions are removed
 TOKEN_MAX_TTL = 32 * 86400  # Vault's default max TTL of a token (a lease's holder lives no longer)
@@ -113,6 +115,7 @@ class FakeBackend:
         self.roles: dict[tuple[str, str], tuple[int, int]] = {}  # (mount, role) -> (ttl, max ttl)
         self.static_roles: dict[tuple[str, str], _StaticRole] = {}
         self.audit: list[dict[str, Any]] = []
+        self.transit_keys: dict[tuple[str, str], FakeKey] = {}  # (mount, key)
         self.audit_trail = True
         self.calls: list[tuple[str, str]] = []  # (operation, where)
         self.down = False
@@ -133,6 +136,10 @@ class FakeBackend:
     def add_static_role(self, mount: str, role: str, username: str) -> None:
         """A static role; the backend sets its user's password at once (as Vault does)."""
         self.static_roles[(mount, role)] = _StaticRole(username, secrets.token_hex(8), self.clock())
+
+    def add_transit_key(self, mount: str, key: str) -> FakeKey:
+        """A Transit key at version 1 (as `vault write -f transit/keys/<key>` makes it)."""
+        return self.transit_keys.setdefault((mount, key), FakeKey())
 
     def live_leases(self) -> list[str]:
         return [i for i in self.leases if self.lease_live(i)]
@@ -182,8 +189,8 @@ class FakeBackend:
             raise error
 
 
-class FakeSecret:
-    """One secret of a FakeBackend as one identity: every capability protocol."""
+class FakeSecret(FakeTransitKeys):
+    """One secret of a FakeBackend as one identity: every capability protocol (KeyRing: transit.py)."""
 
     def __init__(self, backend: FakeBackend, where: str, mount: str, path: str, actor: str, role: str) -> None:
         self._b, self._where, self.mount, self.path = backend, where, mount, path
@@ -206,6 +213,13 @@ class FakeSecret:
 
     def _created(self) -> _Secret:
         return self._b.secrets.setdefault((self.mount, self.path), _Secret())
+
+    def _key(self, operation: str, mount: str, key: str) -> FakeKey:
+        self._b.call(operation, f"{mount}/keys/{key}", self._actor)
+        found = self._b.transit_keys.get((mount, key))
+        if found is None:
+            raise missing_key(mount, key)
+        return found
 
     # -- VersionStore ---------------------------------------------------------------------------------
 

@@ -268,6 +268,22 @@ class FakeKube:
         self._patch(plural, namespace, name, {"status": dict(status)})
         return True
 
+    async def patch_status_guarded(self, plural: str, namespace: str, name: str, status: Mapping[str, Any],
+                                   resource_version: str | None) -> dict[str, Any] | None:
+        """The object as written (None if gone); a 409 when it moved on from RESOURCE_VERSION. Its
+        managedFields carry this API server's clock, as the real answer's do."""
+        self._request("patch", f"{plural}/status", name)
+        if (plural, namespace, name) not in self.objects:
+            return None
+        patch: dict[str, Any] = {"status": dict(status)}
+        if resource_version is not None:
+            patch["metadata"] = {"resourceVersion": resource_version}
+        written = self._patch(plural, namespace, name, patch)
+        stamp = [{"manager": "rotor", "operation": "Update", "subresource": "status",
+                  "time": times.iso(self.clock())}]
+        self.objects[(plural, namespace, name)]["metadata"]["managedFields"] = stamp
+        return {**written, "metadata": {**written["metadata"], "managedFields": stamp}}
+
     async def set_finalizers(self, plural: str, namespace: str, name: str, finalizers: Sequence[str],
                              resource_version: str | None) -> None:
         self._request("patch", plural, name)

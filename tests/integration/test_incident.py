@@ -67,6 +67,8 @@ def env(rotor: RunningOperator, core: Any, vault: hvac.Client, namespace: str, i
         f'path "database/creds/{namespace}-*" {{ capabilities = ["read"] }}',
         f'path "database/roles/{namespace}-*" {{ capabilities = ["read"] }}',
         'path "sys/leases/*" { capabilities = ["update"] }',
+        # Each lease is issued under an orphan token of its own (so it outlives the login token).
+        'path "auth/token/create-orphan" { capabilities = ["create", "update"] }',
     ]))
     vault.write(f"auth/kubernetes/role/{rotator}", bound_service_account_names=["rotator"],
                 bound_service_account_namespaces=[namespace], policies=[rotator], audience="vault", ttl="1h")

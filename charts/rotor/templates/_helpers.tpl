@@ -67,3 +67,17 @@ app.kubernetes.io/part-of: rotor
 {{- define "rotor.hasMonitoringAPI" -}}
 {{- if .Capabilities.APIVersions.Has "monitoring.coreos.com/v1" -}}true{{- end -}}
 {{- end -}}
+
+{{/* Copy the values of .in named by .keys (chart key -> operator setting) into .out, where set; an
+     unknown key of .in fails the install naming it (.what says where), so a typo is never ignored.
+     .known lists keys the caller handles itself. */}}
+{{- define "rotor.settings" -}}
+{{- range $key, $value := .in -}}
+{{- if not (or (hasKey $.keys $key) (has $key (default list $.known))) -}}
+{{- fail (printf "%s: unknown key %s (known: %s)" $.what $key (concat (keys $.keys) (default list $.known) | sortAlpha | join ", ")) -}}
+{{- end -}}
+{{- if and (hasKey $.keys $key) (not (kindIs "invalid" $value)) (ne (toString $value) "") -}}
+{{- $_ := set $.out (get $.keys $key) $value -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}

@@ -12,3 +12,4 @@ class Capability(StrEnum):
     LEASES = "leases"  # issue, renew and revoke per-lease (dynamic) credentials
     STATIC_CREDENTIALS = "static-credentials"  # have the backend set a new password for a static role
     AUDIT_TRAIL = "audit-trail"  # who read a secret in a time window
+    KEY_VERSIONS = "key-versions"  # rotate a named key (Vault Transit) and set its minimum usable versions

@@ -141,6 +141,15 @@ class Dynamic(Model):
     renew_fraction: float = Field(default=0.67, gt=0, lt=1, description="Renew at this fraction of the lease TTL.")
 
 
+class Transit(Model):
+    """strategy transit: a key of Vault's Transit engine, rotated in place. Readers sign, verify, encrypt
+    and decrypt through Vault, so nothing is delivered: the old version keeps decrypting and verifying
+    for the overlap window, then the key's minimum versions are raised to the new one."""
+
+    mount: MountPath = Field(default="transit", description="Mount of the Transit secrets engine.")
+    key: VaultName = Field(description="Name of the Transit key.")
+
+
 class Verify(Model):
     """How Rotor checks that readers moved to the new value before the old one is revoked."""
 
@@ -158,6 +167,7 @@ class RotationPolicySpec(Model):
     model_config = Model.model_config | {
         "json_schema_extra": validations(
             cel("self.strategy != 'dynamic' || has(self.dynamic)", "strategy dynamic needs spec.dynamic", ".dynamic"),
+            cel("self.strategy != 'transit' || has(self.transit)", "strategy transit needs spec.transit", ".transit"),
         )
     }
 
@@ -165,13 +175,15 @@ class RotationPolicySpec(Model):
     identity: Identity | None = Field(
         default=None, description="Who rotates (needs write access); default: the SecretSource's identity.")
     schedule: Schedule
-    strategy: Literal["overlap", "versioned", "dynamic"] = Field(
+    strategy: Literal["overlap", "versioned", "dynamic", "transit"] = Field(
         description="overlap: a new value while the old one stays valid (see spec.overlap); versioned: a new KV "
-        "version (see spec.versioned); dynamic: a new lease (see spec.dynamic).")
+        "version (see spec.versioned); dynamic: a new lease (see spec.dynamic); transit: a new version of a "
+        "Vault Transit key (see spec.transit).")
     generator: Generator = Field(default_factory=Generator, json_schema_extra={"default": {}})
     overlap: Overlap = Field(default_factory=Overlap, json_schema_extra={"default": {}})
     versioned: Versioned = Field(default_factory=Versioned, json_schema_extra={"default": {}})
     dynamic: Dynamic | None = None
+    transit: Transit | None = None
     verify: Verify = Field(default_factory=Verify, json_schema_extra={"default": {}})
     deadline: Duration = Field(default="1h", description="Roll back if the rotation is not verified by then.")
     rollback: bool = Field(default=True, description="Restore the old value when verification fails; false "
@@ -200,7 +212,7 @@ class Rotation(Model):
     started_at: str = Field(description="When it started.")
     phase_since: str | None = Field(default=None, description="When the current phase began.")
     old: dict[str, str] = Field(default_factory=dict, description="What readers used before: KV version, "
-                                "static role, lease hash.")
+                                "static role, lease hash, Transit key versions.")
     new: dict[str, str] = Field(default_factory=dict, description="What readers move to.")
     steps: list[Step] = Field(default_factory=list, max_length=32, description="The phases entered, oldest first.")
     reason: str | None = Field(default=None, description="Why it rolled back or failed.")
@@ -217,4 +229,5 @@ class RotationPolicyStatus(Model):
     rotations: int = Field(default=0, ge=0, description="Rotations completed.")
     handled_rotate_now: str | None = Field(default=None, description="Last rotor.dev/rotate-now value acted on.")
     active: dict[str, str] = Field(default_factory=dict,
-                                   description="What readers use now: KV version, static role, lease hash.")
+                                   description="What readers use now: KV version, static role, lease hash, "
+                                   "Transit key versions.")

@@ -2,7 +2,7 @@
 
 Every backend reads (Backend). Beyond that, `Backend.bind` gives a handle on one secret's location,
 acting as one identity, that implements the capability protocols the backend declares in
-`capabilities`: VersionStore, LeaseIssuer, StaticCredentials, AuditTrail. Engines check a spec
+`capabilities`: VersionStore, LeaseIssuer, StaticCredentials, AuditTrail, KeyRing. Engines check a spec
 against `capabilities` (planning.capabilities) and never import a concrete backend.
 
 Errors carry a status reason; their messages name paths, roles and codes, never values.
@@ -213,6 +213,36 @@ class AuditTrail(SecretHandle, Protocol):
                           limit: int = 100) -> AuditReads | None:
         """The reads in [START, END] (by anyone, denied ones included), the first LIMIT listed and all
         counted; None when no audit trail is configured. Needs no permission of the acting identity."""
+        ...
+
+
+@dataclass(frozen=True)
+class KeyVersions:
+    """Which versions of a named key are in use (numbers only: never key material)."""
+
+    latest: int  # new signatures and ciphertexts use this one
+    min_decryption: int  # the oldest version that still decrypts and verifies
+    min_encryption: int  # the oldest version a caller may ask to encrypt or sign with (0: no floor)
+
+
+@runtime_checkable
+class KeyRing(SecretHandle, Protocol):
+    """Capability.KEY_VERSIONS: a named key of an encryption-as-a-service engine (Vault Transit) whose
+    versions are rotated in place; callers sign and encrypt through the backend, never holding the key."""
+
+    async def key_versions(self, mount: str, key: str) -> KeyVersions:
+        """The key's versions in use. NotFound when there is no such key."""
+        ...
+
+    async def rotate_key(self, mount: str, key: str) -> int:
+        """A new version of the key, used from now on for new signatures and ciphertexts; its number.
+        NotFound when there is no such key."""
+        ...
+
+    async def set_min_versions(self, mount: str, key: str, *, decryption: int, encryption: int) -> None:
+        """Versions below DECRYPTION stop decrypting and verifying; below ENCRYPTION (0: no floor) stop
+        encrypting and signing. InvalidSpec for a minimum above the latest version, or an encryption floor
+        under the decryption one."""
         ...
 
 

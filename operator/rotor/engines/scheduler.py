@@ -25,6 +25,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 
+from rotor import GROUP, VERSION
 from rotor.api import keys
 from rotor.kube import Kube, KubeError
 from rotor.observability.metrics import QUEUE_DEPTH, QUEUE_DUE
@@ -219,7 +220,9 @@ async def report_internal_error(kube: Kube, kind: str, plural: str, key: Hashabl
         return  # not an object (an engine's own housekeeping key): the log line is all there is
     namespace, name = key
     try:
-        body = await kube.get_object(plural, namespace, name)
+        # Listed, not read: Rotor's RBAC has no get on its own kinds (a crash is rare; the list is one page).
+        body = next((b for b in await kube.list_objects(GROUP, VERSION, plural, namespace)
+                     if (b.get("metadata") or {}).get("name") == name), None)
         if body is None:
             return
         meta = body.get("metadata") or {}

@@ -72,11 +72,13 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.runtime = runtime
     await runtime.load()
     if gate is not None and paused is not None:  # after all that may fail: a retried start-up makes one
-        runtime.tasks.append(asyncio.create_task(peering.follow_pause(paused, gate), name="rotor-peering-gate"))
+        runtime.tasks.append(asyncio.create_task(peering.follow_pause(paused, gate, runtime.relist.soon),
+                                                 name="rotor-peering-gate"))
     runtime.start()
     delivery.configure(settings, memo)  # the pod-injection webhook (when enabled)
     log.info("Rotor started: watching %s; backends: %s", ", ".join(config.namespaces) or "all namespaces",
-             ", ".join(f"vault/{n}" for n in config.vault_connections) or "kubernetes only")
+             ", ".join([*(f"vault/{n}" for n in config.vault_connections),
+                        *(f"aws/{n}" for n in config.aws_connections)]) or "kubernetes only")
 
 
 @kopf.on.cleanup()

@@ -2,15 +2,17 @@
 
 Thin: decode, ask rotor.planning.injection / hand watch events to the Reloader's view
 (rotor.engines.delivery.view). No create/update/resume handler ever touches core Secrets (Kopf
-would copy their data into an annotation): Secrets are only watched with event handlers.
+would copy their data into an annotation): Secrets are only watched with event handlers. A listing's
+events (type None) on these watches also tell the re-list reconciler (rotor.engines.relist).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import kopf
 
@@ -18,11 +20,20 @@ from rotor import GROUP, VERSION
 from rotor.api.keys import INJECT_LABEL, MANAGED_BY, MANAGED_BY_VALUE
 from rotor.api.kinds import SECRET_SOURCE
 from rotor.config import Settings
+from rotor.engines.secretsource.view import SyncView
 from rotor.handlers.guard import guarded
 from rotor.handlers.memo import runtime_of
+from rotor.kube import KubeError
 from rotor.observability.metrics import WEBHOOK_ADMISSIONS
+from rotor.planning.injection import SourceView as InjectionView
 from rotor.planning.injection import describe, parse_request, plan_injection
 from rotor.planning.podspec import BY_KIND, RESTARTABLE
+from rotor.planning.sync import target_name
+
+if TYPE_CHECKING:
+    from rotor.wiring import Runtime
+
+log = logging.getLogger("rotor.webhook")
 
 WEBHOOK_CONFIGURATION = GROUP  # the MutatingWebhookConfiguration Kopf creates and keeps current
 
@@ -79,7 +90,10 @@ async def inject(body: kopf.Body, patch: kopf.Patch, warnings: list[str], memo: 
     if request is None:
         _refuse_or_warn(config, problems, warnings)
         return
-    views = {name: runtime_of(memo).sync.source_view(namespace, name) for name in request.sources}
+    views, problem = await source_views(runtime_of(memo), namespace, request.sources)
+    if problem is not None:
+        _refuse_or_warn(config, [problem], warnings)
+        return
     plan = plan_injection(body, request, views, namespace)
     if plan.problems:
         _refuse_or_warn(config, list(plan.problems), warnings)
@@ -87,6 +101,48 @@ async def inject(body: kopf.Body, patch: kopf.Patch, warnings: list[str], memo: 
         WEBHOOK_ADMISSIONS.labels("injected").inc()
     for key, value in plan.patch.items():
         patch[key] = value
+
+
+async def source_views(runtime: Runtime, namespace: str,
+                       names: Sequence[str]) -> tuple[dict[str, InjectionView], str | None]:
+    """What the webhook knows of each named SecretSource: the view's answer when this replica is the
+    active one and the answer is a yes (exists, Ready, keys known); otherwise the API server's.
+
+    Every replica serves admission (the chart's Service selects them all; a readiness that followed
+    peering would leave the new pod of a rolling update never Ready). A standby's view is empty or
+    stale (its watches are paused), and an active one's may lag a source created a moment ago, so a
+    "no" is never answered from memory. Second: a problem when the API server cannot be asked."""
+    active = runtime.gate is None or runtime.gate.is_set()
+    views = {name: runtime.sync.source_view(namespace, name) for name in names} if active else {}
+    unsure = [name for name in names if name not in views or not (
+        views[name].exists and views[name].ready and views[name].keys is not None)]
+    if not unsure:
+        return views, None
+    try:
+        views.update(await _read_sources(runtime, namespace, unsure))
+    except KubeError as err:
+        if active:
+            return views, None  # the view's own answer, as before
+        return views, (f"Rotor could not read the SecretSources of namespace \"{namespace}\" from the API server "
+                       f"(HTTP {err.status} {err.reason}): create the pod again")
+    log.debug("admission in %s: %s read from the API server (%s replica)", namespace, ", ".join(unsure),
+              "active" if active else "standby")
+    return views, None
+
+
+async def _read_sources(runtime: Runtime, namespace: str, names: Sequence[str]) -> dict[str, InjectionView]:
+    """NAMES as the API server has them now, with their target Secrets' keys (one list: Rotor's RBAC
+    lists SecretSources, it does not get them). Folded by a scratch view, as the watch would."""
+    scratch = SyncView(runtime.sync.hmac_key)
+    for body in await runtime.kube.list_objects(GROUP, VERSION, SECRET_SOURCE.plural, namespace):
+        if (body.get("metadata") or {}).get("name") in names:
+            scratch.observe_source(None, body)
+    for name in names:
+        state = scratch.source(namespace, name)
+        if state is not None and state.spec is not None:
+            target = target_name(state.spec, name)
+            scratch.remember(namespace, target, await runtime.kube.read_secret(namespace, target))
+    return {name: scratch.source_view(namespace, name) for name in names}
 
 
 def _refuse_or_warn(config: Settings, problems: list[str], warnings: list[str]) -> None:
@@ -102,13 +158,19 @@ def _refuse_or_warn(config: Settings, problems: list[str], warnings: list[str]) 
 @kopf.on.event("", "v1", "secrets", labels={MANAGED_BY: MANAGED_BY_VALUE}, id="reload-on-secret")
 @guarded(None)
 async def secret_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    runtime_of(memo).reloader.view.observe_secret(event.get("type"), event["object"])
+    runtime = runtime_of(memo)
+    runtime.reloader.view.observe_secret(event.get("type"), event["object"])
+    if event.get("type") is None:  # a listing: after start-up, a re-list that brings no DELETED events
+        runtime.relist.relisted()
 
 
 @kopf.on.event(GROUP, VERSION, SECRET_SOURCE.plural, id="reload-on-source")
 @guarded(None)
 async def source_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    runtime_of(memo).reloader.view.observe_source(event.get("type"), event["object"])
+    runtime = runtime_of(memo)
+    runtime.reloader.view.observe_source(event.get("type"), event["object"])
+    if event.get("type") is None:
+        runtime.relist.relisted()
 
 
 def _workload_event(kind: str) -> Callable[..., Awaitable[None]]:

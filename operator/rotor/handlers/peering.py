@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Protocol
 
 log = logging.getLogger("rotor.peering")
@@ -49,23 +50,30 @@ def kopf_pause_state() -> PauseState | None:
     return None
 
 
-async def follow_pause(paused: PauseState, active: asyncio.Event) -> None:
-    """Keep ACTIVE set exactly while PAUSED is off, until cancelled.
+async def follow_pause(paused: PauseState, active: asyncio.Event,
+                       resumed: Callable[[], None] | None = None) -> None:
+    """Keep ACTIVE set exactly while PAUSED is off, until cancelled; call RESUMED on each resume after
+    a pause (the views missed what changed meanwhile: Kopf re-lists, and a re-list brings no DELETED
+    events, so rotor.engines.relist reconciles them).
 
     Before Kopf's peering has decided (at start-up) the switch is off, as Kopf sees it too: nothing
     is scheduled yet then, since only Kopf's handlers schedule work.
     """
     first = True
+    was_paused = False
     while True:
         if paused.is_on():
             if active.is_set() or first:
                 active.clear()
                 log.info("Kopf paused this replica (peering): Rotor's schedulers are paused too")
+            was_paused = True
             await paused.wait_for(False)
         else:
             if not active.is_set():
                 active.set()
                 log.log(logging.DEBUG if first else logging.INFO,
                         "Kopf resumed this replica (peering): Rotor's schedulers run again")
+                if was_paused and resumed is not None:
+                    resumed()
             await paused.wait_for(True)
         first = False

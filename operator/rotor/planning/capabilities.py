@@ -8,6 +8,8 @@ from rotor.api.rotationpolicy import RotationPolicySpec
 
 def rotation_needs(spec: RotationPolicySpec) -> dict[Capability, str]:
     """The capabilities a RotationPolicy needs of its source's backend, each with the field that needs it."""
+    if spec.strategy == "transit":  # the key rotates in place: no new version of the source's secret
+        return {Capability.KEY_VERSIONS: "spec.transit"}
     needs = {Capability.WRITE_VERSION: "spec.strategy", Capability.VERSIONS: "spec.strategy"}
     if spec.strategy == "dynamic":
         needs[Capability.LEASES] = "spec.dynamic"
@@ -36,4 +38,5 @@ _VERB = {
     Capability.LEASES: "issue or revoke leases",
     Capability.STATIC_CREDENTIALS: "rotate a static credential",
     Capability.AUDIT_TRAIL: "show an audit trail",
+    Capability.KEY_VERSIONS: "rotate a Transit key or set its minimum versions",
 }

@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from rotor.api.aws import AwsSource
 from rotor.api.keys import MANAGED_BY, MANAGED_BY_VALUE, OWNER_LABEL, READY
 from rotor.api.rotationpolicy import RotationPolicySpec
 from rotor.api.secretsource import VaultSource
@@ -136,7 +137,8 @@ def owner(*labels: Mapping[str, str] | None, namespace: Mapping[str, Any] | None
 
 
 def backend(spec: Mapping[str, Any]) -> str:
-    """Where the secret lives, as the backends describe it (vault:<connection>/<mount>/<path>)."""
+    """Where the secret lives, as the backends describe it (vault:<connection>/<mount>/<path>,
+    aws:<connection>/secretsmanager/<id>)."""
     provider = spec.get("provider", "")
     if provider == "vault":
         vault = spec.get("vault") or {}
@@ -147,7 +149,19 @@ def backend(spec: Mapping[str, Any]) -> str:
     if provider == "kubernetes":
         source = spec.get("kubernetes") or {}
         return f"kubernetes:{source.get('namespace', '')}/{source.get('name', '')}"
+    if provider == "aws":
+        return aws_location(spec.get("aws") or {})
     return str(provider) or "unknown"
+
+
+def aws_location(aws: Mapping[str, Any]) -> str:
+    """An aws source's location as its backend describes it: aws:<connection>/secretsmanager/<secret id>
+    or aws:<connection>/ssm/<parameter name or path>."""
+    connection = aws.get("connection") or AwsSource.model_fields["connection"].default
+    manager, store = aws.get("secretsManager"), aws.get("parameterStore") or {}
+    what = (f"secretsmanager/{manager.get('secretId', '')}" if manager
+            else f"ssm/{str(store.get('name') or store.get('path') or '').lstrip('/')}")
+    return f"aws:{connection}/{what}"
 
 
 def rotation_due(policy: Mapping[str, Any]) -> datetime | None:

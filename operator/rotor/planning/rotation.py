@@ -25,6 +25,7 @@ from rotor.api import keys
 from rotor.api.common import parse_duration
 from rotor.api.rotationpolicy import Generator, RotationPolicySpec
 from rotor.planning import times
+from rotor.planning.transit import delivers
 
 Phase = Literal["Pending", "Publishing", "Propagating", "Verifying", "Overlapping", "Revoking", "Complete",
                 "RollingBack", "RolledBack", "Failed"]
@@ -103,6 +104,8 @@ def validate(spec: RotationPolicySpec) -> str | None:
         return "strategy overlap with generator.type backend needs spec.overlap.staticRoles: [blue, green]"
     if spec.strategy == "dynamic" and spec.dynamic is None:
         return "strategy dynamic needs spec.dynamic.role"
+    if spec.strategy == "transit" and spec.transit is None:
+        return "strategy transit needs spec.transit.key"
     return None
 
 
@@ -219,6 +222,9 @@ def decide(spec: RotationPolicySpec, record: RotationRecord, seen: Observation, 
                  "Verifying": "would wait for every consumer to roll out and be Ready",
                  "Overlapping": f"would keep the old value valid for {spec.overlap.window}"}[phase]
         return Decision("none", after, wait=0, message=would)
+    if phase in ("Propagating", "Verifying") and not delivers(spec):
+        return Decision("none", "Verifying" if phase == "Propagating" else "Overlapping", wait=0,
+                        message="readers use the key in place: nothing to deliver")
     if phase == "Propagating":
         if seen.synced_version is not None and seen.synced_version == record.new.get("version"):
             return Decision("none", "Verifying", wait=0, message=f"Secret holds version {seen.synced_version}")

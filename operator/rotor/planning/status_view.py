@@ -13,6 +13,7 @@ from typing import Any
 
 from rotor.api import keys
 from rotor.planning.conditions import get_condition
+from rotor.planning.inventory import aws_location
 from rotor.planning.times import parse_optional
 
 Cell = tuple[str, str]  # (text, style); styles: "" plain, "bold", "good", "bad", "warn", "dim"
@@ -179,6 +180,12 @@ def _backend(spec: Mapping[str, Any]) -> str:
     if spec.get("provider") == "kubernetes" and spec.get("kubernetes"):
         source = spec["kubernetes"]
         return f"kubernetes:{source.get('namespace')}/{source.get('name')}"
+    if spec.get("provider") == "aws" and spec.get("aws"):
+        aws = spec["aws"]
+        ref = aws.get("secretsManager") or aws.get("parameterStore") or {}
+        version = ref.get("versionId") or ref.get("versionStage") or ref.get("version")
+        pin = f"@{version}" if version else ""
+        return f"{aws_location(aws)}{pin} (role {aws.get('roleArn')}, as ServiceAccount {account})"
     return str(spec.get("provider") or "")
 
 
@@ -212,6 +219,11 @@ def _strategy(spec: Mapping[str, Any]) -> str:
         return f"versioned (keep {(spec.get('versioned') or {}).get('keep', 3)} KV versions)"
     if strategy == "dynamic":
         return f"dynamic (role {(spec.get('dynamic') or {}).get('role', '-')})"
+    if strategy == "transit":
+        transit = spec.get("transit") or {}
+        window = (spec.get("overlap") or {}).get("window") or "10m"
+        return (f"transit (key {transit.get('mount', 'transit')}/{transit.get('key', '-')}, old versions valid "
+                f"{window} after rotation)")
     return strategy
 
 

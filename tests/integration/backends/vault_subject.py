@@ -1,8 +1,9 @@
 """The real VaultBackend against the stack's Vault, as a contract Subject.
 
 One namespace per test module (ServiceAccounts `app`, with a policy like a RotationPolicy identity's,
-and `nobody`, whose role has no policy), a dynamic and a static role of the stack's database secrets
-engine over its PostgreSQL; each test gets fresh secret paths and a fresh backend (no cached tokens).
+and `nobody`, whose role has no policy), the Transit engine, a dynamic and a static role of the stack's
+database secrets engine over its PostgreSQL; each test gets fresh secret paths, Transit keys and a fresh
+backend (no cached tokens).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from tests.contract.subject import MOUNT
 from tests.devenv import Stack
 from tests.devenv.process import free_port
 from tests.integration.test_rotation import rotator_policy, superuser
+from tests.integration.transit_setup import MOUNT as TRANSIT
+from tests.integration.transit_setup import create_key, enable_transit, transit_policy
 
 LEASE_TTL, LEASE_MAX_TTL = 60, 120
 
@@ -43,7 +46,8 @@ def set_up(stack: Stack, vault: hvac.Client, core: Any, namespace: str) -> Vault
     for account in ("app", "nobody"):
         core.create_namespaced_service_account(namespace, {"metadata": {"name": account}})
     role = f"{namespace}-app"
-    vault.sys.create_or_update_policy(name=role, policy=rotator_policy(namespace))
+    enable_transit(vault)
+    vault.sys.create_or_update_policy(name=role, policy=f"{rotator_policy(namespace)}\n{transit_policy(namespace)}")
     vault.write(f"auth/kubernetes/role/{role}", bound_service_account_names=["app"],
                 bound_service_account_namespaces=[namespace], policies=[role], audience="vault", ttl="1h")
     vault.write(f"auth/kubernetes/role/{namespace}-nobody", bound_service_account_names=["nobody"],
@@ -108,6 +112,11 @@ class VaultSubject:
     def put(self, name: str, data: Mapping[str, str]) -> str:
         response = self._vault.secrets.kv.v2.create_or_update_secret(self.path(name), dict(data), mount_point=MOUNT)
         return str(response["data"]["version"])
+
+    def transit_key(self, name: str) -> tuple[str, str]:
+        key = f"{self.namespace}-{self._prefix}-{name}"
+        create_key(self._vault, key)
+        return TRANSIT, key
 
     def now(self) -> datetime.datetime:
         return times.now()

@@ -57,6 +57,8 @@ def policy_base(path: Path) -> dict[str, Any]:
         return {**POLICY_BASE, "schedule": {"cron": "0 3 * * 0"}}
     if path[0] == "dynamic":
         return {**POLICY_BASE, "strategy": "dynamic", "dynamic": {"role": "app"}}
+    if path[0] == "transit":
+        return {**POLICY_BASE, "strategy": "transit", "transit": {"key": "app"}}
     return POLICY_BASE
 
 
@@ -80,8 +82,8 @@ def _validate(model: type[BaseModel], case: Case) -> BaseModel | None:
 def test_the_bases_are_valid() -> None:
     for base in (*SOURCE_BASES.values(), PARAMETER_STORE):
         SecretSourceSpec.model_validate(base)
-    for path in (("schedule", "cron"), ("dynamic",), ()):
-        RotationPolicySpec.model_validate(policy_base(path or ("x",)))
+    for path in (("schedule", "cron"), ("dynamic",), ("transit",), ("x",)):
+        RotationPolicySpec.model_validate(policy_base(path))
     LeakIncidentSpec.model_validate(INCIDENT_BASE)
 
 

@@ -346,3 +346,4 @@ def test_internal_error_sets_ready_false_naming_the_object_never_the_message() -
     assert "hunter2" not in str(status) and "hunter2" not in str(kube.events)
     assert any(c["type"] == "Other" for c in status["conditions"]), "other conditions are kept"
     assert [e["reason"] for e in kube.events] == [keys.INTERNAL_ERROR]
+    assert not [r for r in kube.requests if r[0] == "get"], "Rotor's RBAC has no get on its own kinds: it lists"

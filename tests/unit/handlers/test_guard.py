@@ -85,7 +85,8 @@ def test_a_handler_about_no_rotor_object_only_logs_and_a_failed_report_is_swallo
     asyncio.run(secret_handler(event={"object": {"metadata": {"namespace": "team", "name": "s"}}}, memo=None))
 
     class Broken(FakeKube):
-        async def get_object(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        async def list_objects(self, group: str, version: str, plural: str, namespace: str | None = None, *,
+                               page: int = 500) -> list[dict[str, Any]]:
             raise ConnectionError("the API server is away")
 
     @guarded(SECRET_SOURCE)

@@ -5,21 +5,38 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from rotor.api.rotationpolicy import Generator, RotationPolicySpec
-from rotor.planning.leases import NEVER, lease_due
+from rotor.api.rotationpolicy import Generator, RotationPolicySpec, Schedule
+from rotor.planning.leases import (
+    NEVER,
+    held_leases,
+    lease_due,
+    lease_ids,
+    lease_key,
+    next_version,
+    renew_at,
+    rotation_key,
+    stale_marks,
+    written_by,
+)
 from rotor.planning.podspec import rollout_failed
 from rotor.planning.rotation import (
+    TAKEOVER,
     Observation,
     RotationRecord,
+    claim_message,
     decide,
     due_at,
+    failure_since,
     generate,
     in_window,
     next_due,
     record_of,
     source_ready,
+    stamped_at,
     start,
+    status_mark,
     transition,
+    turn,
     validate,
 )
 
@@ -102,7 +119,9 @@ def test_dry_run_walks_phases_without_waiting() -> None:
 
 
 def test_bad_specs_are_explained() -> None:
-    assert "cron" in (validate(spec(schedule={"cron": "61 * * * *"})) or "")
+    # The model refuses a bad cron expression itself now; validate() still catches one made without it.
+    bad_cron = spec().model_copy(update={"schedule": Schedule.model_construct(cron="61 * * * *")})
+    assert "cron" in (validate(bad_cron) or "")
     assert "overlap.window" in (validate(spec(schedule={"interval": "5m"}, overlap={"window": "10m"})) or "")
     assert "staticRoles" in (validate(spec(strategy="overlap", generator={"type": "backend"})) or "")
     assert validate(spec()) is None
@@ -190,3 +209,69 @@ def test_transitions_record_a_step_and_finish_with_counters_and_the_next_time() 
     assert back.patch["nextRotationTime"] == "2026-11-28T13:00:00Z"
     steps = [{"phase": "Pending", "time": "t", "message": str(n)} for n in range(30)]
     assert len(transition(s, {}, {"steps": steps}, "Publishing", "", T0, T0).patch["rotation"]["steps"]) == 25
+
+
+# -- fencing and clocks ---------------------------------------------------------------------------------
+
+
+def test_the_status_mark_changes_with_a_step_or_the_ready_condition_not_with_a_renewal() -> None:
+    status: dict[str, Any] = {"phase": "Overlapping", "rotation": {"id": "r1", "phaseSince": "t", "steps": [{}]},
+                              "conditions": [{"type": "Ready", "status": "True", "reason": "Overlapping",
+                                              "message": "overlap window"}], "active": {"leaseExpires": "a"}}
+    mark = status_mark(status)
+    assert status_mark({**status, "active": {"leaseExpires": "b"}}) == mark
+    assert status_mark({**status, "phase": "Revoking"}) != mark
+    claimed = [{**status["conditions"][0], "message": claim_message("Overlapping", T0)}]
+    assert status_mark({**status, "conditions": claimed}) != mark
+
+
+def test_a_rotation_in_progress_is_carried_on_by_its_writer_and_taken_over_only_after_a_quiet_while() -> None:
+    quiet = datetime.timedelta(seconds=3)
+    assert turn(None, False, quiet) == ("act", 0.0)  # idle: the guarded start decides
+    assert turn("Complete", False, quiet) == ("act", 0.0)
+    assert turn("Publishing", True, quiet) == ("act", 0.0)
+    assert turn("Publishing", False, quiet) == ("wait", 7.0)
+    assert turn("Publishing", False, TAKEOVER) == ("claim", 0.0)
+
+
+def test_the_api_servers_clock_is_read_from_managed_fields_and_rollout_failures_timed_on_it() -> None:
+    body = {"metadata": {"managedFields": [{"time": "2026-11-28T12:10:00Z"}, {"time": "2026-11-28T12:20:00Z"},
+                                           {"manager": "no time"}]}}
+    assert stamped_at(body) == T0 + datetime.timedelta(minutes=20)
+    assert stamped_at({"metadata": {}}) is None
+    ahead = datetime.timedelta(minutes=10)
+    assert failure_since(T0, ahead) == T0 + ahead - datetime.timedelta(seconds=2)
+
+
+def test_leases_renew_at_their_fraction_until_their_max_and_are_replaced_before_it() -> None:
+    s = spec(strategy="dynamic", dynamic={"role": "app", "renewFraction": 0.5}, overlap={"window": "2s"})
+    held = {"lease": "sha256:1", "version": "2", "leaseExpires": "2026-11-28T12:00:10Z",
+            "leaseMaxExpires": "2026-11-28T12:00:40Z", "leaseTtl": "10"}
+    assert renew_at(s, held) == T0 + datetime.timedelta(seconds=5)
+    assert renew_at(s, {**held, "leaseExpires": held["leaseMaxExpires"]}) == NEVER  # cannot go further
+    assert renew_at(s, {**held, "leaseTtl": ""}) < T0  # written before renewals were: renew at once
+    # Replaced 10 s before the max at least (twice the window would be 4 s), and at once when it ran out.
+    renewed = {**held, "leaseExpires": "2026-11-28T12:00:35Z"}
+    assert lease_due(s, renewed, T0 + datetime.timedelta(seconds=29)) == NEVER
+    assert lease_due(s, renewed, T0 + datetime.timedelta(seconds=30)) == T0 + datetime.timedelta(seconds=30)
+    assert lease_due(s, {**held, "leaseExpires": "2026-11-28T11:59:59Z"}, T0) == T0
+
+
+def test_the_leases_status_holds_are_the_active_one_and_a_published_new_one() -> None:
+    active = {"version": "2", "lease": "sha256:a"}
+    new = {"version": "3", "lease": "sha256:b"}
+    assert held_leases({"phase": "Complete", "active": active}) == {"active": active}
+    assert held_leases({"phase": "Publishing", "active": active, "rotation": {"new": new}}) == {"active": active}
+    assert held_leases({"phase": "Overlapping", "active": active, "rotation": {"new": new}}) == {
+        "active": active, "new": new}
+    assert held_leases({"phase": "Complete", "active": new, "rotation": {"new": new}}) == {"active": new}
+    assert held_leases({"phase": "Verifying", "active": {"version": "1"}}) == {}  # no lease: not dynamic
+
+
+def test_only_versions_marked_with_the_rotation_id_are_its_own() -> None:
+    marks = {rotation_key("3"): "r1", lease_key("3"): "database/creds/app/x", rotation_key("1"): "r0", "other": "y"}
+    assert written_by(marks, "3", "r1") and not written_by(marks, "3", "r2")
+    assert not written_by(marks, "2", "r1") and not written_by(marks, None, "r1") and not written_by(marks, "3", "")
+    assert next_version("3") == "4" and next_version(None) == "1" and next_version("0") == "1"
+    assert lease_ids(marks) == {"3": "database/creds/app/x"}
+    assert stale_marks(marks, ["3"]) == {rotation_key("1"): ""}

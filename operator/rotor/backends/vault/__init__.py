@@ -1,4 +1,4 @@
-"""Vault / OpenBao: KV v1/v2 reads, KV v2 versions, database leases and static roles, the audit log.
+"""Vault / OpenBao: KV v1/v2 reads, KV v2 versions, database leases and static roles, Transit keys, the audit log.
 
 The only package that imports hvac. `backend` reads and logs in; `handle` acts on one secret.
 """

@@ -22,6 +22,7 @@ from rotor.backends.protocols import (
     NotFound,
     VersionConflict,
 )
+from rotor.backends.vault.keys import TransitKeys
 from rotor.planning import times
 from rotor.planning.vault_audit import audit_paths, audit_reads
 
@@ -29,9 +30,9 @@ if TYPE_CHECKING:
     from rotor.backends.vault.backend import Identity, VaultBackend
 
 
-class VaultSecret:
+class VaultSecret(TransitKeys):
     """A KV v2 secret at MOUNT/PATH of a connection, as IDENTITY (VersionStore, LeaseIssuer,
-    StaticCredentials, AuditTrail)."""
+    StaticCredentials, AuditTrail; KeyRing from keys.py)."""
 
     def __init__(self, backend: VaultBackend, identity: Identity, mount: str, path: str,
                  audit_log: Path | None) -> None:

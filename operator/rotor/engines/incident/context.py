@@ -16,6 +16,7 @@ from rotor.api import keys
 from rotor.api.capabilities import Capability
 from rotor.api.kinds import LEAK_INCIDENT
 from rotor.api.leakincident import LeakIncidentSpec
+from rotor.api.rotationpolicy import RotationPolicySpec
 from rotor.api.secretsource import SecretSourceSpec
 from rotor.backends.protocols import (
     Actor,
@@ -166,8 +167,13 @@ def find_policy(policies: Policies, state: IncidentState, source: str) -> Policy
         if found is not None or ref.get("emergency"):
             return found
     return next((p for p in sorted(policies.policies_in(state.namespace), key=lambda p: p.name)
-                 if p.spec is not None and p.spec.secret_source_ref.name == source and not p.spec.dry_run
+                 if p.spec is not None and _rotates_value(p.spec, source) and not p.spec.dry_run
                  and not is_emergency(p.name)), None)
+
+
+def _rotates_value(spec: RotationPolicySpec, source: str) -> bool:
+    """A policy that replaces SOURCE's value (a transit policy rotates a key the source only names)."""
+    return spec.secret_source_ref.name == source and spec.strategy != "transit"
 
 
 def own_policy(ctx: Context) -> PolicyView | None:
@@ -178,8 +184,7 @@ def own_policy(ctx: Context) -> PolicyView | None:
     if not ref.get("emergency"):
         return find_policy(ctx.deps.policies, ctx.state, ctx.source.name)
     return next((p for p in sorted(ctx.deps.policies.policies_in(ctx.state.namespace), key=lambda p: p.name)
-                 if p.spec is not None and p.spec.secret_source_ref.name == ctx.source.name
-                 and not is_emergency(p.name)), None)
+                 if p.spec is not None and _rotates_value(p.spec, ctx.source.name) and not is_emergency(p.name)), None)
 
 
 async def peers(ctx: Context) -> tuple[plan.Peer, list[plan.Peer]]:

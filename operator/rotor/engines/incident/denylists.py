@@ -41,6 +41,7 @@ class Denylists:
         self.namespace, self.secret, self.operator_namespace = namespace, secret, operator_namespace
         self.entries: dict[str, Entry] = {}
         self._unsaved: dict[str, Entry] = {}  # enforced, not yet in the record
+        self._adopted: dict[str, Entry] = {}  # seen in an incident's status: recorded unless already there
         self._lock = asyncio.Lock()
 
     def scope(self, namespace: str, where: str | None) -> Scope:
@@ -66,6 +67,7 @@ class Denylists:
         async with self._lock:
             known = uid in self.entries
             self._unsaved.pop(uid, None)
+            self._adopted.pop(uid, None)
             await self._save(drop=uid)  # then enforces exactly what the record holds
             return known
 
@@ -76,7 +78,7 @@ class Denylists:
         if entry is None or entry.uid in self.entries:
             return False
         self._enforce(entry)
-        self._unsaved[entry.uid] = entry
+        self._adopted[entry.uid] = entry
         return True
 
     # -- the record --------------------------------------------------------------------------------------
@@ -92,17 +94,27 @@ class Denylists:
     async def refresh(self) -> None:
         """Re-read the record (another replica's or an operator's changes) and save what is unsaved."""
         async with self._lock:
-            if self._unsaved:
+            if self._unsaved or self._adopted:
                 await self._save()
-            else:
-                _, stored = await self._read()
-                self._replace(stored)
+                return
+            secret, stored = await self._read()
+            if secret is None:  # never taken as "no lists": what is enforced stays enforced
+                raise self._missing()
+            self._replace(stored)
 
     async def _read(self) -> tuple[ObservedSecret | None, dict[str, Entry]]:
         secret = await self._kube.read_secret(self.namespace, self.secret)
         if secret is None:
             return None, {}
-        return secret, denylist.decode_store(secret.data.get(denylist.STORE_KEY))
+        try:
+            return secret, denylist.decode_store(secret.data.get(denylist.STORE_KEY))
+        except denylist.StoreCorrupt as err:
+            raise denylist.StoreCorrupt(f"Secret {self.namespace}/{self.secret}, data key {denylist.STORE_KEY}: "
+                                        f"{err}; restore it from backup") from None
+
+    def _missing(self) -> KubeError:
+        return KubeError(404, "NotFound", f"Secret {self.namespace}/{self.secret} (the HMAC key and the denylists) "
+                         "is missing: restore it from backup")
 
     async def _save(self, drop: str | None = None) -> None:
         """Merge the unsaved entries into the record (minus DROP), on its resourceVersion; then enforce
@@ -110,9 +122,9 @@ class Denylists:
         for _ in range(5):
             secret, stored = await self._read()
             if secret is None:
-                raise KubeError(404, "NotFound", f"Secret {self.namespace}/{self.secret} (the HMAC key and the "
-                                "denylists) is missing: restore it from backup")
-            wanted = {**stored, **self._unsaved}
+                raise self._missing()
+            adopted, unsaved = dict(self._adopted), dict(self._unsaved)  # observe() may add while we write
+            wanted = {**adopted, **stored, **unsaved}
             wanted.pop(drop or "", None)
             if wanted != stored:
                 desired = DesiredSecret(self.secret, secret.type, {**secret.data, denylist.STORE_KEY:
@@ -124,14 +136,17 @@ class Denylists:
                     if err.conflict:
                         continue  # someone else wrote: read and merge again
                     raise
-            self._unsaved.clear()
+            for pending, saved in ((self._adopted, adopted), (self._unsaved, unsaved)):
+                for uid, entry in saved.items():
+                    if pending.get(uid) is entry:
+                        del pending[uid]
             self._replace(wanted)
             return
         raise KubeError(409, "Conflict", f"Secret {self.namespace}/{self.secret} kept changing: denylists not saved")
 
     def _replace(self, stored: Mapping[str, Entry]) -> None:
-        """Enforce exactly STORED plus the unsaved entries."""
-        wanted = {**stored, **self._unsaved}
+        """Enforce exactly STORED plus the entries not yet saved."""
+        wanted = {**self._adopted, **stored, **self._unsaved}
         for uid in set(self.entries) - set(wanted):
             self._sources.set_denylist(owner(uid), frozenset(), None)
             self.entries.pop(uid)

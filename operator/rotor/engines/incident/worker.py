@@ -30,6 +30,7 @@ from rotor.planning import incident as plan
 from rotor.planning import incident_actors as actors
 from rotor.planning import times
 from rotor.planning.conditions import get_condition, set_condition
+from rotor.planning.incident_denylist import StoreCorrupt
 
 log = logging.getLogger("rotor.engines.incident.worker")
 IDLE_RECHECK = 60.0  # after the runbook: is the leaked value being refused?
@@ -91,10 +92,11 @@ class Incidents:
         if key == STORE:
             try:
                 await self.denylists.refresh()
-            except KubeError as err:
-                log.warning("denylists not refreshed from Secret %s/%s: %s %s", self.denylists.namespace,
-                            self.denylists.secret, err.status, err.message)
-                return RETRY
+            except (KubeError, StoreCorrupt) as err:
+                # What is enforced stays enforced; say so until the record is readable again.
+                log.error("denylists not re-read (those in memory stay enforced): %s",
+                          err.message if isinstance(err, KubeError) else err)
+                return REFRESH / 2
             return REFRESH
         state = self.view.get(key)
         if state is None:
@@ -112,9 +114,10 @@ class Incidents:
         if spec.resolved:
             try:
                 await self._resolve(state)
-            except KubeError as err:
+            except (KubeError, StoreCorrupt) as err:
+                why = err.message if isinstance(err, KubeError) else str(err)
                 await journal.write(state, {"conditions": journal.ready(
-                    state, "False", keys.KUBERNETES_ERROR, f"resolve: the denylist was not lifted: {err.message}")})
+                    state, "False", keys.KUBERNETES_ERROR, f"resolve: the denylist was not lifted: {why}")})
                 return RETRY
             return None
         try:
@@ -147,9 +150,11 @@ class Incidents:
             await journal.write(state, {"conditions": journal.ready(state, "False", pending.reason,
                                                                     f"{step}: {pending.message}")})
             return pending.wait
-        except (BackendError, KubeError) as err:
+        except (BackendError, KubeError, StoreCorrupt) as err:
             if isinstance(err, BackendError):
                 reason, message = err.reason, err.message
+            elif isinstance(err, StoreCorrupt):
+                reason, message = keys.KUBERNETES_ERROR, str(err)
             else:
                 reason = f"Kubernetes{err.reason}" if err.reason else keys.KUBERNETES_ERROR
                 message = f"{err.status} {err.message}"

@@ -29,6 +29,10 @@ log = logging.getLogger("rotor.engines.rotation.fence")
 PLURAL = ROTATION_POLICY.plural
 
 
+class Moved(Exception):
+    """Another writer moved the policy on: it was read again; decide anew (the step is run again)."""
+
+
 class StatusFence:
     def __init__(self, kube: Kube, view: RotationView, clock: Callable[[], datetime.datetime],
                  takeover: datetime.timedelta = TAKEOVER) -> None:
@@ -47,7 +51,7 @@ class StatusFence:
         return turn(state.status.get("phase"), self.mine(state), unchanged, self.takeover)
 
     async def claim(self, state: PolicyState, now: datetime.datetime) -> bool:
-        """Take over a rotation whose status nobody changed for a while; False if another writer won."""
+        """Take over a rotation whose status nobody changed for a while (Moved if another writer won)."""
         ready: Mapping[str, Any] = next((c for c in state.status.get("conditions") or ()
                                          if c.get("type") == keys.READY), {})
         phase = state.status.get("phase")
@@ -62,8 +66,8 @@ class StatusFence:
 
     async def write(self, state: PolicyState, patch: dict[str, Any]) -> bool:
         """Merge-patch the policy's status if it is still at the resourceVersion Rotor read. True when
-        written (or there was nothing to write); False when another writer moved it on (it is read
-        again: decide anew, do not act on the old) or the policy is gone."""
+        written (or there was nothing to write), False when the policy is gone; Moved when another writer
+        moved it on (it is read again: decide anew, do not act on what was read before)."""
         patch = {"observedGeneration": state.generation, **patch}
         if status_unchanged(state.status, patch):
             return True
@@ -77,7 +81,7 @@ class StatusFence:
             log.info("rotation %s/%s: status moved on since resourceVersion %s (another writer); reading it "
                      "again", state.namespace, state.name, state.resource_version)
             await self.reread(state)
-            return False
+            raise Moved(state.resource_version) from None
         if body is None:
             return False
         stamp = stamped_at(body)
@@ -89,18 +93,17 @@ class StatusFence:
             self._mine[(state.namespace, state.name)] = written
         return True
 
-    async def set_finalizers(self, state: PolicyState, finalizers: Sequence[str]) -> bool:
-        """Replace the policy's finalizers if it is still at the resourceVersion Rotor read; False after
-        a conflict (read again). Read back either way: the write answers with no object."""
+    async def set_finalizers(self, state: PolicyState, finalizers: Sequence[str]) -> None:
+        """Replace the policy's finalizers if it is still at the resourceVersion Rotor read (Moved after a
+        conflict). Read back either way: the write answers with no object."""
         try:
             await self.kube.set_finalizers(PLURAL, state.namespace, state.name, finalizers, state.resource_version)
         except KubeError as err:
             if not (err.conflict or err.not_found):
                 raise
             await self.reread(state)
-            return False
+            raise Moved(state.resource_version) from None
         await self.reread(state)
-        return True
 
     async def reread(self, state: PolicyState) -> None:
         """The policy as the API server has it now (listed: Rotor's RBAC has no get on policies)."""

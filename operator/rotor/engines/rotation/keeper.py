@@ -47,12 +47,10 @@ class LeaseKeeper:
             self._offsets[key] = found
         return found[0]
 
-    async def hold(self, state: PolicyState) -> bool:
-        """Rotor's cleanup finalizer is on the policy before it holds any lease (added now if missing);
-        False when that write lost to another writer (the policy was read again)."""
-        if keys.CLEANUP_FINALIZER in state.finalizers:
-            return True
-        return await self.fence.set_finalizers(state, (*state.finalizers, keys.CLEANUP_FINALIZER))
+    async def hold(self, state: PolicyState) -> None:
+        """Rotor's cleanup finalizer is on the policy before it holds any lease (added now if missing)."""
+        if keys.CLEANUP_FINALIZER not in state.finalizers:
+            await self.fence.set_finalizers(state, (*state.finalizers, keys.CLEANUP_FINALIZER))
 
     async def renew(self, state: PolicyState, spec: RotationPolicySpec, strategy: Dynamic,
                     backend_now: datetime.datetime) -> float:

@@ -23,7 +23,7 @@ from rotor.api.secretsource import SecretSourceSpec
 from rotor.backends.protocols import Actor, Backend, BackendError, InvalidSpec
 from rotor.engines.ports import Sources, SourceView
 from rotor.engines.rotation.faults import fault_point
-from rotor.engines.rotation.fence import StatusFence
+from rotor.engines.rotation.fence import Moved, StatusFence
 from rotor.engines.rotation.gauges import RotationGauges
 from rotor.engines.rotation.keeper import LeaseKeeper
 from rotor.engines.rotation.strategies import Dynamic, KvStrategy, Strategy, strategy_class
@@ -109,6 +109,12 @@ class Rotator:
         state = self.view.get(key)
         if state is None:
             return None
+        try:
+            return await self._step(state)
+        except Moved:  # another writer moved the policy on; it was read again: decide anew on that
+            return AGAIN
+
+    async def _step(self, state: PolicyState) -> float | None:
         if state.deleting:
             return await self._release(state)
         now = self.clock()
@@ -127,13 +133,10 @@ class Rotator:
         offset, renew_wait = datetime.timedelta(0), NO_RENEWAL
         if kind.holds_leases and source_spec is not None:
             try:
-                held = await self._keep_leases(state, spec, source_spec)
+                offset, renew_wait = await self._keep_leases(state, spec, source_spec)
             except BackendError as err:
                 log.warning("rotation %s/%s: keeping its leases failed: %s", state.namespace, state.name, err.message)
-                held = (self.keeper.known_offset((state.namespace, state.name)), RETRY_SECONDS)
-            if held is None:
-                return AGAIN
-            offset, renew_wait = held
+                offset, renew_wait = self.keeper.known_offset((state.namespace, state.name)), RETRY_SECONDS
         return min(renew_wait, await self._rotate(state, spec, source, kind, now, offset))
 
     async def _rotate(self, state: PolicyState, spec: RotationPolicySpec, source: SourceView | None,
@@ -153,7 +156,7 @@ class Rotator:
         if whose == "wait":
             return wait
         if whose == "claim" and not await self.fence.claim(state, now):
-            return AGAIN
+            return RECHECK_SECONDS  # the policy is gone
         status, record = state.status, record_of(state.status)
         seen = await self._observe(state, record, source, now)
         decision = decide(spec, record, seen, due_at=due)
@@ -180,19 +183,17 @@ class Rotator:
                                                                      f"{record.phase or 'start'}: {err.message}")})
             return RETRY_SECONDS
         fault_point(str(record.phase), "after")
-        if decision.next is not None and not await self._transition(state, spec, decision.next, decision.message,
-                                                                    now, rotation):
-            return AGAIN
+        if decision.next is not None:
+            await self._transition(state, spec, decision.next, decision.message, now, rotation)
         return decision.wait
 
     async def _keep_leases(self, state: PolicyState, spec: RotationPolicySpec,
-                           source: SecretSourceSpec) -> tuple[datetime.timedelta, float] | None:
-        """Finalizer on, held leases renewed: (backend clock offset, seconds until the next renewal); None
-        when a write lost to another writer (step again on what it wrote)."""
+                           source: SecretSourceSpec) -> tuple[datetime.timedelta, float]:
+        """Finalizer on, held leases renewed: (backend clock offset, seconds until the next renewal)."""
         strategy = self._strategy(state, spec, source)
         assert isinstance(strategy, Dynamic)
-        if (not spec.dry_run or held_leases(state.status)) and not await self.keeper.hold(state):
-            return None
+        if not spec.dry_run or held_leases(state.status):
+            await self.keeper.hold(state)
         offset = await self.keeper.offset((state.namespace, state.name), strategy)
         return offset, await self.keeper.renew(state, spec, strategy, self.clock() + offset)
 
@@ -291,21 +292,20 @@ class Rotator:
         self.sources.sync_now(state.namespace, spec.secret_source_ref.name)
 
     async def _transition(self, state: PolicyState, spec: RotationPolicySpec, phase: Phase, message: str,
-                          now: datetime.datetime, rotation: dict[str, Any]) -> bool:
-        """Enter PHASE; False when another writer moved the policy on first (nothing entered)."""
+                          now: datetime.datetime, rotation: dict[str, Any]) -> None:
+        """Enter PHASE (Moved when another writer moved the policy on first: nothing entered)."""
         previous = state.status.get("phase")
         change = transition(spec, state.status, rotation, phase, message, now, state.created)
         patch = {**change.patch, "conditions": self._ready(state, "True" if change.ok else "False", change.reason,
                                                            change.message)}
         if not await self.fence.write(state, patch):
-            return False
+            return  # the policy is gone
         self.gauges.moved((state.namespace, state.name), spec.strategy, previous, phase, now, change)
         log.info("rotation %s/%s: %s -> %s (%s)", state.namespace, state.name, previous, phase, change.message)
         if change.event:
             await self.kube.post_event(kind=ROTATION_POLICY.kind, namespace=state.namespace, name=state.name,
                                        uid=state.uid, type="Normal" if change.ok else "Warning",
                                        reason=change.reason, message=change.message)
-        return True
 
     def _ready(self, state: PolicyState, status: str, reason: str, message: str) -> list[dict[str, Any]]:
         return self.fence.ready(state, status, reason, message)

@@ -4,6 +4,8 @@ backends, resolving, aftercare, and resuming after a restart without repeating a
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 from typing import Any, ClassVar
 
 from rotor.api import keys
@@ -14,7 +16,7 @@ from rotor.planning import times
 from rotor.planning.incident_denylist import Scope
 from tests.fakes.backend import FakeBackend
 
-from .harness import HMAC_KEY, NS, Sources, World
+from .harness import HMAC_KEY, NS, STATE, Sources, World
 
 
 def _gauge(severity: str) -> float:
@@ -212,12 +214,22 @@ def test_denylists_survive_deletion_of_the_incident_and_a_restart_until_resolved
         await world.until("contained")
         uid, digests = world.uid(key), frozenset(world.stored()["denylist"])
         # Deleting the object is not resolving the leak: the list stays enforced and recorded.
+        secret = world.kube.get("secrets", *STATE) or {}
+        record = json.loads(base64.b64decode(secret["data"]["denylists"]))
+        record["entries"][uid]["since"] = "2026-01-01T00:00:00Z"  # recorded long ago
+        secret["data"]["denylists"] = base64.b64encode(json.dumps(record).encode()).decode()
+        world.kube.put("secrets", secret)
+        restarted, recorded = Sources(), world.record()
+        assert await world.new_engine(restarted).load_denylists([]) == 1  # with the incident still there
+        assert world.record() == recorded and restarted.denylists == {("incident", uid): digests}
         world.kube.objects.pop(("leakincidents", NS, "leak"))
         world.engine.forget(key)
         assert world.sources.denylists[("incident", uid)] == digests and uid in world.record()
-        # A restarted operator loads it from Rotor's record before the first sync, scoped as before.
-        fresh = Sources()
+        # A restarted operator loads it from Rotor's record before the first sync, scoped as before, and
+        # rewrites nothing (an incident's status never replaces what the record holds).
+        fresh, recorded = Sources(), world.record()
         assert await world.new_engine(fresh).load_denylists([]) == 1
+        assert world.record() == recorded
         assert fresh.denylists == {("incident", uid): digests}
         assert fresh.scopes[("incident", uid)] == Scope(NS, f"vault:default/secret/{NS}/db")
 

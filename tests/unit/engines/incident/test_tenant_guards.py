@@ -150,3 +150,22 @@ def test_a_lost_record_secret_keeps_the_list_enforced_and_retries() -> None:
         assert "contained" not in world.stored()["timestamps"]
 
     asyncio.run(main())
+
+
+def test_a_record_gone_or_unreadable_at_runtime_never_lifts_what_is_enforced() -> None:
+    async def main() -> None:
+        world = World()
+        world.source({"password": "pw-0f9e8d7c"})
+        key = world.incident({})
+        await world.until("contained")
+        owner = ("incident", world.uid(key))
+        secret = world.kube.get("secrets", *STATE) or {}
+        secret["data"]["denylists"] = base64.b64encode(b"{not json").decode()
+        world.kube.put("secrets", secret)
+        assert await world.engine.step("denylists") == 30.0
+        assert owner in world.sources.denylists
+        world.kube.objects.pop(("secrets", *STATE))
+        assert await world.engine.step("denylists") == 30.0
+        assert owner in world.sources.denylists
+
+    asyncio.run(main())

@@ -14,7 +14,6 @@ from rotor.api.keys import ROTATE_NOW
 from rotor.api.rotationpolicy import RotationPolicySpec
 from rotor.api.secretsource import SecretSourceSpec
 from rotor.engines.rotation.worker import Rotator
-from rotor.planning import times
 from tests.fakes.backend import FakeBackend, FakeClock
 from tests.fakes.kube import FakeKube
 
@@ -63,28 +62,16 @@ class Sources:
 
 
 class FencedKube(FakeKube):
-    """FakeKube with the guarded status write of rotor.kube (ObjectsApi.patch_status_guarded): a 409 when
-    the object moved on, the object as written in the answer, its managedFields stamped by this API
-    server's clock (which a test may set apart from Rotor's)."""
+    """FakeKube whose guarded status writes can let the event loop run something else first, as a
+    request does (replicas acting at once interleave)."""
 
-    yielding = False  # let the event loop run something else first, as a request does (interleaved replicas)
+    yielding = False
 
     async def patch_status_guarded(self, plural: str, namespace: str, name: str, status: Mapping[str, Any],
                                    resource_version: str | None) -> dict[str, Any] | None:
         if self.yielding:
             await asyncio.sleep(0)
-        self._request("patch", f"{plural}/status", name)
-        if (plural, namespace, name) not in self.objects:
-            return None
-        patch: dict[str, Any] = {"status": dict(status)}
-        if resource_version is not None:
-            patch["metadata"] = {"resourceVersion": resource_version}
-        written = self._patch(plural, namespace, name, patch)
-        stamp = [{"manager": "rotor", "operation": "Update", "subresource": "status",
-                  "time": times.iso(self.clock())}]
-        self.objects[(plural, namespace, name)]["metadata"]["managedFields"] = stamp
-        written["metadata"]["managedFields"] = stamp
-        return written
+        return await super().patch_status_guarded(plural, namespace, name, status, resource_version)
 
 
 class SkewedClock:

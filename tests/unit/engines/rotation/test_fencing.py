@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from rotor.engines.rotation.view import RotationView
 from rotor.engines.rotation.worker import Rotator
 from rotor.kube import KubeError
 from rotor.planning import times
@@ -203,3 +204,35 @@ def test_rollout_failures_are_timed_on_the_api_servers_clock(kube_skew: int) -> 
         assert w.status["phase"] == "RollingBack"
 
     asyncio.run(main())
+
+
+def test_a_watch_event_older_than_what_rotor_holds_is_ignored() -> None:
+    """Rotor's own earlier write, delivered by the watch after a later one: status never goes back."""
+
+    async def main() -> None:
+        w = World()
+        w.source()
+        w.policy()
+        await w.run("Pending")
+        older = w.kube.get(PLURAL, "a", "db")
+        await w.run("Publishing")
+        state = w.rotator.policy("a", "db")
+        assert state is not None and older is not None
+        assert not w.rotator.observe(older) and state.status["phase"] == "Publishing"
+        w.rotator.upsert(older)  # a handler's body from before (Kopf resuming): the newer status stays
+        state = w.rotator.policy("a", "db")
+        assert state is not None and state.status["phase"] == "Publishing"
+
+    asyncio.run(main())
+
+
+def test_the_deletion_of_a_policy_asks_for_a_step_at_once() -> None:
+    view = RotationView()
+    body = {"metadata": {"namespace": "a", "name": "db", "uid": "u1", "resourceVersion": "5"},
+            "spec": {"secretSourceRef": {"name": "db"}, "strategy": "overlap", "schedule": {"interval": "720h"}}}
+    view.upsert(body)
+    deleting = {**body, "metadata": {**body["metadata"], "resourceVersion": "6",
+                                     "deletionTimestamp": "2026-03-01T12:00:00Z"}}
+    assert view.observe(deleting) is True
+    assert view.observe({**deleting, "metadata": {**deleting["metadata"], "resourceVersion": "7"}}) is False
+    assert view.observe({**body, "metadata": {**body["metadata"], "resourceVersion": "4"}}) is False  # stale

@@ -8,6 +8,7 @@ from rotor.engines.rotation.strategies.base import KvStrategy, Strategy
 from rotor.engines.rotation.strategies.dynamic import Dynamic
 from rotor.engines.rotation.strategies.generated import GeneratedOverlap
 from rotor.engines.rotation.strategies.static_roles import StaticRolePair
+from rotor.engines.rotation.strategies.transit import Transit
 from rotor.engines.rotation.strategies.versioned import Versioned
 
 
@@ -17,8 +18,10 @@ def strategy_class(spec: RotationPolicySpec) -> type[KvStrategy]:
         return Dynamic
     if spec.strategy == "versioned":
         return Versioned
+    if spec.strategy == "transit":
+        return Transit
     return StaticRolePair if spec.overlap.static_roles else GeneratedOverlap
 
 
-__all__ = ["Dynamic", "GeneratedOverlap", "KvStrategy", "StaticRolePair", "Strategy", "Versioned",
+__all__ = ["Dynamic", "GeneratedOverlap", "KvStrategy", "StaticRolePair", "Strategy", "Transit", "Versioned",
            "strategy_class"]

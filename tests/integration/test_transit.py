@@ -1,0 +1,107 @@
+"""strategy transit against the real Vault Transit engine: a signature made with the old key version
+verifies during the overlap and fails once the minimum is raised; data encrypted before the rotation
+decrypts during the overlap; status shows versions, never key material.
+
+Readers here are the test itself, signing and encrypting through Vault as the administrator (an app
+would with its own token): the key is used in place, so there is no Secret to wait for.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import hvac
+import hvac.exceptions
+import pytest
+
+from tests.integration.transit_setup import MOUNT, create_key, enable_transit, transit_policy
+
+from .conftest import secret_source, vault_role, wait_for, wait_ready
+from .test_rotation import policy, rotate_now, status, wait_phase, wait_rotations
+
+pytestmark = pytest.mark.usefixtures("operator")
+MESSAGE = base64.b64encode(b"order 42: ship it").decode()
+
+
+def transit_env(core: Any, vault: hvac.Client, namespace: str, custom: Any) -> tuple[str, str]:
+    """A SecretSource naming the Vault identity of the policy's namespace (the key's name, as readers
+    find it), a rotator allowed on NAMESPACE-* keys; (key, rotator role)."""
+    enable_transit(vault)
+    for account in ("app", "rotator"):
+        core.create_namespaced_service_account(namespace, {"metadata": {"name": account}})
+    key = f"{namespace}-orders"
+    vault.secrets.kv.v2.create_or_update_secret(f"{namespace}/orders", {"transitKey": key}, mount_point="secret")
+    reader = vault_role(vault, namespace)
+    rotator = f"{namespace}-rotator"
+    vault.sys.create_or_update_policy(name=rotator, policy=transit_policy(namespace))
+    vault.write(f"auth/kubernetes/role/{rotator}", bound_service_account_names=["rotator"],
+                bound_service_account_namespaces=[namespace], policies=[rotator], audience="vault", ttl="1h")
+    secret_source(custom, namespace, "orders", {"provider": "vault", "serviceAccountName": "app",
+                                                "vault": {"path": f"{namespace}/orders", "role": reader},
+                                                "target": {"name": "orders"}, "refresh": {"interval": "1h"}})
+    wait_ready(custom, namespace, "orders")
+    return key, rotator
+
+
+def transit_policy_spec(key: str, rotator: str, window: str = "8s") -> dict[str, Any]:
+    return {"secretSourceRef": {"name": "orders"}, "strategy": "transit", "transit": {"key": key},
+            "schedule": {"interval": "720h"}, "overlap": {"window": window},
+            "identity": {"serviceAccountName": "rotator", "role": rotator}}
+
+
+def verifies(vault: hvac.Client, key: str, signature: str) -> bool:
+    try:
+        answer = vault.secrets.transit.verify_signed_data(key, MESSAGE, signature=signature, mount_point=MOUNT)
+    except hvac.exceptions.InvalidRequest:  # Vault: "... less than the minimum decryption key version"
+        return False
+    return bool(answer["data"]["valid"])
+
+
+def decrypts(vault: hvac.Client, key: str, ciphertext: str) -> bool:
+    try:
+        answer = vault.secrets.transit.decrypt_data(key, ciphertext, mount_point=MOUNT)
+    except hvac.exceptions.InvalidRequest:  # Vault: "ciphertext or signature version is disallowed by policy"
+        return False
+    return bool(answer["data"]["plaintext"] == MESSAGE)
+
+
+def test_old_signatures_and_ciphertexts_work_through_the_overlap_and_stop_after(
+        custom: Any, core: Any, vault: hvac.Client, namespace: str) -> None:
+    key, rotator = transit_env(core, vault, namespace, custom)
+    create_key(vault, key, "rsa-2048")  # signs and encrypts
+    signature = vault.secrets.transit.sign_data(key, MESSAGE, mount_point=MOUNT)["data"]["signature"]
+    ciphertext = vault.secrets.transit.encrypt_data(key, MESSAGE, mount_point=MOUNT)["data"]["ciphertext"]
+    assert signature.startswith("vault:v1:") and ciphertext.startswith("vault:v1:")
+    policy(custom, namespace, "orders", transit_policy_spec(key, rotator))
+    rotate_now(custom, namespace, "orders")
+
+    overlapping = wait_phase(custom, namespace, "orders", "Overlapping", timeout=30)
+    assert overlapping["rotation"]["new"]["keyVersion"] == "2"
+    fresh = vault.secrets.transit.sign_data(key, MESSAGE, mount_point=MOUNT)["data"]["signature"]
+    assert fresh.startswith("vault:v2:")  # new signatures use the new version at once
+    assert verifies(vault, key, signature) and decrypts(vault, key, ciphertext)  # the old one still works
+
+    done = wait_rotations(custom, namespace, "orders", 1, timeout=60)
+    assert not verifies(vault, key, signature) and not decrypts(vault, key, ciphertext)
+    assert verifies(vault, key, fresh)
+    config = vault.secrets.transit.read_key(key, mount_point=MOUNT)["data"]
+    assert (config["latest_version"], config["min_decryption_version"], config["min_encryption_version"]) == (2, 2, 2)
+    assert done["active"] == {"key": f"{MOUNT}/{key}", "keyVersion": "2", "minDecryptionVersion": "2",
+                              "minEncryptionVersion": "2"}
+    public_keys = [v["public_key"] for v in config["keys"].values()]
+    shown = json.dumps(status(custom, namespace, "orders"))
+    assert "PUBLIC KEY" not in shown and not any(k.splitlines()[1] in shown for k in public_keys)
+
+
+def test_an_unknown_key_gets_ready_false_naming_the_field_and_rotates_nothing(
+        custom: Any, core: Any, vault: hvac.Client, namespace: str) -> None:
+    key, rotator = transit_env(core, vault, namespace, custom)
+    policy(custom, namespace, "orders", transit_policy_spec(f"{key}-missing", rotator))
+    rotate_now(custom, namespace, "orders")
+    condition = wait_for(lambda: next((c for c in status(custom, namespace, "orders").get("conditions") or []
+                                       if c["type"] == "Ready" and c["reason"] == "NotFound"), None),
+                         30, what="Ready=False NotFound")
+    assert condition["status"] == "False" and "spec.transit.key" in condition["message"]
+    assert status(custom, namespace, "orders").get("phase") is None
