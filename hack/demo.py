@@ -69,7 +69,7 @@ class Reader(threading.Thread):
                     c.execute("SELECT 1")
                 self.logins[user] += 1
                 if self.announce and user != self.last_user:
-                    say(f"reader: now logging in as {user}; {self.summary()}")
+                    say(f"reader: now logging in as {user}; {self.counts()}")
                 self.last_user = user
             except psycopg.OperationalError as exc:
                 if not self.stop_flag.is_set():
@@ -85,9 +85,12 @@ class Reader(threading.Thread):
         self.stop_flag.set()
         self.join(10)
 
-    def summary(self) -> str:
+    def counts(self) -> str:
         users = ", ".join(f"{user} {n}" for user, n in sorted(self.logins.items()))
-        return f"reader: {sum(self.logins.values())} logins ({users}), {len(self.failed)} failed"
+        return f"{sum(self.logins.values())} logins ({users}), {len(self.failed)} failed"
+
+    def summary(self) -> str:
+        return f"reader: {self.counts()}"
 
 
 class Story(threading.Thread):

@@ -287,12 +287,13 @@ class Stack:
     def unseal_vault(self) -> None:
         self._unseal()
 
-    def restart_apiserver(self) -> float:
-        """Stop kube-apiserver (SIGTERM: every connection and watch drops) and start it again on the same
-        address and certificates, with an empty watch cache; seconds until it is ready again."""
+    def restart_apiserver(self, grace: float = 10.0) -> float:
+        """Stop kube-apiserver (SIGTERM, SIGKILL after GRACE seconds: a watch whose client does not read
+        holds it up; every connection and watch drops) and start it again on the same address and
+        certificates, with an empty watch cache; seconds until it is ready again."""
         proc = self.procs["kube-apiserver"]
         began = time.monotonic()
-        proc.stop()
+        proc.stop(grace)
         proc.start()
         proc.wait_until(lambda: http_status(f"{self._api_url}/readyz", ca_file=self.dir / "ca.crt", headers={
             "Authorization": f"Bearer {self._admin_token}"}) == 200, 120, "ready")

@@ -146,7 +146,7 @@ def test_a_watch_gap_forgets_what_was_deleted_in_it(stack: Stack, custom: Any, c
 
     rotor.pause()
     try:
-        restart = stack.restart_apiserver()  # first: the dropped watches must not carry the deletions
+        restart = stack.restart_apiserver(grace=2)  # first: the dropped watches must not carry the deletions
         core.delete_namespaced_secret("db-creds", env.namespace)
         custom.delete_namespaced_custom_object("rotor.dev", "v1alpha1", env.namespace, "rotationpolicies", "gen")
         stack.compact_etcd()
@@ -283,7 +283,7 @@ def test_an_api_server_restart_mid_rotation_completes_it_once(stack: Stack, cust
              timeout=30, what="the rotation under way")
     phase = status(custom, env.namespace, "gen")["phase"]
     began = time.monotonic()
-    restart = stack.restart_apiserver()
+    restart = stack.restart_apiserver(grace=2)
     s = wait_rotations(custom, env.namespace, "gen", 1, timeout=120)
     done = time.monotonic() - began
     steps = [step["phase"] for step in s["rotation"]["steps"]]

@@ -83,7 +83,8 @@ def test_namespaced_mode_uses_roles_and_no_cluster_wide_secret_access(tmp_path: 
     cluster_resources = {res for rule in discovery["rules"] for res in rule["resources"]}
     assert cluster_resources == {"customresourcedefinitions"}, "only discovery is cluster-wide"
     (self_role,) = [r for r in of_kind(docs, "Role") if r["metadata"]["name"] == "rotor-self"]
-    assert {"resources": ["secrets"], "resourceNames": ["rotor-hmac-key"], "verbs": ["get"], "apiGroups": [""]} \
+    assert {"resources": ["secrets"], "resourceNames": ["rotor-hmac-key"], "verbs": ["get", "update"],
+            "apiGroups": [""]} \
         in self_role["rules"]
     assert {p["metadata"]["namespace"] for p in of_kind(docs, "KopfPeering")} == {"team-a", "team-b"}
     (tmp_path / "config.yaml").write_text(operator_config(docs))

@@ -151,3 +151,19 @@ def test_a_lease_renewed_up_to_its_max_is_not_renewed_again() -> None:
         assert w.count("lease-renew") == renewals and w.status["rotations"] == 1
 
     asyncio.run(main())
+
+
+def test_a_lease_recorded_before_renewals_were_is_renewed_once_and_then_on_schedule() -> None:
+    async def main() -> None:
+        w = World()
+        dynamic(w, ttl=600, max_ttl=86400)
+        await w.run()
+        legacy = {k: v for k, v in w.status["active"].items() if k != "leaseTtl"}
+        w.kube.put(PLURAL, {**(w.kube.get(PLURAL, "a", "db") or {}), "status": {**w.status, "active": legacy}})
+        w.start_operator()
+        before = w.count("lease-renew")
+        await w.step()
+        assert w.count("lease-renew") == before + 1 and w.status["active"]["leaseTtl"] == "600"
+        assert await w.step() == pytest.approx(0.67 * 600, abs=1) and w.count("lease-renew") == before + 1
+
+    asyncio.run(main())

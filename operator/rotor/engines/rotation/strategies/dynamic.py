@@ -113,7 +113,9 @@ class Dynamic(KvStrategy):
         except NotFound:
             return ended
         expires = times.iso(now + datetime.timedelta(seconds=ttl))
-        if ttl < int(held.get("leaseTtl") or 0):  # capped: it ends at its max TTL, now known exactly
+        if not held.get("leaseTtl"):  # recorded before renewals were: the TTL it renews by from now on
+            return {"leaseExpires": expires, "leaseTtl": str(ttl)}
+        if ttl < int(held["leaseTtl"]):  # capped: it ends at its max TTL, now known exactly
             return {"leaseExpires": expires, "leaseMaxExpires": min(expires, held.get("leaseMaxExpires") or expires)}
         return {"leaseExpires": expires}
 
