@@ -53,7 +53,8 @@ class ParameterStoreRef(Model):
                              description="Every parameter under this path, recursively; their properties are the "
                              "names below the path (/prod/app/ with /prod/app/db/user gives db/user: map nested "
                              "names to Secret keys with spec.data).")
-    version: int | None = Field(default=None, ge=1, description="Pin one version of the parameter named by name.")
+    version: int | None = Field(default=None, ge=1, le=2**31 - 1,
+                                description="Pin one version of the parameter named by name.")
 
 
 class AwsSource(Model):

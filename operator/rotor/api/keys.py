@@ -91,10 +91,6 @@ NOT_IDENTIFYING: Final = "NotIdentifying"
 REPORTED_BY: Final = "rotor.dev/reported-by"
 RESOLVED_BY: Final = "rotor.dev/resolved-by"
 
-# The reasons a SecretSource's Ready condition can carry (README, printer column, alert labels).
-SOURCE_REASONS: Final = (SYNCED, BACKEND_UNAVAILABLE, PERMISSION_DENIED, NOT_FOUND, INVALID_SPEC, TEMPLATE_ERROR,
-                         CONFLICT, DENYLISTED, KUBERNETES_ERROR)
-
 # -- reason: any kind --------------------------------------------------------------------------------------
 # Ready=False when Rotor failed unexpectedly on an object (a bug, not the object's fault): the message names
 # the object and the error's type, never its text (which might quote a value); the operator log has the rest.
