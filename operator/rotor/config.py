@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _HOST_PORT = r"^([A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}$"  # one host, one port
 
@@ -111,7 +111,8 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ROTOR_", extra="forbid", frozen=True)
 
-    namespaces: list[str] = Field(default_factory=list, description="Namespaces to watch; empty watches all")
+    # NoDecode: the environment gives "team-a,team-b" (split by the validator below), not JSON.
+    namespaces: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Namespaces to watch; empty watches all")
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     metrics_port: int = Field(default=8080, ge=0, le=65535, description="0 disables /metrics")

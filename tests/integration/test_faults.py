@@ -26,7 +26,7 @@ import pytest
 from tests.devenv import Stack, StackInfo
 
 from .conftest import ready, secret_data, secret_source, vault_role, wait_for, wait_ready
-from .test_rotation import Env, policy, rotate_now, status, wait_rotations
+from .test_rotation import Env, policy, status, wait_rotations
 from .test_rotation import env as env  # the shared rotation fixture (re-exported: pytest finds it here)
 
 pytestmark = pytest.mark.usefixtures("operator_aside")  # nothing else may act on these namespaces
@@ -268,15 +268,18 @@ def test_revoked_vault_tokens_cost_one_login_per_identity(stack: Stack, core: An
 def test_an_api_server_restart_mid_rotation_completes_it_once(stack: Stack, custom: Any, core: Any,
                                                                vault: hvac.Client, env: Env,
                                                                operator_process: Any) -> None:
+    """A rotation (overlap window 5 s) under way when kube-apiserver restarts: it completes, once."""
     kv_source(custom, vault, env, "gen", "v1", refresh="1h")
     operator_process()
     wait_ready(custom, env.namespace, "gen", timeout=60)
-    policy(custom, env.namespace, "gen", {"secretSourceRef": {"name": "gen"}, "strategy": "overlap",
-                                          "schedule": {"interval": "720h"}, "overlap": {"window": "5s"},
-                                          "identity": {"serviceAccountName": "rotator", "role": env.rotator_role},
-                                          "deadline": "5m"})
     base = kv_version(vault, f"{env.namespace}/gen")
-    rotate_now(custom, env.namespace, "gen")
+    # Asked for at creation (rotor.dev/rotate-now): the first step rotates.
+    custom.create_namespaced_custom_object("rotor.dev", "v1alpha1", env.namespace, "rotationpolicies", {
+        "apiVersion": "rotor.dev/v1alpha1", "kind": "RotationPolicy",
+        "metadata": {"name": "gen", "annotations": {"rotor.dev/rotate-now": "1"}},
+        "spec": {"secretSourceRef": {"name": "gen"}, "strategy": "overlap", "schedule": {"interval": "720h"},
+                 "overlap": {"window": "5s"}, "deadline": "5m",
+                 "identity": {"serviceAccountName": "rotator", "role": env.rotator_role}}})
     wait_for(lambda: status(custom, env.namespace, "gen").get("phase") in ("Verifying", "Overlapping"),
              timeout=30, what="the rotation under way")
     phase = status(custom, env.namespace, "gen")["phase"]
