@@ -112,7 +112,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ROTOR_", extra="forbid", frozen=True)
 
     # NoDecode: the environment gives "team-a,team-b" (split by the validator below), not JSON.
-    namespaces: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Namespaces to watch; empty watches all")
+    namespaces: Annotated[list[str], NoDecode] = Field(default_factory=list,
+                                                      description="Namespaces to watch; empty watches all")
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     metrics_port: int = Field(default=8080, ge=0, le=65535, description="0 disables /metrics")

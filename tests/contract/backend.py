@@ -12,9 +12,11 @@ from __future__ import annotations
 from tests.contract.audit import AuditContract
 from tests.contract.credentials import CredentialsContract
 from tests.contract.keys import KeyRingContract
+from tests.contract.pki import CertificateIssuerContract
 from tests.contract.reads import ReadContract
 from tests.contract.versions import VersionStoreContract
 
 
-class BackendContract(ReadContract, VersionStoreContract, CredentialsContract, AuditContract, KeyRingContract):
+class BackendContract(ReadContract, VersionStoreContract, CredentialsContract, AuditContract, KeyRingContract,
+                      CertificateIssuerContract):
     """Every case; subclass it with a `backend_under_test` fixture returning a Subject."""

@@ -43,6 +43,11 @@ class FakeSubject:
         self.backend.add_transit_key("transit", key)
         return "transit", key
 
+    def pki_role(self, name: str) -> tuple[str, str, str]:
+        role, domain = f"{self.namespace}-{name}", f"{name}.{self.namespace}.test"
+        self.backend.add_pki_role("pki", role, domain)
+        return "pki", role, domain
+
     def now(self) -> datetime.datetime:
         return self.backend.clock()
 
@@ -54,5 +59,6 @@ class FakeSubject:
         other.secrets, other.leases, other.roles = self.backend.secrets, self.backend.leases, self.backend.roles
         other.static_roles, other.audit = self.backend.static_roles, self.backend.audit
         other.holders, other.transit_keys = self.backend.holders, self.backend.transit_keys
+        other.pki_roles, other.revoked_serials = self.backend.pki_roles, self.backend.revoked_serials
         other.audit_trail, other.down = audit, not reachable
         return other

@@ -44,6 +44,11 @@ class Subject(Protocol):
         service_account may read, rotate and configure it; denied may not."""
         ...
 
+    def pki_role(self, name: str) -> tuple[str, str, str]:
+        """A new PKI role NAME of this test issuing for a domain and names under it, made as the
+        administrator; (mount, role, domain). service_account may issue from it; denied may not."""
+        ...
+
     def now(self) -> datetime.datetime:
         """The backend's clock now, read without the backend (the fake's clock; the wall clock)."""
         ...

@@ -42,6 +42,7 @@ from rotor.backends.protocols import (
 )
 from rotor.planning import times
 from rotor.planning.sync import Fetched
+from tests.fakes.pki import FakePkiCertificates, FakePkiRole
 from tests.fakes.transit import FakeKey, FakeTransitKeys, missing_key
 
 MAX_VERSIONS = 10  # Vault's default max_versions of a KV v2 mount: older versions are removed
@@ -116,6 +117,8 @@ class FakeBackend:
         self.static_roles: dict[tuple[str, str], _StaticRole] = {}
         self.audit: list[dict[str, Any]] = []
         self.transit_keys: dict[tuple[str, str], FakeKey] = {}  # (mount, key)
+        self.pki_roles: dict[tuple[str, str], FakePkiRole] = {}  # (mount, role)
+        self.revoked_serials: set[str] = set()
         self.audit_trail = True
         self.calls: list[tuple[str, str]] = []  # (operation, where)
         self.down = False
@@ -141,6 +144,10 @@ class FakeBackend:
         """A Transit key at version 1 (as `vault write -f transit/keys/<key>` makes it)."""
         return self.transit_keys.setdefault((mount, key), FakeKey())
 
+    def add_pki_role(self, mount: str, role: str, *domains: str, max_ttl: int = 3600) -> FakePkiRole:
+        """A PKI role issuing for DOMAINS and names under them (pki.py)."""
+        return self.pki_roles.setdefault((mount, role), FakePkiRole(domains, max_ttl=max_ttl))
+
     def live_leases(self) -> list[str]:
         return [i for i in self.leases if self.lease_live(i)]
 
@@ -155,6 +162,8 @@ class FakeBackend:
 
     def describe(self, namespace: str, spec: SecretSourceSpec) -> str:
         source = _vault(spec)
+        if source.pki is not None:
+            return f"{self.provider}:{source.connection}/{source.pki.mount}/issue/{source.pki.role}"
         return f"{self.provider}:{source.connection}/{source.mount}/{source.path}"
 
     async def fetch(self, namespace: str, spec: SecretSourceSpec) -> Fetched:
@@ -169,7 +178,7 @@ class FakeBackend:
         source = _vault(spec)
         actor = actor or Actor()
         account = actor.service_account or spec.service_account_name
-        return FakeSecret(self, self.describe(namespace, spec), source.mount, source.path,
+        return FakeSecret(self, self.describe(namespace, spec), source.mount, source.path or "",
                           f"{namespace}/{account}", actor.role or source.role)
 
     async def close(self) -> None:
@@ -189,8 +198,9 @@ class FakeBackend:
             raise error
 
 
-class FakeSecret(FakeTransitKeys):
-    """One secret of a FakeBackend as one identity: every capability protocol (KeyRing: transit.py)."""
+class FakeSecret(FakeTransitKeys, FakePkiCertificates):
+    """One secret of a FakeBackend as one identity: every capability protocol (KeyRing: transit.py;
+    CertificateIssuer: pki.py)."""
 
     def __init__(self, backend: FakeBackend, where: str, mount: str, path: str, actor: str, role: str) -> None:
         self._b, self._where, self.mount, self.path = backend, where, mount, path
@@ -220,6 +230,16 @@ class FakeSecret(FakeTransitKeys):
         if found is None:
             raise missing_key(mount, key)
         return found
+
+    def _pki_role(self, operation: str, mount: str, role: str) -> FakePkiRole:
+        self._b.call(operation, f"{mount}/issue/{role}", self._actor)
+        found = self._b.pki_roles.get((mount, role))
+        if found is None:
+            raise InvalidSpec(f"fake backend rejected {operation} {mount}/issue/{role} (400): unknown role: {role}")
+        return found
+
+    def _revoked(self) -> set[str]:
+        return self._b.revoked_serials
 
     # -- VersionStore ---------------------------------------------------------------------------------
 

@@ -13,3 +13,4 @@ class Capability(StrEnum):
     STATIC_CREDENTIALS = "static-credentials"  # have the backend set a new password for a static role
     AUDIT_TRAIL = "audit-trail"  # who read a secret in a time window
     KEY_VERSIONS = "key-versions"  # rotate a named key (Vault Transit) and set its minimum usable versions
+    CERTIFICATES = "certificates"  # issue certificates from a PKI role (Vault PKI) and revoke them

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from rotor.api.aws import AwsSource
 from rotor.api.common import (
@@ -44,6 +44,31 @@ SecretType = Literal[
 ]
 
 
+# A DNS name a certificate may carry (a leading wildcard label allowed); the PKI role decides which.
+_DNS_NAME = r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+DNSName = Annotated[str, Field(min_length=1, max_length=253, pattern=_DNS_NAME)]
+IPAddress = Annotated[str, Field(min_length=2, max_length=45, pattern=r"^[0-9A-Fa-f:.]+$")]
+
+
+class PkiCertificate(Model):
+    """Issue a certificate from a Vault PKI role as the source's identity, written as a kubernetes.io/tls
+    Secret (tls.crt: leaf and chain; tls.key; ca.crt) and renewed at a fraction of its lifetime."""
+
+    mount: MountPath = Field(default="pki", description="Path of the PKI secrets engine mount.")
+    role: VaultName = Field(description="PKI role to issue from (it decides which names and TTLs are allowed).")
+    common_name: DNSName = Field(description="Common name of the certificate.")
+    alt_names: list[DNSName] = Field(default_factory=list, max_length=100, description="DNS subject alternative "
+                                     "names.")
+    ip_sans: list[IPAddress] = Field(default_factory=list, max_length=100, description="IP subject alternative "
+                                     "names.")
+    ttl: Duration = Field(default="24h", description="Lifetime asked for (the role's max TTL caps it).")
+    key_type: Literal["rsa", "ec", "ed25519"] | None = Field(default=None, description="Key type (default: "
+                                                                "the role's).")
+    key_bits: int | None = Field(default=None, ge=0, le=8192, description="Key size (default: the role's).")
+    renew_fraction: float = Field(default=2 / 3, gt=0, lt=1, description="Renew once this fraction of the "
+                                  "lifetime has passed (jittered a little).")
+
+
 class VaultSource(Model):
     """A secret in Vault or OpenBao, read through a named connection from the operator's config."""
 
@@ -51,6 +76,8 @@ class VaultSource(Model):
         "json_schema_extra": validations(
             cel("!has(self.version) || self.kvVersion != '1'", "version pins need KV version 2 (or auto)",
                 ".version"),
+            cel("has(self.path) != has(self.pki)", "set exactly one of spec.vault.path and spec.vault.pki"),
+            cel("!has(self.pki) || !has(self.version)", "spec.vault.version does not apply to pki", ".version"),
         )
     }
 
@@ -60,8 +87,9 @@ class VaultSource(Model):
         "tenants cannot point Rotor at their own servers).",
     )
     mount: MountPath = Field(default="secret", description="Path of the KV secrets engine mount.")
-    path: str = Field(min_length=1, max_length=512, pattern=rf"^{_PATH_SEGMENT}(/{_PATH_SEGMENT})*$",
-                      description="Path of the secret inside the mount, without the mount.")
+    path: str | None = Field(default=None, min_length=1, max_length=512,
+                             pattern=rf"^{_PATH_SEGMENT}(/{_PATH_SEGMENT})*$",
+                             description="Path of the secret inside the mount, without the mount (not with pki).")
     kv_version: Literal["auto", "1", "2"] = Field(
         default="auto", description="KV engine version; auto asks the server."
     )
@@ -71,6 +99,16 @@ class VaultSource(Model):
     audience: str = Field(default="vault", min_length=1, max_length=253, pattern=r"^[!-~]+$",
                           description="Audience of the ServiceAccount token requested for the login (printable "
                           "ASCII, no spaces).")
+    pki: PkiCertificate | None = Field(default=None, description="Issue a certificate instead of reading a "
+                                       "KV secret (spec.vault.mount and path are then not used).")
+
+    @model_validator(mode="after")
+    def _path_or_pki(self) -> VaultSource:
+        if (self.path is None) == (self.pki is None):
+            raise ValueError("set exactly one of spec.vault.path and spec.vault.pki")
+        if self.pki is not None and self.version is not None:
+            raise ValueError("spec.vault.version does not apply to pki")
+        return self
 
 
 class KubernetesSource(Model):
@@ -165,6 +203,25 @@ class SecretSourceSpec(Model):
     target: Target = Field(default_factory=Target, json_schema_extra={"default": {}})
     refresh: Refresh = Field(default_factory=Refresh, json_schema_extra={"default": {}})
 
+    @model_validator(mode="before")
+    @classmethod
+    def _certificates_are_tls(cls, data: Any) -> Any:
+        """spec.vault.pki always writes a kubernetes.io/tls Secret, whatever spec.target.type says."""
+        if not isinstance(data, dict):
+            return data
+        vault = data.get("vault")
+        pki = vault.get("pki") if isinstance(vault, dict) else getattr(vault, "pki", None)
+        target = data.get("target") or {}
+        if pki is None or not isinstance(target, dict):
+            return data
+        return {**data, "target": {**target, "type": "kubernetes.io/tls"}}
+
+
+class CertificateStatus(Model):
+    serial: str | None = Field(default=None, description="Serial number of the certificate in the Secret.")
+    not_after: str | None = Field(default=None, description="When it expires.")
+    renew_at: str | None = Field(default=None, description="When Rotor issues the next one.")
+
 
 class SecretSourceStatus(Model):
     conditions: list[Condition] = Field(default_factory=list, description="Ready: whether the last sync succeeded, "
@@ -180,5 +237,8 @@ class SecretSourceStatus(Model):
         default=None, description="When the synced value last changed (a new data HMAC); the secret's age counts "
         "from here.")
     next_sync_time: str | None = Field(default=None, description="When Rotor reads the backend next (or retries).")
+    certificate: CertificateStatus | None = Field(
+        default=None, description="The certificate last issued (spec.vault.pki): serial and times, never key "
+        "material.")
     consumers: dict[str, int] | None = Field(
         default=None, description="Workloads reading the Secret: current (on the synced value) and stale.")

@@ -2,8 +2,8 @@
 
 Every backend reads (Backend). Beyond that, `Backend.bind` gives a handle on one secret's location,
 acting as one identity, that implements the capability protocols the backend declares in
-`capabilities`: VersionStore, LeaseIssuer, StaticCredentials, AuditTrail, KeyRing. Engines check a spec
-against `capabilities` (planning.capabilities) and never import a concrete backend.
+`capabilities`: VersionStore, LeaseIssuer, StaticCredentials, AuditTrail, KeyRing, CertificateIssuer.
+Engines check a spec against `capabilities` (planning.capabilities) and never import a concrete backend.
 
 Errors carry a status reason; their messages name paths, roles and codes, never values.
 """
@@ -243,6 +243,37 @@ class KeyRing(SecretHandle, Protocol):
         """Versions below DECRYPTION stop decrypting and verifying; below ENCRYPTION (0: no floor) stop
         encrypting and signing. InvalidSpec for a minimum above the latest version, or an encryption floor
         under the decryption one."""
+        ...
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """A certificate just issued. private_key (and the PEMs) live in memory only; repr names no value."""
+
+    certificate: str = field(repr=False)  # PEM of the leaf
+    private_key: str = field(repr=False)  # PEM
+    ca_chain: tuple[str, ...] = field(repr=False)  # PEMs of the issuing CA and up, leaf excluded
+    issuing_ca: str = field(repr=False)  # PEM
+    serial: str  # colon-separated hex, as Vault writes it
+    not_after: datetime.datetime
+
+    def __repr__(self) -> str:
+        return f"Certificate(serial={self.serial}, not_after={self.not_after.isoformat()})"
+
+
+@runtime_checkable
+class CertificateIssuer(SecretHandle, Protocol):
+    """Capability.CERTIFICATES: certificates from a PKI role (Vault PKI), issued as the handle's identity."""
+
+    async def issue_certificate(self, mount: str, role: str, common_name: str, alt_names: Sequence[str],
+                                ip_sans: Sequence[str], ttl: int, key_type: str | None = None,
+                                key_bits: int | None = None) -> Certificate:
+        """A new key and certificate for the names, living TTL seconds (the role's max TTL caps it).
+        InvalidSpec (with the backend's words) when the role does not exist or refuses a name, key or TTL."""
+        ...
+
+    async def revoke_certificate(self, mount: str, serial: str) -> None:
+        """The certificate goes on the CRL now (a no-op for one already revoked or expired)."""
         ...
 
 

@@ -219,7 +219,7 @@ def matching(sources: Iterable[Reader], connection: str, changed: Targets) -> li
     for source in sources:
         spec = source.spec
         vault = spec.vault if spec is not None else None
-        if vault is None or (vault.path not in paths and not prefixes):
+        if vault is None or vault.path is None or (vault.path not in paths and not prefixes):
             continue
         if spec is None or spec.provider != "vault" or vault.connection != connection:
             continue

@@ -26,6 +26,8 @@ from rotor.planning import times
 from tests.contract.subject import MOUNT
 from tests.devenv import Stack
 from tests.devenv.process import free_port
+from tests.integration.pki_setup import MOUNT as PKI
+from tests.integration.pki_setup import create_role, enable_pki, pki_policy
 from tests.integration.test_rotation import rotator_policy, superuser
 from tests.integration.transit_setup import MOUNT as TRANSIT
 from tests.integration.transit_setup import create_key, enable_transit, transit_policy
@@ -47,7 +49,9 @@ def set_up(stack: Stack, vault: hvac.Client, core: Any, namespace: str) -> Vault
         core.create_namespaced_service_account(namespace, {"metadata": {"name": account}})
     role = f"{namespace}-app"
     enable_transit(vault)
-    vault.sys.create_or_update_policy(name=role, policy=f"{rotator_policy(namespace)}\n{transit_policy(namespace)}")
+    enable_pki(vault)
+    vault.sys.create_or_update_policy(name=role, policy=f"{rotator_policy(namespace)}\n{transit_policy(namespace)}\n"
+                                      f"{pki_policy(namespace)}")
     vault.write(f"auth/kubernetes/role/{role}", bound_service_account_names=["app"],
                 bound_service_account_namespaces=[namespace], policies=[role], audience="vault", ttl="1h")
     vault.write(f"auth/kubernetes/role/{namespace}-nobody", bound_service_account_names=["nobody"],
@@ -117,6 +121,11 @@ class VaultSubject:
         key = f"{self.namespace}-{self._prefix}-{name}"
         create_key(self._vault, key)
         return TRANSIT, key
+
+    def pki_role(self, name: str) -> tuple[str, str, str]:
+        role, domain = f"{self.namespace}-{self._prefix}-{name}", f"{name}-{self._prefix}.{self.namespace}.test"
+        create_role(self._vault, role, domain)
+        return PKI, role, domain
 
     def now(self) -> datetime.datetime:
         return times.now()

@@ -87,7 +87,7 @@ def test_rows_carry_type_default_bounds_and_rules() -> None:
     assert rows["RotationPolicy spec.schedule"][3] == "rule: set exactly one of schedule.interval and schedule.cron"
     assert rows["RotationPolicy spec.schedule.window.start"][3] == "pattern `^([01][0-9]|2[0-3]):[0-5][0-9]$`"
     assert rows["SecretSource spec.refresh.interval"][1:3] == ["duration", "`1h`"]
-    assert rows["SecretSource spec.vault.path"][2] == "required"
+    assert rows["SecretSource spec.vault.role"][2] == "required"
     assert rows["SecretSource spec.vault.connection"][3] == "length 1-63; DNS label"
     assert rows["SecretSource spec.target.creationPolicy"][3] == "one of `Owner`, `Merge`, `Orphan`"
     assert rows["SecretSource spec.data"][1:4] == ["[]object", "-", "items <= 256"]

@@ -129,6 +129,8 @@ class VaultBackend:
 
     def describe(self, namespace: str, spec: SecretSourceSpec) -> str:
         source = _vault(spec)
+        if source.pki is not None:
+            return f"vault:{source.connection}/{source.pki.mount}/issue/{source.pki.role}"
         return f"vault:{source.connection}/{source.mount}/{source.path}"
 
     async def close(self) -> None:
@@ -139,6 +141,8 @@ class VaultBackend:
 
     async def fetch(self, namespace: str, spec: SecretSourceSpec) -> Fetched:
         source = _vault(spec)
+        if source.pki is not None:  # the sync engine issues through bind(): a certificate is not read
+            raise InvalidSpec("spec.vault.pki issues certificates; there is no KV secret to read")
         conn = self._connection(source.connection)
         identity = self._identity(namespace, spec, None)
         key = (identity, source.mount, source.path, source.kv_version, source.version)
@@ -152,7 +156,8 @@ class VaultBackend:
         """The source's KV secret, acting as ACTOR's ServiceAccount and Vault role (default: the source's)."""
         source = _vault(spec)
         conn = self._connection(source.connection)
-        return VaultSecret(self, self._identity(namespace, spec, actor), source.mount, source.path,
+        mount, path = (source.pki.mount, f"issue/{source.pki.role}") if source.pki else (source.mount, source.path)
+        return VaultSecret(self, self._identity(namespace, spec, actor), mount, path or "",
                            conn.settings.audit_log_file)
 
     async def server_time(self, connection: str) -> datetime.datetime:

@@ -23,6 +23,7 @@ from rotor.backends.protocols import (
     VersionConflict,
 )
 from rotor.backends.vault.keys import TransitKeys
+from rotor.backends.vault.pki import VaultPki
 from rotor.planning import times
 from rotor.planning.vault_audit import audit_paths, audit_reads
 
@@ -30,9 +31,9 @@ if TYPE_CHECKING:
     from rotor.backends.vault.backend import Identity, VaultBackend
 
 
-class VaultSecret(TransitKeys):
+class VaultSecret(TransitKeys, VaultPki):
     """A KV v2 secret at MOUNT/PATH of a connection, as IDENTITY (VersionStore, LeaseIssuer,
-    StaticCredentials, AuditTrail; KeyRing from keys.py)."""
+    StaticCredentials, AuditTrail; KeyRing from keys.py; CertificateIssuer from pki.py)."""
 
     def __init__(self, backend: VaultBackend, identity: Identity, mount: str, path: str,
                  audit_log: Path | None) -> None:

@@ -16,6 +16,7 @@ from rotor.api import keys
 from rotor.api.common import parse_duration
 from rotor.api.secretsource import SecretSourceSpec
 from rotor.backends.protocols import Backend, BackendError, Unavailable
+from rotor.engines.secretsource.certificates import digests, intact, issue, pki_of
 from rotor.engines.secretsource.release import let_go_of_old_target, release
 from rotor.engines.secretsource.sandbox import InlineRenderer, Renderer
 from rotor.engines.secretsource.view import PLURAL, Key, SourceState, SyncView, parse_spec
@@ -30,6 +31,7 @@ from rotor.observability.metrics import (
 )
 from rotor.observability.secrecy import mask
 from rotor.planning import times
+from rotor.planning.certificates import plan_certificate, until_renewal
 from rotor.planning.sync import (
     Fetched,
     ObservedSecret,
@@ -73,6 +75,8 @@ class SecretSync(SyncView):
         self.min_refresh = min_refresh
         self._clock = clock
         self._rng = random.Random()
+        # Keyed digests of the certificates written (spec.vault.pki): an edit of tls.key is seen (no values).
+        self._certificates: dict[tuple[str, str], dict[str, str]] = {}
 
     async def close(self) -> None:
         await self.renderer.close()
@@ -121,10 +125,25 @@ class SecretSync(SyncView):
             return None  # nothing will change until the spec does
         spec = state.spec
         target = target_name(spec, state.name)
+        pki = pki_of(spec)
+        certificate: dict[str, str] | None = None
+        if pki is not None:  # a certificate is issued (planning.certificates), not read
+            held = intact(self.secrets.get((state.namespace, target)), state.status.get("dataHmac"),
+                          self._certificates.get((state.namespace, target)))
+            due = plan_certificate(state.status, generation=state.generation, secret_intact=held, now=times.now())
+            if not due.due:
+                self.count_ready((state.namespace, state.name), ready_label(state.status))  # e.g. after a restart
+                state.next_due = self._clock() + due.wait
+                return due.wait
+            log.info("SecretSource %s/%s: issuing a certificate (%s)", state.namespace, state.name, due.why)
         started = time.monotonic()
         plan: SyncPlan
         try:
-            fetched = await self._fetch(state.namespace, spec)
+            if pki is not None:
+                fetched, certificate = await issue(self.backends.get(spec.provider), state.namespace, spec, pki,
+                                                   self._rng.random())
+            else:
+                fetched = await self._fetch(state.namespace, spec)
             values = await self._values(spec, target, fetched)
             if isinstance(values, SyncPlan):
                 plan = values
@@ -153,6 +172,12 @@ class SecretSync(SyncView):
         interval = parse_duration(spec.refresh.interval).total_seconds()
         delay = next_delay(plan, state.failures, self._rng.random(), interval=interval, jitter=spec.refresh.jitter,
                            minimum=self.min_refresh)
+        if certificate is not None and plan.action != "fail":
+            if plan.secret is not None:
+                self._certificates[(state.namespace, target)] = digests(self.hmac_key, plan.secret.data)
+            delay = max(self.min_refresh, until_renewal(certificate, times.now()))
+        else:
+            certificate = None
         state.next_due = self._clock() + delay
         if plan.action == "fail":
             log.warning("sync of SecretSource %s/%s failed: %s: %s (retry in %.0fs)",
@@ -160,7 +185,8 @@ class SecretSync(SyncView):
         elif plan.action != "none":
             log.info("SecretSource %s/%s: %s (version %s, %s)", state.namespace, state.name, plan.message,
                      plan.version or "-", plan.data_hmac)
-        await self._report(state, plan, delay, notice=interval_notice(interval, self.min_refresh))
+        await self._report(state, plan, delay, notice=interval_notice(interval, self.min_refresh),
+                           certificate=certificate)
         return delay
 
     def _hold_back(self, state: SourceState) -> float | None:
@@ -247,13 +273,16 @@ class SecretSync(SyncView):
             DRIFT.inc()  # the backend did not change; the Secret had been edited
         return plan
 
-    async def _report(self, state: SourceState, plan: SyncPlan, delay: float | None, *, notice: str = "") -> None:
+    async def _report(self, state: SourceState, plan: SyncPlan, delay: float | None, *, notice: str = "",
+                      certificate: dict[str, str] | None = None) -> None:
         """Write status only when it changes; post an Event for changes and new failures."""
         old = state.status
         # Messages are built from keys and error classes, never values; the masker is the backstop for
         # status and Events, which readers without Secret rights see (the log filter covers logs).
         plan = dataclasses.replace(plan, message=mask(plan.message))
         planned = sync_status(old, plan, generation=state.generation, now=times.now(), delay=delay, notice=notice)
+        if certificate is not None and certificate != old.get("certificate"):  # spec.vault.pki: a new one
+            planned = dataclasses.replace(planned, patch={**(planned.patch or {}), "certificate": certificate})
         if planned.patch is not None:
             try:
                 await self.kube.patch_status(PLURAL, state.namespace, state.name, planned.patch)
