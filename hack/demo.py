@@ -142,7 +142,8 @@ class Story(threading.Thread):
 
     def inject(self) -> None:
         self.wait(self.webhook_registered, 60, "Rotor's webhook to be registered")
-        template = self.get(f"/apis/apps/v1/namespaces/{NS}/deployments/{DEPLOYMENT}")["spec"]["template"]
+        template = self.wait(lambda: self.get(f"/apis/apps/v1/namespaces/{NS}/deployments/{DEPLOYMENT}"), 30,
+                             f"Deployment {NS}/{DEPLOYMENT}")["spec"]["template"]
         meta = template["metadata"]
         pod = self.stack.api_request("POST", f"/api/v1/namespaces/{NS}/pods", {
             "metadata": {"name": f"{DEPLOYMENT}-demo", "labels": meta.get("labels") or {},
