@@ -48,6 +48,13 @@ class ChangeFeed(BaseModel):
         return value
 
 
+# Audiences the Kubernetes API server accepts by default (its service-account issuer URL and the
+# in-cluster names): Rotor never mints a tenant token for one of these and hands it to a backend.
+API_SERVER_AUDIENCES = frozenset({"https://kubernetes.default.svc.cluster.local", "https://kubernetes.default.svc",
+                                  "https://kubernetes.default", "kubernetes.default.svc", "kubernetes.default",
+                                  "kubernetes", "api"})
+
+
 class VaultConnection(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -66,6 +73,19 @@ class VaultConnection(BaseModel):
         "a leaked credential of this connection's secrets is revoked; others are not checked")
     change_feed: ChangeFeed | None = Field(default=None, description="Opt in to instant updates from this "
                                            "server's socket audit device")
+    # Rotor mints a token for a tenant's ServiceAccount and sends it to this server: only audiences the
+    # server expects, never one the API server accepts (that token would be a key to the cluster).
+    allowed_audiences: tuple[str, ...] = Field(default=("vault",), min_length=1, description="Token audiences a "
+                                               "SecretSource may ask for (spec.vault.audience)")
+
+    @field_validator("allowed_audiences")
+    @classmethod
+    def _no_api_server_audience(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        refused = sorted(set(value) & API_SERVER_AUDIENCES)
+        if refused:
+            raise ValueError(f"allowed_audiences must not include the API server's own audience {refused}: a token "
+                             "for it would let the backend act as the tenant's ServiceAccount in the cluster")
+        return value
 
 
 _URL = r"^https?://[^\s/]+(:[0-9]+)?/?$"

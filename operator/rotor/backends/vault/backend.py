@@ -37,7 +37,7 @@ from rotor.backends.protocols import (
 )
 from rotor.backends.vault.handle import VaultSecret, text
 from rotor.concurrency import SingleFlight, TokenBucket
-from rotor.config import VaultConnection
+from rotor.config import API_SERVER_AUDIENCES, VaultConnection
 from rotor.observability.metrics import (
     BACKEND_REQUESTS,
     BACKEND_SECONDS,
@@ -191,6 +191,11 @@ class VaultBackend:
 
     def _identity(self, namespace: str, spec: SecretSourceSpec, actor: Actor | None) -> Identity:
         source = _vault(spec)
+        allowed = self._connection(source.connection).settings.allowed_audiences
+        if source.audience not in allowed or source.audience in API_SERVER_AUDIENCES:
+            raise InvalidSpec(f"spec.vault.audience {source.audience!r} is not an audience connection "
+                              f"{source.connection!r} allows (allowed: {', '.join(allowed)}); use one of those "
+                              "(the API server's own audience is never allowed)")
         actor = actor or Actor()
         return Identity(source.connection, namespace, actor.service_account or spec.service_account_name,
                         actor.role or source.role, source.auth_mount, source.audience)
