@@ -392,3 +392,33 @@ def test_two_active_replicas_rotate_exactly_once(
     for name in ("db", "gen", "dyn"):
         steps = [step["phase"] for step in status(custom, env.namespace, name)["rotation"]["steps"]]
         assert steps.count("Publishing") == 1 and steps.count("Complete") == 1, (name, steps)
+
+
+@pytest.mark.timeout(300)
+def test_a_policy_deleted_while_rotor_is_down_has_its_leases_revoked_when_it_is_back(
+        custom: Any, vault: hvac.Client, env: Env, info: StackInfo, tmp_path: Path,  # noqa: F811
+        operators: list[Operator]) -> None:
+    role = dynamic_role(vault, env, "down", "1h", "24h")
+    dynamic_source(custom, vault, env, "db")
+    first = start(operators, info, env, tmp_path, "first")
+    wait_ready(custom, env.namespace, "db", timeout=60)
+    dynamic_policy(custom, env, "db", role)
+    wait_rotations(custom, env.namespace, "db", 1)
+    first.process.kill()
+    first.process.wait(30)
+    custom.delete_namespaced_custom_object("rotor.dev", "v1alpha1", env.namespace, "rotationpolicies", "db")
+    assert len(leases(vault, role)) == 1  # held by Rotor's finalizer until Rotor is back
+    start(operators, info, env, tmp_path, "back")
+    back = time.monotonic()
+
+    def gone() -> bool:
+        try:
+            status(custom, env.namespace, "db")
+        except kubernetes.client.ApiException as exc:
+            return exc.status == 404
+        return False
+
+    wait_for(gone, timeout=60, what="the policy released")
+    print(f"\npolicy deleted while Rotor was down: released {time.monotonic() - back:.1f}s after the restart, "
+          f"{len(leases(vault, role))} lease(s) left")
+    assert leases(vault, role) == []

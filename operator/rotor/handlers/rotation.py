@@ -33,6 +33,7 @@ async def policy_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     if event.get("type") == "DELETED":
         runtime.rotator.forget(key)
         runtime.rotation_scheduler.remove(key)
-    elif event.get("type") is not None and runtime.rotator.observe(event["object"]):
-        # A new rotor.dev/rotate-now value (an annotation: not part of Kopf's spec diff).
+    elif runtime.rotator.observe(event["object"]):
+        # A new rotor.dev/rotate-now value (an annotation: not part of Kopf's spec diff), or a policy
+        # being deleted seen in a listing (type None): Kopf resumes no such object, its leases need revoking.
         runtime.rotation_scheduler.schedule(key, 0.0)

@@ -38,10 +38,18 @@ class StatusFence:
                  takeover: datetime.timedelta = TAKEOVER) -> None:
         self.kube, self.view, self.clock, self.takeover = kube, view, clock, takeover
         self._mine: dict[Key, tuple[str, ...]] = {}  # status_mark of this replica's last write that changed it
+        # The resourceVersion the step in progress decided on (then its own writes'): the watch may
+        # bring another writer's status in mid-step, and a write must not pass on the strength of it.
+        self._basis: dict[Key, str | None] = {}
         self.kube_offset = datetime.timedelta(0)  # the API server's clock minus Rotor's, as last measured
 
     def forget(self, key: Key) -> None:
         self._mine.pop(key, None)
+        self._basis.pop(key, None)
+
+    def begin(self, state: PolicyState) -> None:
+        """A step starts: what it decides, it decides on the policy as it is now."""
+        self._basis[(state.namespace, state.name)] = state.resource_version
 
     def mine(self, state: PolicyState) -> bool:
         return self._mine.get((state.namespace, state.name)) == status_mark(state.status)
@@ -71,39 +79,45 @@ class StatusFence:
         patch = {"observedGeneration": state.generation, **patch}
         if status_unchanged(state.status, patch):
             return True
-        before = status_mark(state.status)
+        key = (state.namespace, state.name)
+        before, basis = status_mark(state.status), self._basis.get(key, state.resource_version)
         try:
-            body = await self.kube.patch_status_guarded(PLURAL, state.namespace, state.name, patch,
-                                                        state.resource_version)
+            body = await self.kube.patch_status_guarded(PLURAL, state.namespace, state.name, patch, basis)
         except KubeError as err:
             if not err.conflict:
                 raise
             log.info("rotation %s/%s: status moved on since resourceVersion %s (another writer); reading it "
-                     "again", state.namespace, state.name, state.resource_version)
+                     "again", state.namespace, state.name, basis)
             await self.reread(state)
-            raise Moved(state.resource_version) from None
+            raise Moved(basis) from None
         if body is None:
             return False
+        self._basis[key] = (body.get("metadata") or {}).get("resourceVersion")
         stamp = stamped_at(body)
         if stamp is not None:
             self.kube_offset = stamp - self.clock()
         written = status_mark(dict(body.get("status") or {}))
         self.view.refresh(state, body)
         if written != before:
-            self._mine[(state.namespace, state.name)] = written
+            self._mine[key] = written
         return True
 
     async def set_finalizers(self, state: PolicyState, finalizers: Sequence[str]) -> None:
         """Replace the policy's finalizers if it is still at the resourceVersion Rotor read (Moved after a
-        conflict). Read back either way: the write answers with no object."""
+        conflict). Read back either way (the write answers with no object): the caller goes on with what
+        it reads from the policy after this."""
+        key = (state.namespace, state.name)
+        basis = self._basis.get(key, state.resource_version)
         try:
-            await self.kube.set_finalizers(PLURAL, state.namespace, state.name, finalizers, state.resource_version)
+            await self.kube.set_finalizers(PLURAL, state.namespace, state.name, finalizers, basis)
         except KubeError as err:
             if not (err.conflict or err.not_found):
                 raise
             await self.reread(state)
-            raise Moved(state.resource_version) from None
+            raise Moved(basis) from None
         await self.reread(state)
+        # What the step decides from here on, it decides on the policy as read back.
+        self._basis[key] = state.resource_version
 
     async def reread(self, state: PolicyState) -> None:
         """The policy as the API server has it now (listed: Rotor's RBAC has no get on policies)."""

@@ -82,7 +82,7 @@ class LeaseKeeper:
         if strategy is not None:
             revoked = await strategy.release()
             log.info("rotation %s/%s deleted: revoked %d lease(s)", state.namespace, state.name, revoked)
-        else:  # nothing to bind to: its leases end at their TTL (nobody renews them)
-            log.warning("rotation %s/%s deleted after its SecretSource: its leases are not renewed and end at "
+        elif state.spec is not None and state.spec.strategy == "dynamic":  # its SecretSource is gone
+            log.warning("rotation %s/%s deleted without its SecretSource: its leases are not renewed and end at "
                         "their TTL", state.namespace, state.name)
         await self.fence.set_finalizers(state, [f for f in state.finalizers if f != keys.CLEANUP_FINALIZER])

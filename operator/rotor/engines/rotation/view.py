@@ -39,6 +39,7 @@ class PolicyState:
     resource_version: str | None = None  # guards every status write
     finalizers: tuple[str, ...] = ()
     deleting: bool = False  # metadata.deletionTimestamp is set
+    deleting_since: datetime.datetime | None = None  # when Rotor first saw it (Rotor's clock)
     seen_since: datetime.datetime | None = None  # when status_mark(status) last changed (Rotor's clock)
 
 
@@ -77,15 +78,21 @@ class RotationView:
             state.status, state.resource_version, state.seen_since = held.status, held.resource_version, \
                 held.seen_since
             state.rotate_now, state.finalizers, state.deleting = held.rotate_now, held.finalizers, held.deleting
+            state.deleting_since = held.deleting_since
         else:
             self._fold(state, body)
         return key
 
     def observe(self, body: Mapping[str, Any]) -> bool:
-        """A watch event: keep status, finalizers and the rotate-now annotation current; True if the
-        policy needs a step now (a manual rotation was just requested, or its deletion)."""
+        """A watch event (or a listing's): keep status, finalizers and the rotate-now annotation current;
+        True if the policy needs a step now (a manual rotation was just requested, or its deletion)."""
         meta = body["metadata"]
         state = self.policies.get((meta["namespace"], meta["name"]))
+        if state is None and meta.get("deletionTimestamp"):
+            # Deleted while no handler took it up (Kopf resumes no object being deleted): Rotor still
+            # has to release what it holds for it.
+            self.upsert(body)
+            return True
         if state is None or state.uid != meta.get("uid") or not newer(meta.get("resourceVersion"),
                                                                       state.resource_version):
             return False
@@ -109,6 +116,8 @@ class RotationView:
         state.rotate_now = (meta.get("annotations") or {}).get(ROTATE_NOW)
         state.finalizers = tuple(meta.get("finalizers") or ())
         state.deleting = bool(meta.get("deletionTimestamp"))
+        if state.deleting and state.deleting_since is None:
+            state.deleting_since = self._clock()
 
     def forget(self, key: Key) -> None:
         self.policies.pop(key, None)

@@ -28,7 +28,7 @@ from rotor.engines.rotation.gauges import RotationGauges
 from rotor.engines.rotation.keeper import LeaseKeeper
 from rotor.engines.rotation.strategies import Dynamic, KvStrategy, Strategy, strategy_class
 from rotor.engines.rotation.view import Key, PolicyState, RotationView
-from rotor.kube import Kube
+from rotor.kube import Kube, KubeError
 from rotor.planning import times
 from rotor.planning.capabilities import missing, rotation_needs
 from rotor.planning.leases import NEVER, held_leases
@@ -62,6 +62,9 @@ log = logging.getLogger("rotor.engines.rotation.worker")
 RETRY_SECONDS = 5.0  # a backend failure mid-rotation: try the same phase again
 RECHECK_SECONDS = 60.0  # a source whose backend cannot rotate: look again (the source may change)
 SOURCE_GONE_SECONDS = 30.0
+# A policy being deleted whose SecretSource is not (yet) known: how long to wait for it before letting
+# the policy go without revoking its leases (they end at their TTL: nobody renews them).
+SOURCE_AWAITED = datetime.timedelta(minutes=1)
 AGAIN = 0.0  # another writer moved the policy on: step again at once, on what it wrote
 NO_RENEWAL = 3600.0
 
@@ -109,10 +112,15 @@ class Rotator:
         state = self.view.get(key)
         if state is None:
             return None
+        self.fence.begin(state)
         try:
             return await self._step(state)
         except Moved:  # another writer moved the policy on; it was read again: decide anew on that
             return AGAIN
+        except KubeError as err:  # the API server failed (restarting, overloaded): the same step again soon
+            log.warning("rotation %s/%s: the API server failed (HTTP %s %s); trying again in %.0fs", state.namespace,
+                        state.name, err.status, err.reason, RETRY_SECONDS)
+            return RETRY_SECONDS
 
     async def _step(self, state: PolicyState) -> float | None:
         if state.deleting:
@@ -157,7 +165,7 @@ class Rotator:
             return wait
         if whose == "claim" and not await self.fence.claim(state, now):
             return RECHECK_SECONDS  # the policy is gone
-        status, record = state.status, record_of(state.status)
+        status, record, requested = state.status, record_of(state.status), state.rotate_now
         seen = await self._observe(state, record, source, now)
         decision = decide(spec, record, seen, due_at=due)
         if decision.action == "invalid":
@@ -175,6 +183,7 @@ class Rotator:
         rotation = dict(status.get("rotation") or {})
         try:
             rotation = await self._act(state, spec, source_spec, decision.action, rotation, now, seen)
+            handled = requested if decision.action == "start" and seen.manual else None
         except BackendError as err:
             # Backend down or denying mid-rotation: stay in this phase and retry; never skip ahead.
             log.warning("rotation %s/%s: %s failed in phase %s: %s", state.namespace, state.name, decision.action,
@@ -184,7 +193,7 @@ class Rotator:
             return RETRY_SECONDS
         fault_point(str(record.phase), "after")
         if decision.next is not None:
-            await self._transition(state, spec, decision.next, decision.message, now, rotation)
+            await self._transition(state, spec, decision.next, decision.message, now, rotation, handled)
         return decision.wait
 
     async def _keep_leases(self, state: PolicyState, spec: RotationPolicySpec,
@@ -200,10 +209,18 @@ class Rotator:
     async def _release(self, state: PolicyState) -> float | None:
         """The policy is being deleted: its leases are revoked before it goes."""
         spec = state.spec
-        source = self.sources.source(state.namespace, spec.secret_source_ref.name) if spec is not None else None
+        if spec is None or strategy_class(spec) is not Dynamic:
+            await self.keeper.release(state, None)
+            return None
+        source = self.sources.source(state.namespace, spec.secret_source_ref.name)
+        if source is None or source.spec is None:
+            waited = self.clock() - (state.deleting_since or self.clock())
+            if waited < SOURCE_AWAITED:  # at start-up, SecretSources may not all be seen yet
+                return RETRY_SECONDS
+            await self.keeper.release(state, None)
+            return None
         try:
-            strategy = self._strategy(state, spec, source.spec) if spec is not None and source is not None and \
-                source.spec is not None and strategy_class(spec) is Dynamic else None
+            strategy = self._strategy(state, spec, source.spec)
             await self.keeper.release(state, strategy if isinstance(strategy, Dynamic) else None)
         except BackendError as err:
             log.warning("rotation %s/%s: revoking its leases failed: %s", state.namespace, state.name, err.message)
@@ -224,23 +241,13 @@ class Rotator:
         rollout_done, failed = True, False
         if record.phase == "Verifying" and source is not None and source.spec is not None:
             since = failure_since(record.started_at or now, self.fence.kube_offset)
-            rollout_done, failed = await self._rollout(state.namespace, target_name(source.spec, source.name), since)
+            rollout_done, failed = await rollout(self.kube, state.namespace, target_name(source.spec, source.name),
+                                                 since)
         manual = bool(state.rotate_now) and state.rotate_now != status.get("handledRotateNow")
         return Observation(now=now, source_exists=source is not None and source.spec is not None,
                            source_ready=source is not None and source_ready(source.status),
                            synced_version=source.status.get("syncedVersion") if source is not None else None,
                            rollout_done=rollout_done, rollout_failed=failed, manual=manual)
-
-    async def _rollout(self, namespace: str, secret: str, since: datetime.datetime) -> tuple[bool, bool]:
-        """Whether every workload reading SECRET rolled out and is Ready; whether one's rollout failed
-        since SINCE (the rotation's start, on the API server's clock)."""
-        done, failed = True, False
-        for kind, body in await self.kube.list_workloads(namespace):
-            if secret not in referenced_secrets(pod_spec(kind, body), RUNTIME_USES):
-                continue
-            done = done and rollout_complete(kind, body) and workload_ready(kind, body)
-            failed = failed or rollout_failed(kind, body, since) is not None
-        return done, failed
 
     async def _idle(self, state: PolicyState, record: RotationRecord, due: datetime.datetime, message: str) -> None:
         """Nothing to do now: keep nextRotationTime (and, unless the last one failed, Ready=Idle) current."""
@@ -259,8 +266,6 @@ class Rotator:
         if action == "start":
             old = await self._strategy(state, spec, source).capture(state.status.get("active") or {})
             rotation = start(old, now, manual=seen.manual, rotation_id=uuid.uuid4().hex[:12])
-            if seen.manual:
-                state.status["handledRotateNow"] = state.rotate_now
         elif action == "publish":
             if spec.dry_run:
                 rotation["new"] = {"version": "dry-run"}
@@ -292,10 +297,12 @@ class Rotator:
         self.sources.sync_now(state.namespace, spec.secret_source_ref.name)
 
     async def _transition(self, state: PolicyState, spec: RotationPolicySpec, phase: Phase, message: str,
-                          now: datetime.datetime, rotation: dict[str, Any]) -> None:
-        """Enter PHASE (Moved when another writer moved the policy on first: nothing entered)."""
+                          now: datetime.datetime, rotation: dict[str, Any], handled: str | None = None) -> None:
+        """Enter PHASE (Moved when another writer moved the policy on first: nothing entered); HANDLED:
+        the rotate-now request this rotation answers."""
         previous = state.status.get("phase")
-        change = transition(spec, state.status, rotation, phase, message, now, state.created)
+        status = {**state.status, "handledRotateNow": handled} if handled is not None else state.status
+        change = transition(spec, status, rotation, phase, message, now, state.created)
         patch = {**change.patch, "conditions": self._ready(state, "True" if change.ok else "False", change.reason,
                                                            change.message)}
         if not await self.fence.write(state, patch):
@@ -310,3 +317,14 @@ class Rotator:
     def _ready(self, state: PolicyState, status: str, reason: str, message: str) -> list[dict[str, Any]]:
         return self.fence.ready(state, status, reason, message)
 
+
+async def rollout(kube: Kube, namespace: str, secret: str, since: datetime.datetime) -> tuple[bool, bool]:
+    """Whether every workload reading SECRET rolled out and is Ready; whether one's rollout failed
+    since SINCE (the rotation's start, on the API server's clock)."""
+    done, failed = True, False
+    for kind, body in await kube.list_workloads(namespace):
+        if secret not in referenced_secrets(pod_spec(kind, body), RUNTIME_USES):
+            continue
+        done = done and rollout_complete(kind, body) and workload_ready(kind, body)
+        failed = failed or rollout_failed(kind, body, since) is not None
+    return done, failed

@@ -10,7 +10,6 @@ from collections.abc import Mapping
 import pytest
 
 from rotor.backends.protocols import Unavailable
-from rotor.kube import KubeError
 from rotor.planning.leases import fingerprint
 from tests.fakes.backend import FakeSecret
 
@@ -21,8 +20,7 @@ async def crash_during(w: World, phase: str) -> None:
     """Run to PHASE, then do its action and die before recording it; start a new operator."""
     await w.run(phase)
     w.kube.fail("patch", f"{PLURAL}/status", 500)
-    with pytest.raises(KubeError):
-        await w.step()
+    assert await w.step() == 5.0  # the API server failed: the same step again soon
     assert w.status["phase"] == phase  # the action happened; the status does not say so
     w.start_operator()
 

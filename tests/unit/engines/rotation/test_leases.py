@@ -12,6 +12,7 @@ import pytest
 
 from rotor.api import keys
 from rotor.backends.protocols import ISSUE_GRACE_SECONDS, Unavailable
+from rotor.engines.rotation.worker import Rotator
 from rotor.planning import times
 from rotor.planning.leases import fingerprint, held_leases, lease_ids, lease_key
 
@@ -165,5 +166,35 @@ def test_a_lease_recorded_before_renewals_were_is_renewed_once_and_then_on_sched
         await w.step()
         assert w.count("lease-renew") == before + 1 and w.status["active"]["leaseTtl"] == "600"
         assert await w.step() == pytest.approx(0.67 * 600, abs=1) and w.count("lease-renew") == before + 1
+
+    asyncio.run(main())
+
+
+def test_a_policy_deleted_while_rotor_was_down_releases_its_leases_once_its_source_is_known() -> None:
+    """Rotor restarts and sees the policy only as a listing event with its deletion already requested
+    (Kopf resumes no object being deleted), possibly before the SecretSource engine knows its source."""
+
+    async def main() -> None:
+        w = World()
+        dynamic(w, ttl=3600, max_ttl=86400)
+        await w.run()
+        source = w.sources.sources.pop(KEY)
+        w.rotator = Rotator(w.kube, {w.backend.provider: w.backend}, w.sources, clock=w.clock)  # nothing seen yet
+        await w.kube.delete_object(PLURAL, "a", "db")
+        assert w.rotator.policy("a", "db") is not None  # the deletion event made it known
+        assert await w.step() == 5.0 and len(w.backend.live_leases()) == 1  # its source not seen yet: wait
+        w.sources.sources[KEY] = source
+        assert await w.step() is None
+        assert w.backend.live_leases() == [] and w.kube.get(PLURAL, "a", "db") is None
+
+        w2 = World()
+        dynamic(w2, ttl=3600, max_ttl=86400)
+        await w2.run()
+        del w2.sources.sources[KEY]  # deleted for good
+        await w2.kube.delete_object(PLURAL, "a", "db")
+        assert await w2.step() == 5.0
+        w2.clock.advance(60)
+        assert await w2.step() is None and w2.kube.get(PLURAL, "a", "db") is None
+        assert len(w2.backend.live_leases()) == 1  # not renewed any more: it ends at its TTL
 
     asyncio.run(main())

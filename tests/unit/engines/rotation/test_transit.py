@@ -6,12 +6,9 @@ from __future__ import annotations
 import asyncio
 import datetime
 
-import pytest
-
 from rotor.api import keys
 from rotor.api.capabilities import Capability
 from rotor.backends.protocols import Unavailable
-from rotor.kube import KubeError
 from tests.fakes.backend import FakeBackend
 from tests.fakes.transit import FakeKey
 
@@ -64,8 +61,7 @@ def test_a_version_made_before_a_crash_is_adopted_not_rotated_again() -> None:
         w, key = transit_world()
         await w.run("Publishing")
         w.kube.fail("patch", f"{PLURAL}/status", 500)
-        with pytest.raises(KubeError):
-            await w.step()
+        assert await w.step() == 5.0  # the status write failed: the same step again soon
         assert key.latest == 2 and w.status["phase"] == "Publishing"
         w.start_operator()
         await w.run()
@@ -79,8 +75,7 @@ def test_a_revoke_done_before_a_crash_is_not_repeated_and_nothing_is_lowered() -
         w, key = transit_world()
         await w.run("Revoking")
         w.kube.fail("patch", f"{PLURAL}/status", 500)
-        with pytest.raises(KubeError):
-            await w.step()
+        assert await w.step() == 5.0  # the status write failed: the same step again soon
         assert key.min_decryption == 2
         w.start_operator()
         await w.run()
