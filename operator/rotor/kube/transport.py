@@ -10,9 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import kubernetes
+import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from rotor.kube.errors import kube_error
+from rotor.kube.errors import KubeError, kube_error
 from rotor.observability.metrics import KUBE_REQUESTS
 
 T = TypeVar("T")
@@ -59,6 +60,10 @@ class Transport:
             return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
         except ApiException as exc:
             raise kube_error(exc) from None
+        except urllib3.exceptions.HTTPError as exc:
+            # The API server unreachable (restarting, network): a failure callers retry like a 503, not a crash.
+            raise KubeError(503, "ServiceUnavailable", f"the API server could not be reached ({type(exc).__name__})") \
+                from None
 
     async def _json(self, verb: str, resource: str, method: str, path: str, body: Any = None, *,
                     query: list[tuple[str, str]] | None = None, accept: str = "application/json",
