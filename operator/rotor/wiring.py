@@ -36,6 +36,7 @@ from rotor.kube import Kube, KubeError
 from rotor.observability import metrics
 from rotor.planning import times
 from rotor.planning.incident_denylist import key_lost_message, key_use
+from rotor.planning.podspec import BY_KIND, RESTARTABLE
 from rotor.planning.reload import RateLimits
 from rotor.planning.template import TemplateLimits
 
@@ -224,7 +225,7 @@ def relister(rt: Runtime, interval: float) -> Relister:
         rt.reloader.view.observe_secret("DELETED", body)
 
     def policy_gone(key: Key, _: object) -> None:
-        rt.rotator.forget(key)
+        rt.rotator.forget((key[0], key[1]))
         rt.rotation_scheduler.remove(key)
         for incident in rt.incidents.for_policy(*key):
             rt.incident_scheduler.schedule(incident, 0.0)
@@ -236,8 +237,16 @@ def relister(rt: Runtime, interval: float) -> Relister:
             rt.rotation_scheduler.schedule(key, 0.0)
 
     def incident_gone(key: Key, _: object) -> None:
-        rt.incidents.forget(key)
+        rt.incidents.forget((key[0], key[1]))
         rt.incident_scheduler.remove(key)
+
+    async def workloads() -> dict[Key, object | None]:
+        return {(kind, o["metadata"]["namespace"], o["metadata"]["name"]): None for kind in RESTARTABLE
+                for scope in scopes for o in await rt.kube.list_objects(
+                    BY_KIND[kind].group, BY_KIND[kind].version, BY_KIND[kind].plural, scope)}
+
+    def workload_gone(key: Key, _: object) -> None:
+        rt.reloader.view.observe_workload(key[0], "DELETED", deleted(key[1:]))
 
     return Relister([
         Relisted(SECRET_SOURCE.kind, lambda: rt.sync.sources, objects(SECRET_SOURCE), source_gone),
@@ -245,4 +254,6 @@ def relister(rt: Runtime, interval: float) -> Relister:
         Relisted(ROTATION_POLICY.kind, lambda: rt.rotator.policies, objects(ROTATION_POLICY, bodies=True),
                  policy_gone, policy_listed),
         Relisted(LEAK_INCIDENT.kind, lambda: rt.incidents.incidents, objects(LEAK_INCIDENT), incident_gone),
+        # Every workload of every watched namespace: too much to list every few minutes.
+        Relisted("workload", lambda: rt.reloader.view.workloads, workloads, workload_gone, periodic=False),
     ], interval=interval, gate=rt.gate)

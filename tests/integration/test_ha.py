@@ -226,3 +226,98 @@ def test_a_replica_paused_by_a_higher_priority_peer_does_no_work(plane: Stack, r
     finally:
         high.stop()
         low.stop()
+
+
+def webhook_for(admission: Any, name: str, port: int, ca_pem: bytes, replica: str) -> None:
+    """A MutatingWebhookConfiguration sending pods labelled ha-replica=REPLICA to one replica's webhook (no
+    Service routing here: the API server calls the replica's address), failurePolicy Fail."""
+    admission.create_mutating_webhook_configuration({
+        "metadata": {"name": name},
+        "webhooks": [{
+            "name": f"{replica}.inject.rotor.dev", "admissionReviewVersions": ["v1"], "sideEffects": "None",
+            "failurePolicy": "Fail", "timeoutSeconds": 10,
+            "clientConfig": {"url": f"https://127.0.0.1:{port}/inject-secrets",
+                             "caBundle": base64.b64encode(ca_pem).decode()},
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"],
+                       "scope": "Namespaced"}],
+            "objectSelector": {"matchLabels": {"rotor.dev/inject": "true", "ha-replica": replica}}}]})
+
+
+def injected_pod(core: Any, namespace: str, name: str, replica: str) -> str | None:
+    """Create a pod opted in to SecretSource db, sent to REPLICA; its injection annotation, or the refusal."""
+    try:
+        pod = core.create_namespaced_pod(namespace, {
+            "metadata": {"name": name, "labels": {"rotor.dev/inject": "true", "ha-replica": replica},
+                         "annotations": {"rotor.dev/secrets": "db"}},
+            "spec": {"containers": [{"name": "app", "image": "registry.example/app:1"}]}})
+    except kubernetes.client.ApiException as exc:
+        return f"refused: {exc.status} {json.loads(exc.body or '{}').get('message', exc.reason)}"
+    return str((pod.metadata.annotations or {}).get("rotor.dev/injected"))
+
+
+def test_every_replica_answers_admission_from_what_exists(plane: Stack, replicas: list[OperatorProcess],
+                                                          tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Both replicas serve the webhook (as behind the chart's Service): a paused standby answers from the
+    API server, not from its empty view. 30 pods alternate between active and standby, then the active
+    one is killed and 20 more go to the standby while and after it takes over: none is refused."""
+    for process in replicas:
+        process.stop()
+    from tests.devenv.pki import CertificateAuthority
+    from tests.devenv.process import free_port
+
+    admin = kubernetes.config.new_client_from_config(config_file=plane.info.kubeconfig)
+    core, custom = kubernetes.client.CoreV1Api(admin), kubernetes.client.CustomObjectsApi(admin)
+    admission = kubernetes.client.AdmissionregistrationV1Api(admin)
+    vault = hvac.Client(url=plane.info.vault_addr, token=plane.info.vault_root_token)
+    install_chart(plane)  # the cluster side as before; the operators' config has the webhook on
+    docs = render(f"vaultConnections.default.address={plane.info.vault_addr}", "webhook.enabled=true")
+    work = tmp_path_factory.mktemp("ha-webhook")
+    ca = CertificateAuthority("ha-webhook-ca")
+    cert, key = ca.issue("rotor-webhook", ["127.0.0.1"])
+    (work / "tls.crt").write_bytes(cert)
+    (work / "tls.key").write_bytes(key)
+    ports = {"a": free_port(), "b": free_port()}
+    active, standby = (chart_operator(plane, docs, work, f"rotor-hook-{r}", ROTOR_LOG_LEVEL="debug",
+                                      ROTOR_WEBHOOK_PORT=str(ports[r]), ROTOR_WEBHOOK_ADDR="127.0.0.1",
+                                      ROTOR_WEBHOOK_CERT_DIR=str(work)) for r in ("a", "b"))
+    hooks = [f"ha-hook-{r}-{uuid.uuid4().hex[:6]}" for r in ("a", "b")]
+    namespace = f"ha-{uuid.uuid4().hex[:8]}"
+    try:
+        core.create_namespace({"metadata": {"name": namespace}})
+        for sa in ("app", "default"):  # the pods' own: no controller makes it here
+            core.create_namespaced_service_account(namespace, {"metadata": {"name": sa}})
+        role = vault_role(vault, namespace)
+        vault.secrets.kv.v2.create_or_update_secret(f"{namespace}/db", {"password": "pw"}, mount_point="secret")
+        active.start()
+        active.wait_log(RESUMED, timeout=60)
+        standby.start()
+        standby.wait_log(SCHEDULERS_PAUSED, timeout=60)
+        secret_source(custom, namespace, "db", {"provider": "vault", "serviceAccountName": "app",
+                                                "vault": {"path": f"{namespace}/db", "role": role}})
+        wait_ready(custom, namespace, "db", timeout=30)
+        for name, replica in zip(hooks, ("a", "b"), strict=True):
+            webhook_for(admission, name, ports[replica], ca.cert_pem, replica)
+        wait_for(lambda: injected_pod(core, namespace, f"probe-{uuid.uuid4().hex[:6]}", "b") == "volume:db",
+                 timeout=30, what="the webhook configurations in effect")
+
+        answers = [injected_pod(core, namespace, f"p{i}", "ab"[i % 2]) for i in range(30)]
+        assert RESUMED not in standby.log(), "the standby was not paused: the test would prove nothing"
+        killed = time.monotonic()
+        active.kill()
+        answers += [injected_pod(core, namespace, f"q{i}", "b") for i in range(10)]
+        standby.wait_log(RESUMED, timeout=60)
+        took_over = time.monotonic() - killed
+        answers += [injected_pod(core, namespace, f"r{i}", "b") for i in range(10)]
+        refused = [a for a in answers if a != "volume:db"]
+        print(f"\nHA webhook: {len(answers)} pod creations (30 alternating active/standby, 20 to the standby "
+              f"across its takeover in {took_over:.1f}s), {len(refused)} refused")
+        assert refused == [], refused[:5]
+        assert "read from the API server (standby replica)" in standby.log()
+    finally:
+        for name in hooks:
+            try:
+                admission.delete_mutating_webhook_configuration(name)
+            except kubernetes.client.ApiException:
+                pass
+        active.stop()
+        standby.stop()

@@ -20,10 +20,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 log = logging.getLogger("rotor.engines.relist")
 
-Key = tuple[str, str]  # (namespace, name)
+Key = tuple[str, ...]  # (namespace, name); a workload's (kind, namespace, name)
 RETRY_SECONDS = 30.0  # a list that failed (the API server away): try again after this
 
 
@@ -32,11 +33,12 @@ class Relisted:
     """One kind a view folds from a watch."""
 
     kind: str  # for logs: "SecretSource", "managed Secret"...
-    held: Callable[[], Mapping[Key, object]]  # the view's entries now, by key
+    held: Callable[[], Mapping[Any, object]]  # the view's entries now, by key
     # A fresh list: every key, with the listed object (None when only keys are listed).
     listed: Callable[[], Awaitable[Mapping[Key, object | None]]]
     gone: Callable[[Key, object], None]  # what its DELETED event does; gets the entry the view held
     present: Callable[[Key, object], None] | None = None  # a listed object the watch may not have brought
+    periodic: bool = True  # False: only after a re-list (a kind too costly to list every INTERVAL)
 
 
 class Relister:
@@ -72,10 +74,13 @@ class Relister:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
-    async def reconcile(self) -> dict[str, int]:
-        """One pass over every kind; how many entries each forgot. Raises what a list raised."""
+    async def reconcile(self, *, asked: bool = True) -> dict[str, int]:
+        """One pass (ASKED: after a re-list, over every kind; else the periodic ones); how many entries
+        each forgot. Raises what a list raised."""
         forgotten: dict[str, int] = {}
         for kind in self.kinds:
+            if not (asked or kind.periodic):
+                continue
             before = dict(kind.held())
             listed = await kind.listed()
             now = kind.held()
@@ -101,11 +106,12 @@ class Relister:
                 await asyncio.sleep(self.settle)
             except TimeoutError:
                 pass
-            self._asked.clear()
             if self._gate is not None and not self._gate.is_set():
-                await self._gate.wait()  # a standby lists nothing; resuming re-lists (peering asks then)
+                await self._gate.wait()  # a standby lists nothing
+            asked = self._asked.is_set()
+            self._asked.clear()  # this pass answers every ask so far (a resume asks as it activates)
             try:
-                forgotten = await self.reconcile()
+                forgotten = await self.reconcile(asked=asked)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the API server away, a bug: the next pass tries again

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import kopf
 
 from rotor import GROUP, VERSION
-from rotor.api.keys import INJECT_LABEL, MANAGED_BY, MANAGED_BY_VALUE
+from rotor.api.keys import INJECT_LABEL, MANAGED_BY, MANAGED_BY_VALUE, SOURCE_LABEL
 from rotor.api.kinds import SECRET_SOURCE
 from rotor.config import Settings
 from rotor.engines.secretsource.view import SyncView
@@ -141,7 +141,9 @@ async def _read_sources(runtime: Runtime, namespace: str, names: Sequence[str]) 
         state = scratch.source(namespace, name)
         if state is not None and state.spec is not None:
             target = target_name(state.spec, name)
-            scratch.remember(namespace, target, await runtime.kube.read_secret(namespace, target))
+            secret = await runtime.kube.read_secret(namespace, target)
+            if secret is not None and secret.labels.get(SOURCE_LABEL) == name:  # its keys, not another's
+                scratch.remember(namespace, target, secret)
     return {name: scratch.source_view(namespace, name) for name in names}
 
 

@@ -109,3 +109,18 @@ def test_a_failed_list_is_tried_again_and_forgets_nothing() -> None:
 
     assert asyncio.run(main()) == 0
     assert calls[0] >= 1 and things.gone == [] and ("ns", "a") in things.view
+
+
+def test_a_kind_too_costly_for_the_periodic_pass_is_listed_only_after_a_re_list() -> None:
+    cheap, costly = Objects("a"), Objects("w")
+    cheap.truth, costly.truth = set(), set()
+    kinds = [cheap.kind(), Relisted("Costly", lambda: costly.view, costly.listed,
+                                    lambda key, _: costly.forget(key), periodic=False)]
+
+    async def main() -> tuple[dict[str, int], dict[str, int]]:
+        relist = Relister(kinds, interval=0)
+        return await relist.reconcile(asked=False), await relist.reconcile(asked=True)
+
+    periodic, asked = asyncio.run(main())
+    assert periodic == {"Thing": 1} and asked == {"Thing": 0, "Costly": 1}
+    assert costly.gone == [("ns", "w")]

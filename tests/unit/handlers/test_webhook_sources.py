@@ -31,7 +31,8 @@ def cluster() -> FakeKube:
     kube = FakeKube()
     kube.put("secretsources", source("db", READY))
     kube.put("secretsources", source("new"))  # not synced yet
-    kube.put("secrets", {"metadata": {"namespace": "team", "name": "db-creds"}, "type": "Opaque",
+    kube.put("secrets", {"metadata": {"namespace": "team", "name": "db-creds", "labels": {keys.SOURCE_LABEL: "db"}},
+                         "type": "Opaque",
                          "data": {"password": base64.b64encode(b"s3cret").decode()}})
     return kube
 
@@ -78,3 +79,12 @@ def test_a_standby_that_cannot_reach_the_api_server_says_so() -> None:
     _, problem = answer(runtime(kube, SyncView(KEY), active=False), "db")
     assert problem is not None and "could not read" in problem and "does not exist" not in problem
 
+
+
+def test_keys_come_only_from_the_sources_own_secret() -> None:
+    kube = cluster()
+    kube.put("secretsources", source("other", READY))
+    kube.put("secrets", {"metadata": {"namespace": "team", "name": "other-creds"}, "type": "Opaque",
+                         "data": {"token": base64.b64encode(b"x").decode()}})  # not written by Rotor for it
+    views, _ = answer(runtime(kube, SyncView(KEY), active=False), "other")
+    assert views["other"].exists and views["other"].keys is None
