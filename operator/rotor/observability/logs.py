@@ -125,7 +125,10 @@ def install_masking(registry: Registry = REGISTRY) -> None:
     """Mask every record the process logs: at creation (a record factory, for every logger and any
     handler added later) and on every handler present now (once each), Kopf's event poster included.
     Keep the Kubernetes client from logging response bodies, which hold Secret data, at DEBUG."""
-    if not isinstance(logging.getLogRecordFactory(), _MaskingRecordFactory):
+    factory: Any = logging.getLogRecordFactory()
+    while isinstance(factory, _MaskingRecordFactory) and factory.registry is not registry:
+        factory = factory.previous
+    if not isinstance(factory, _MaskingRecordFactory):  # another registry's factory stays; this one is added
         logging.setLogRecordFactory(_MaskingRecordFactory(logging.getLogRecordFactory(), registry))
     for handler in _every_handler():
         if not any(isinstance(f, MaskingFilter) for f in handler.filters):

@@ -95,12 +95,16 @@ def test_webhook_sends_only_opted_in_pods_and_takes_the_failure_policy() -> None
     for policy in ("Fail", "Ignore"):
         docs = render(VAULT, "webhook.enabled=true", f"webhook.failurePolicy={policy}")
         (config,) = of_kind(docs, "MutatingWebhookConfiguration")
-        (hook,) = config["webhooks"]
+        hook, actors = config["webhooks"]
         assert hook["failurePolicy"] == policy
         assert hook["objectSelector"] == {"matchLabels": {"rotor.dev/inject": "true"}}
         assert hook["rules"][0]["resources"] == ["pods"] and hook["sideEffects"] == "None"
         (tls,) = [s for s in of_kind(docs, "Secret") if s["metadata"]["name"] == "rotor-webhook-tls"]
         assert hook["clientConfig"]["caBundle"] == tls["data"]["ca.crt"], "self-signed: the chart's CA is trusted"
+        # Who reported or resolved a LeakIncident is recorded by Rotor, failing open: a leak can always be filed.
+        assert actors["rules"][0]["resources"] == ["leakincidents"] and actors["failurePolicy"] == "Ignore"
+        assert actors["clientConfig"]["service"]["path"] == "/record-incident-actors"
+        assert actors["clientConfig"]["caBundle"] == tls["data"]["ca.crt"]
     with pytest.raises(AssertionError, match="failurePolicy must be Fail or Ignore"):
         render(VAULT, "webhook.enabled=true", "webhook.failurePolicy=Maybe")
 
