@@ -297,8 +297,11 @@ def test_every_replica_answers_admission_from_what_exists(plane: Stack, replicas
         wait_ready(custom, namespace, "db", timeout=30)
         for name, replica in zip(hooks, ("a", "b"), strict=True):
             webhook_for(admission, name, ports[replica], ca.cert_pem, replica)
-        wait_for(lambda: injected_pod(core, namespace, f"probe-{uuid.uuid4().hex[:6]}", "b") == "volume:db",
-                 timeout=30, what="the webhook configurations in effect")
+        # The API server picks up new webhook configurations asynchronously (and admits a pod without
+        # mutation while a fail-open hook is not reachable yet): wait for both replicas' hooks to answer.
+        for replica in ("a", "b"):
+            wait_for(lambda r=replica: injected_pod(core, namespace, f"probe-{uuid.uuid4().hex[:6]}", r)
+                     == "volume:db", timeout=90, what=f"replica {replica}'s webhook configuration in effect")
 
         answers = [injected_pod(core, namespace, f"p{i}", "ab"[i % 2]) for i in range(30)]
         assert RESUMED not in standby.log(), "the standby was not paused: the test would prove nothing"
