@@ -203,9 +203,8 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     words[words.index("--wheel-dir") + 1] = str(out)
     built = subprocess.run([sys.executable, "-m", "pip", *words, "-q", "--disable-pip-version-check"],
                            cwd=context, capture_output=True, text=True, timeout=300)
-    if built.returncode != 0 and re.search(r"NewConnectionError|Could not find a version|No matching distribution",
-                                           built.stderr + built.stdout):
-        pytest.skip(f"no package index to fetch the build backend from:\n{built.stderr[-500:]}")
+    # The image build fetches its build backend from the package index as well: CI reaches it, so a
+    # failure here is a failure (never a skip that would hide a wheel nobody checked).
     assert built.returncode == 0, built.stderr[-2000:]
     [path] = out.glob("rotor-*.whl")
     with zipfile.ZipFile(path) as archive:
