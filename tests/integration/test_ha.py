@@ -222,7 +222,9 @@ def test_a_replica_paused_by_a_higher_priority_peer_does_no_work(plane: Stack, r
         vault.secrets.kv.v2.create_or_update_secret(f"{namespace}/db", {"password": "pw-3"}, mount_point="secret")
         wait_for(lambda: secret_data(core, namespace, "db") == {"password": b"pw-3"}, timeout=30,
                  what="the resumed replica delivers again")
-        assert synced_by(core, namespace, "db").count(low.name) == 2
+        # The Synced Event is posted just after the Secret write: wait for it rather than race it.
+        wait_for(lambda: synced_by(core, namespace, "db").count(low.name) == 2, timeout=10,
+                 what="the resumed replica's Synced Event")
     finally:
         high.stop()
         low.stop()
