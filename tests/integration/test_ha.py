@@ -257,9 +257,6 @@ def injected_pod(core: Any, namespace: str, name: str, replica: str) -> str | No
     return str((pod.metadata.annotations or {}).get("rotor.dev/injected"))
 
 
-@pytest.mark.xfail(strict=False, reason="passes alone and with its module (3 runs), but failed twice in the full "
-                   "suite: the standby's fail-open hook was never in effect after the packaging/security modules "
-                   "ran on the same plane; order dependence under investigation (see the session note)")
 def test_every_replica_answers_admission_from_what_exists(plane: Stack, replicas: list[OperatorProcess],
                                                           tmp_path_factory: pytest.TempPathFactory) -> None:
     """Both replicas serve the webhook (as behind the chart's Service): a paused standby answers from the

@@ -190,8 +190,19 @@ def test_rendered_manifests_apply_server_side(admin: kubernetes.client.ApiClient
     assert {"Deployment", "ServiceAccount", "ConfigMap", "Service", "MutatingWebhookConfiguration",
             "CustomResourceDefinition", "PodDisruptionBudget", "NetworkPolicy"} <= kinds
     # The Deployment is validated by the API server (dry run): there is no kubelet here to run it.
-    applied: list[Any] = apply(admin, [d for d in docs if d["kind"] != "Deployment"])
-    applied += apply(admin, of_kind(docs, "Deployment"), dry_run=True)
+    try:
+        applied: list[Any] = apply(admin, [d for d in docs if d["kind"] != "Deployment"])
+        applied += apply(admin, of_kind(docs, "Deployment"), dry_run=True)
+    finally:
+        # The chart's webhook (failurePolicy Fail) points at a Service no pod backs here: left on the shared
+        # plane, it would refuse every opted-in pod that later tests create.
+        registration = kubernetes.client.AdmissionregistrationV1Api(admin)
+        for config in of_kind(docs, "MutatingWebhookConfiguration"):
+            try:
+                registration.delete_mutating_webhook_configuration(config["metadata"]["name"])
+            except kubernetes.client.ApiException as exc:
+                if exc.status != 404:
+                    raise
     assert len(applied) == len(docs)
     if mode == "namespaced":
         rbac = kubernetes.client.RbacAuthorizationV1Api(admin)
