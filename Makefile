@@ -7,13 +7,16 @@ STAMP := $(VENV)/.installed-$(shell cat constraints.txt pyproject.toml | sha1sum
 DEVENV ?= .devenv
 export ROTOR_TESTBIN_CACHE ?= $(HOME)/.cache/rotor/testbin
 
-.PHONY: help deps venv testbin crds run test unit integration lint bench e2e image clean
+.PHONY: help deps venv testbin crds run test unit integration lint bench e2e image clean peers bench-peers
 
 help:
 	@echo "make run      start etcd, kube-apiserver, Vault, PostgreSQL; apply CRDs + samples; run Rotor"
 	@echo "make test     install deps, build/reuse the testbin, run unit + integration tests"
 	@echo "make lint     ruff, mypy (strict) and import-linter layer contracts"
 	@echo "make bench    N=1000 SecretSources against the local control plane; prints a table"
+	@echo "make bench-memory     Rotor under a 512 MiB limit: 600 x 0.9 MiB sources, 500 forged 1 MiB Secrets, a restart"
+	@echo "make bench-fairness   a quiet tenant beside a noisy one: scheduler alone, then the whole stack"
+	@echo "make bench-peers N=1000   the same secrets through Rotor, External Secrets Operator, Vault Secrets Operator"
 	@echo "make crds     regenerate crds/ from the pydantic models"
 
 # Debian packages the local control plane needs (PostgreSQL server); a no-op when present.
@@ -61,6 +64,27 @@ lint: venv
 
 bench: deps venv testbin
 	$(PY) hack/bench.py --sources $${N:-1000}
+
+.PHONY: bench-memory bench-fairness
+# Issue 14's benchmarks (docs/benchmarks.md): Rotor under a 512 MiB memory cgroup with 600 sources of
+# 0.9 MiB + 500 forged-label 1 MiB Secrets, and a restart; a quiet tenant beside a noisy one, whole stack.
+bench-memory: deps venv testbin
+	nice -n 10 $(PY) hack/bench_memory.py
+
+bench-fairness: deps venv testbin
+	nice -n 10 $(PY) hack/bench_fairness.py
+	nice -n 10 $(PY) hack/bench_fairness_stack.py
+
+# Peer operators for bench-peers, built once per machine (never in CI). VSO builds from a checkout or a
+# bare git dir of hashicorp/vault-secrets-operator: make peers VSO_SOURCE=/path/to/it
+peers:
+	nice -n 15 bash hack/peers.sh
+
+# Rotor side by side with External Secrets Operator and Vault Secrets Operator (each one built by
+# `make peers`; a missing one is skipped, saying so); prints one table, writes bench-results/peers-N.json.
+bench-peers: deps venv testbin
+	-nice -n 15 bash hack/peers.sh
+	nice -n 10 $(PY) hack/bench_peers.py --sources $${N:-1000}
 
 # Needs E2E_KUBECONFIG (+ E2E_VAULT_ADDR, E2E_VAULT_TOKEN) or Docker + kind; skips saying so otherwise.
 e2e: venv testbin

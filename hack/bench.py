@@ -1,5 +1,6 @@
 """`make bench N=1000`: SecretSource sync at scale against the local control plane and Vault
-(`--backend aws`: AWS Secrets Manager as moto emulates it, IAM enforced).
+(`--backend aws`: AWS Secrets Manager as moto emulates it, IAM enforced; `--feed on`: Rotor as the sink of
+Vault's socket audit device, the change feed of docs/secretsource.md, with polling as its backstop).
 
 Prints a table and writes bench-results/secretsync-N.json (secretsync-aws-N.json). Rotor runs as a separate process
 (`rotor run`) so its RSS and CPU are its own. Figures, not pass/fail: this is a benchmark.
@@ -12,6 +13,7 @@ import base64
 import json
 import os
 import re
+import secrets
 import signal
 import statistics
 import subprocess
@@ -47,7 +49,13 @@ def main() -> int:
     parser.add_argument("--cold-start-only", action="store_true", help="stop once every source is Ready")
     parser.add_argument("--backend", choices=("vault", "aws"), default="vault",
                         help="where the secrets live: the local Vault, or moto (AWS Secrets Manager)")
+    parser.add_argument("--feed", choices=("on", "off"), default="off",
+                        help="Vault only: the change feed (a socket audit device streaming to Rotor) on or off")
+    parser.add_argument("--latency-requests", type=int, default=300,
+                        help="Vault KV writes timed one by one, with Rotor running and once it stopped")
     args = parser.parse_args()
+    if args.feed == "on" and args.backend != "vault":
+        parser.error("--feed on needs --backend vault")
     # SIGTERM (a killed bench) still runs the finally below, so no server outlives the bench.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     n = args.sources
@@ -55,7 +63,8 @@ def main() -> int:
         args.interval = f"{max(60, n * 60 // 1000)}s"
     interval = float(args.interval.rstrip("s"))
     namespaces = [f"bench-{i:03d}" for i in range((n + PER_NAMESPACE - 1) // PER_NAMESPACE)]
-    results: dict[str, Any] = {"sources": n, "namespaces": len(namespaces), "refresh_interval_s": interval}
+    results: dict[str, Any] = {"sources": n, "namespaces": len(namespaces), "refresh_interval_s": interval,
+                               "feed": args.feed, "load_average_at_start": os.getloadavg()[0]}
 
     state = Path(tempfile.mkdtemp(prefix="rotor-bench-"))
     stack = Stack(state / "devenv", with_postgres=False)
@@ -75,11 +84,16 @@ def main() -> int:
         metrics_port = free_port()
         env = {**os.environ, "KUBECONFIG": info.kubeconfig, "ROTOR_METRICS_PORT": str(metrics_port),
                **backend.env(), "ROTOR_SYNC_WORKERS": "32", "ROTOR_LOG_LEVEL": "warning"}
+        feed: Feed | None = Feed(stack, state) if args.feed == "on" else None
+        if feed is not None:
+            env["ROTOR_VAULT_CONNECTIONS"] = feed.configure(env["ROTOR_VAULT_CONNECTIONS"])
         started = time.monotonic()
         # ROTOR_BENCH_OPERATOR: another command line for the operator (a profiler wrapping `rotor run`).
         command = os.environ.get("ROTOR_BENCH_OPERATOR", f"{sys.executable} -m rotor run").split()
         operator = subprocess.Popen(command, env=env,
                                     stdout=open(state / "operator.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
+        if feed is not None:  # as soon as Rotor listens: its first reads are then vouched for
+            threading.Thread(target=feed.enable, daemon=True).start()
         ready_at = wait_all_ready(custom, n, started, operator, metrics_port)
         results["cold_start_cpu_s"] = round(cpu_seconds(operator.pid), 1)
         results["cold_start_all_ready_s"] = round(ready_at, 1)
@@ -113,13 +127,31 @@ def main() -> int:
             f"{backend.name}_logins": delta(before, after, "rotor_backend_logins_total"),
         }
         for name, total in per_sync.items():
-            results[f"{name}_per_sync"] = round(total / syncs, 3) if syncs else float("nan")
-            results[f"{name}_per_cycle"] = round(total / syncs * n, 1) if syncs else float("nan")
+            results[f"{name}_per_sync"] = round(total / syncs, 3) if syncs else 0.0
+            # With the feed, timer refreshes wait and the few syncs are not a sample of a cycle: the
+            # window's own total (it spans a cycle) is the figure.
+            results[f"{name}_per_cycle"] = total if feed is not None or not syncs else round(total / syncs * n, 1)
 
+        results["refreshes_waited_in_window"] = delta(before, after, "rotor_changefeed_skipped_refreshes_total")
         delays = propagation(backend, core, namespaces, n, min(args.probes, n), interval)
         results["propagation_p50_s"] = round(statistics.median(delays), 2)
         results["propagation_p99_s"] = round(percentile(delays, 99), 2)
         results["propagation_max_s"] = round(max(delays), 2)
+        if feed is not None:
+            results["feed_enabled_after_s"] = feed.enabled_after
+            after_probes = scrape(metrics_port)
+            results["feed_syncs"] = delta(before, after_probes, "rotor_changefeed_syncs_total")
+            results["feed_fallbacks"] = delta(before, after_probes, "rotor_changefeed_fallbacks_total")
+        # Vault's latency in the same conditions: with the socket device (feed on) Rotor listening, then
+        # gone (Vault's connection attempt fails at each request); then without the device.
+        results["vault_write_ms_rotor_running"] = vault_latency(stack, args.latency_requests)
+        operator.terminate()
+        operator.wait(30)
+        results["vault_write_ms_rotor_stopped"] = vault_latency(stack, args.latency_requests)
+        if feed is not None:
+            stack.vault_request("DELETE", "/v1/sys/audit/rotor-feed")
+            results["vault_write_ms_no_socket_device"] = vault_latency(stack, args.latency_requests)
+        results["load_average_at_end"] = os.getloadavg()[0]
     finally:
         if operator is not None:
             operator.terminate()
@@ -133,7 +165,7 @@ def main() -> int:
 
     out = REPO / "bench-results"
     out.mkdir(exist_ok=True)
-    suffix = "" if backend.name == "vault" else f"{backend.name}-"
+    suffix = ("" if backend.name == "vault" else f"{backend.name}-") + ("feed-" if args.feed == "on" else "")
     (out / f"secretsync-{suffix}{n}.json").write_text(json.dumps(results, indent=2))
     print_table(results, backend)
     return 0
@@ -225,18 +257,31 @@ def propagation(backend: BenchBackend, core: Any, namespaces: list[str], n: int,
     seen: dict[tuple[str, str], float] = {}
     done = threading.Event()
 
+    selector = "app.kubernetes.io/managed-by=rotor"
+    # From the current resourceVersion: no synthetic ADDED event per existing Secret (10,000 of them would
+    # delay the changes behind them); and resumed when the API server ends the stream early.
+    version = core.list_secret_for_all_namespaces(label_selector=selector, limit=1).metadata.resource_version
+
     def watch() -> None:
-        w = kubernetes.watch.Watch()
-        for event in w.stream(core.list_secret_for_all_namespaces,
-                              label_selector="app.kubernetes.io/managed-by=rotor", timeout_seconds=int(interval * 3)):
-            secret = event["object"]
-            key = (secret.metadata.namespace, secret.metadata.name)
-            value = base64.b64decode((secret.data or {}).get("value", "")).decode()
-            if key in written and key not in seen and value.startswith("v1-"):
-                seen[key] = time.monotonic() - written[key]
-                if len(seen) == len(chosen):
-                    done.set()
-                    w.stop()
+        nonlocal version
+        deadline = time.monotonic() + interval * 3
+        while not done.is_set() and time.monotonic() < deadline:
+            w = kubernetes.watch.Watch()
+            try:
+                for event in w.stream(core.list_secret_for_all_namespaces, label_selector=selector,
+                                      resource_version=version, timeout_seconds=60):
+                    secret = event["object"]
+                    version = secret.metadata.resource_version
+                    key = (secret.metadata.namespace, secret.metadata.name)
+                    value = base64.b64decode((secret.data or {}).get("value", "")).decode()
+                    if key in written and key not in seen and value.startswith("v1-"):
+                        seen[key] = time.monotonic() - written[key]
+                        if len(seen) == len(chosen):
+                            done.set()
+                            w.stop()
+            except kubernetes.client.exceptions.ApiException as err:
+                log(f"propagation watch: {err.status} {err.reason}; resuming")
+                time.sleep(1)
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
@@ -249,6 +294,48 @@ def propagation(backend: BenchBackend, core: Any, namespaces: list[str], n: int,
     if len(seen) < len(chosen):
         log(f"only {len(seen)} of {len(chosen)} changes propagated within {interval * 3:.0f}s")
     return list(seen.values()) or [float("nan")]
+
+
+class Feed:
+    """The change feed on the bench's Vault connection: Rotor listens, Vault's socket device streams to it
+    (beside the stack's file device, so Vault never waits on Rotor)."""
+
+    def __init__(self, stack: Stack, state: Path) -> None:
+        self.stack, self.port, self.token = stack, free_port(), f"rotor-bench-{secrets.token_hex(12)}"
+        self.token_file = state / "feed-token"
+        self.token_file.write_text(self.token + "\n")
+        self.enabled_after: float | None = None
+
+    def configure(self, connections: str) -> str:
+        parsed = json.loads(connections)
+        parsed["default"]["change_feed"] = {"listen": f"127.0.0.1:{self.port}", "allowed_sources": ["127.0.0.0/8"],
+                                            "token_file": str(self.token_file)}
+        return json.dumps(parsed)
+
+    def enable(self) -> None:
+        """Enable the device once Rotor listens (Vault writes a test record on enabling: it fails before)."""
+        started = time.monotonic()
+        while time.monotonic() - started < 300:
+            try:
+                self.stack.vault_request("PUT", "/v1/sys/audit/rotor-feed", {"type": "socket", "options": {
+                    "address": f"127.0.0.1:{self.port}", "socket_type": "tcp", "prefix": self.token}})
+            except Exception:  # not listening yet
+                time.sleep(0.2)
+                continue
+            self.enabled_after = round(time.monotonic() - started, 1)
+            return
+        log("the socket audit device could not be enabled within 300s")
+
+
+def vault_latency(stack: Stack, requests: int) -> dict[str, float]:
+    """p50 / p99 / mean of REQUESTS KV writes, one at a time (a path no source reads)."""
+    took = []
+    for i in range(requests):
+        started = time.perf_counter()
+        stack.vault_request("POST", f"/v1/secret/data/bench-latency/k{i % 10}", {"data": {"value": f"x{i}"}})
+        took.append((time.perf_counter() - started) * 1000)
+    return {"p50": round(statistics.median(took), 2), "p99": round(percentile(took, 99), 2),
+            "mean": round(statistics.fmean(took), 2)}
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -269,6 +356,7 @@ def print_table(results: dict[str, Any], backend: BenchBackend) -> None:
         ("operator CPU: idle / over a refresh cycle", f"{results['idle_cpu_percent']}% / "
                                                       f"{results['cycle_cpu_percent']}%"),
         ("syncs measured (1.15 refresh intervals)", results["syncs_in_window"]),
+        ("timer refreshes that waited (feed healthy)", results["refreshes_waited_in_window"]),
         ("Kubernetes requests per cycle (no change)", results["kube_requests_per_cycle"]),
         ("Kubernetes writes per cycle (no change)", results["kube_writes_per_cycle"]),
         (f"{label} requests per cycle (no change)", f"{results[f'{name}_requests_per_cycle']} "
@@ -276,11 +364,24 @@ def print_table(results: dict[str, Any], backend: BenchBackend) -> None:
         (f"{label} logins per cycle (token cache)", results[f"{name}_logins_per_cycle"]),
         ("propagation p50 / p99 / max", f"{results['propagation_p50_s']}s / {results['propagation_p99_s']}s / "
                                         f"{results['propagation_max_s']}s"),
+        ("change feed", results["feed"] + (f" (device enabled {results['feed_enabled_after_s']}s after the start; "
+                                           f"{results['feed_syncs']:.0f} syncs asked, {results['feed_fallbacks']:.0f} "
+                                           "fallbacks)" if results["feed"] == "on" else "")),
+        ("Vault write p50 / p99: Rotor running", _ms(results["vault_write_ms_rotor_running"])),
+        ("Vault write p50 / p99: Rotor stopped", _ms(results["vault_write_ms_rotor_stopped"])),
+        *([("Vault write p50 / p99: device disabled", _ms(results["vault_write_ms_no_socket_device"]))]
+          if "vault_write_ms_no_socket_device" in results else []),
+        ("load average (1 min): start / end", f"{results['load_average_at_start']:.2f} / "
+                                              f"{results['load_average_at_end']:.2f}"),
     ]
     width = max(len(r[0]) for r in rows)
     print(f"\n{'metric':<{width}}  value\n{'-' * width}  -----")
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
+
+
+def _ms(latency: dict[str, float]) -> str:
+    return f"{latency['p50']} / {latency['p99']} ms (mean {latency['mean']})"
 
 
 if __name__ == "__main__":

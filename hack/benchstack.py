@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -21,3 +22,10 @@ def client_with_crds(kubeconfig: str) -> kubernetes.client.ApiClient:
         ext.create_custom_resource_definition(yaml.safe_load(path.read_text()))
     time.sleep(2)
     return api
+
+
+def raise_etcd_quota(gib: int) -> None:
+    """Give the bench stack's etcd a GIB backend quota (its default, 2 GiB, is below what the memory bench
+    stores: about 1.4 GiB of Secrets plus history). etcd reads every flag from ETCD_<FLAG> too, and the
+    stack starts it with this process's environment; call before Stack.start()."""
+    os.environ["ETCD_QUOTA_BACKEND_BYTES"] = str(gib << 30)

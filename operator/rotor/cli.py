@@ -50,7 +50,8 @@ def _cmd_inventory(args: argparse.Namespace) -> int:
     from rotor.engines.inventory.command import main
 
     return main(namespaces=args.namespace, all_namespaces=args.all_namespaces, output=args.output,
-                unmanaged=args.unmanaged, include_system=args.include_system, kubeconfig=args.kubeconfig)
+                unmanaged=args.unmanaged, include_system=args.include_system, kubeconfig=args.kubeconfig,
+                keys=args.keys)
 
 
 def _cmd_rotate(args: argparse.Namespace) -> int:
@@ -223,6 +224,8 @@ def parser() -> argparse.ArgumentParser:
                            help="list the Secrets no SecretSource manages instead, with consumers and age")
     inventory.add_argument("--include-system", action="store_true",
                            help="with --unmanaged: also service-account token and Helm release Secrets")
+    inventory.add_argument("--keys", action="store_true",
+                           help="list the Transit keys RotationPolicies rotate instead: versions in use and age")
     inventory.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
     inventory.set_defaults(func=_cmd_inventory)
 

@@ -176,8 +176,15 @@ async def build(config: Settings, *, gate: asyncio.Event | None) -> Runtime:
                         limits=RateLimits(config.restarts_per_namespace, config.restarts_cluster,
                                           config.restart_limit_window_seconds),
                         poll_seconds=config.reload_poll_seconds, gate=gate)
+
+    def feed_gap(connection: str) -> None:  # the feed stopped vouching: stretched timers back to their own
+        for source, delay in sync.backstop.catch_up(sync.sources.values(), connection):
+            sync_scheduler.schedule(source, delay)
+
     feeds = ChangeFeeds.build(config.vault_connections, SourcesPort(sync, sync_scheduler),
-                              lambda: sync.sources.values(), gate=gate)
+                              lambda: sync.sources.values(), gate=gate, on_gap=feed_gap)
+    if feeds.feeds:
+        sync.backstop.feeds = feeds  # the FeedHealth port: timer refreshes wait while a feed is healthy
     runtime = Runtime(config, kube, backends, sync, sync_scheduler, rotator, rotation_scheduler, incidents,
                       incident_scheduler, reloader, gate, feeds=feeds)
     # ROTOR_RELIST_SECONDS: the backstop reconcile's period (0: only after a re-list or a resume).

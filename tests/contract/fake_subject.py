@@ -38,9 +38,9 @@ class FakeSubject:
     def put(self, name: str, data: Mapping[str, str]) -> str:
         return self.backend.put(MOUNT, self.path(name), data)
 
-    def transit_key(self, name: str) -> tuple[str, str]:
+    def transit_key(self, name: str, *, exportable: bool = False) -> tuple[str, str]:
         key = f"{self.namespace}-{name}"
-        self.backend.add_transit_key("transit", key)
+        self.backend.add_transit_key("transit", key).exportable = exportable
         return "transit", key
 
     def pki_role(self, name: str) -> tuple[str, str, str]:

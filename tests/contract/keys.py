@@ -64,3 +64,31 @@ class KeyRingContract:
         with pytest.raises(PermissionDenied):
             await key_ring(s, denied=True).rotate_key(mount, key)
         assert (await key_ring(s).key_versions(mount, key)).latest == 1
+
+    @case
+    async def test_an_exportable_key_exports_each_version_in_use_and_only_those(
+            self, backend_under_test: Subject) -> None:
+        s = backend_under_test
+        mount, key = s.transit_key("exported", exportable=True)
+        handle = key_ring(s)
+        first = await handle.export_key(mount, key, "encryption-key", 1)
+        assert first and first == await handle.export_key(mount, key, "encryption-key", 1)  # the same material
+        await handle.rotate_key(mount, key)
+        second = await handle.export_key(mount, key, "encryption-key", 2)
+        assert second and second != first
+        versions = await handle.key_versions(mount, key)
+        assert versions.latest_created is not None  # when version 2 was made, by the backend's clock
+        await handle.set_min_versions(mount, key, decryption=2, encryption=2)
+        with pytest.raises(InvalidSpec):  # retired: below the minimum decryption version
+            await handle.export_key(mount, key, "encryption-key", 1)
+        with pytest.raises(InvalidSpec):  # not made yet
+            await handle.export_key(mount, key, "encryption-key", 3)
+
+    @case
+    async def test_a_key_that_is_not_exportable_is_refused(self, backend_under_test: Subject) -> None:
+        s = backend_under_test
+        mount, key = s.transit_key("sealed")
+        with pytest.raises(InvalidSpec):
+            await key_ring(s).export_key(mount, key, "encryption-key", 1)
+        with pytest.raises(NotFound):
+            await key_ring(s).export_key(mount, f"{key}-missing", "encryption-key", 1)

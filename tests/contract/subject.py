@@ -39,9 +39,9 @@ class Subject(Protocol):
         """Write a version of secret NAME as the administrator; its version."""
         ...
 
-    def transit_key(self, name: str) -> tuple[str, str]:
+    def transit_key(self, name: str, *, exportable: bool = False) -> tuple[str, str]:
         """A new Transit key NAME of this test (at version 1), made as the administrator; (mount, key).
-        service_account may read, rotate and configure it; denied may not."""
+        service_account may read, rotate, configure and export it; denied may not."""
         ...
 
     def pki_role(self, name: str) -> tuple[str, str, str]:

@@ -6,29 +6,39 @@ field. Status shows serial and times, never key material."""
 from __future__ import annotations
 
 import ipaddress
+import pathlib
+import socket
+import ssl
+import tempfile
+import threading
+import time
+import urllib.request
 from typing import Any
 
 import hvac
 import pytest
 from cryptography import x509
 
+from tests.devenv import StackInfo
 from tests.integration.pki_setup import MOUNT, create_role, enable_pki
 
 from .conftest import get_source, secret_data, secret_source, wait_for, wait_ready
+from .test_rotation import policy, status, wait_rotations
 
 pytestmark = pytest.mark.usefixtures("operator")
 
 
 def pki_env(core: Any, vault: hvac.Client, namespace: str) -> tuple[str, str]:
     """A PKI role for names under NAMESPACE.test, and a Kubernetes-auth role letting NAMESPACE/app issue
-    from it (update on pki/issue/<role>, nothing else); (pki role, login role)."""
+    from it and revoke (update on pki/issue/<role> and pki/revoke, nothing else); (pki role, login role)."""
     enable_pki(vault)
     pki_role = f"{namespace}-web"
     create_role(vault, pki_role, f"{namespace}.test")
     core.create_namespaced_service_account(namespace, {"metadata": {"name": "app"}})
     login = f"{namespace}-app"
     vault.sys.create_or_update_policy(name=login, policy=f'path "{MOUNT}/issue/{pki_role}" '
-                                      '{ capabilities = ["update"] }')
+                                      '{ capabilities = ["update"] }\n'
+                                      f'path "{MOUNT}/revoke" {{ capabilities = ["update"] }}')
     vault.write(f"auth/kubernetes/role/{login}", bound_service_account_names=["app"],
                 bound_service_account_namespaces=[namespace], policies=[login], audience="vault", ttl="1h")
     return pki_role, login
@@ -76,6 +86,7 @@ def test_a_certificate_is_issued_verifies_against_ca_crt_and_is_renewed(
 @pytest.mark.parametrize(("pki", "field"), [
     ({"role": "no-such-role"}, "spec.vault.pki.role"),
     ({"altNames": ["evil.example.com"]}, "spec.vault.pki.altNames"),
+    ({"ttl": "2h"}, "spec.vault.pki.ttl"),  # over the role's max_ttl (1h)
 ])
 def test_a_refusal_gives_ready_false_naming_the_field(
         custom: Any, core: Any, vault: hvac.Client, namespace: str, pki: dict[str, Any], field: str) -> None:
@@ -86,3 +97,136 @@ def test_a_refusal_gives_ready_false_naming_the_field(
     condition = wait_ready(custom, namespace, "cert", status="False")
     assert field in condition["message"], condition
     assert secret_data(core, namespace, "tls") is None
+
+
+class TlsServer(threading.Thread):
+    """A TLS server on 127.0.0.1 that reloads its certificate from the Secret (polled every 0.2 s, as a
+    server watching its mounted files would): each new connection gets the certificate loaded last."""
+
+    def __init__(self, core: Any, namespace: str) -> None:
+        super().__init__(daemon=True)
+        self.core, self.namespace = core, namespace
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.2)
+        self.port = self.listener.getsockname()[1]
+        self.stopping = threading.Event()
+        self.serials: list[int] = []  # the leaves served, in order
+        self.context = self._load()
+
+    def _load(self) -> ssl.SSLContext | None:
+        data = secret_data(self.core, self.namespace, "tls")
+        if data is None:
+            return None
+        serial = x509.load_pem_x509_certificates(data["tls.crt"])[0].serial_number
+        if self.serials and self.serials[-1] == serial:
+            return self.context
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        with tempfile.TemporaryDirectory() as tmp:  # ssl loads a key from files only
+            cert, key = pathlib.Path(tmp, "tls.crt"), pathlib.Path(tmp, "tls.key")
+            cert.write_bytes(data["tls.crt"])
+            key.write_bytes(data["tls.key"])
+            context.load_cert_chain(cert, key)
+        self.serials.append(serial)
+        return context
+
+    def run(self) -> None:
+        reloaded = time.monotonic()
+        while not self.stopping.is_set():
+            if time.monotonic() - reloaded > 0.2:
+                self.context, reloaded = self._load(), time.monotonic()
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            try:
+                assert self.context is not None
+                with self.context.wrap_socket(conn, server_side=True) as tls:
+                    tls.sendall(b"ok")
+            except (OSError, ssl.SSLError):
+                conn.close()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(5)
+        self.listener.close()
+
+
+def handshake(port: int, ca: bytes, hostname: str) -> bool:
+    """A client verifying the server's chain against CA and its name against HOSTNAME."""
+    context = ssl.create_default_context(cadata=ca.decode())
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=3) as raw, \
+                context.wrap_socket(raw, server_hostname=hostname) as tls:
+            return tls.recv(2) == b"ok"
+    except (OSError, ssl.SSLError):
+        return False
+
+
+def crl_serials(info: StackInfo) -> set[int]:
+    with urllib.request.urlopen(f"{info.vault_addr}/v1/{MOUNT}/crl/pem", timeout=5) as response:
+        crl = x509.load_pem_x509_crl(response.read())
+    return {revoked.serial_number for revoked in crl}
+
+
+def serial_number(serial: str) -> int:
+    return int(serial.replace(":", ""), 16)
+
+
+def test_three_renewals_through_a_rotation_policy_with_zero_failed_handshakes_and_old_serials_on_the_crl(
+        custom: Any, core: Any, vault: hvac.Client, namespace: str, info: StackInfo) -> None:
+    pki_role, login = pki_env(core, vault, namespace)
+    secret_source(custom, namespace, "cert", source(namespace, login, pki_role, ttl="24s"))
+    wait_ready(custom, namespace, "cert")
+    first = certificate(custom, namespace)
+    policy(custom, namespace, "cert", {"secretSourceRef": {"name": "cert"}, "strategy": "certificate",
+                                       "schedule": {"interval": "720h"}, "overlap": {"window": "2s"},
+                                       "verify": {"timeout": "30s"}, "deadline": "5m"})
+    data = secret_data(core, namespace, "tls")
+    assert data is not None
+    server = TlsServer(core, namespace)
+    server.start()
+    results: list[bool] = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and int(status(custom, namespace, "cert").get("rotations") or 0) < 3:
+            results.append(handshake(server.port, data["ca.crt"], f"api.{namespace}.test"))
+            time.sleep(1)
+        s = wait_rotations(custom, namespace, "cert", 3, timeout=30)
+        for _ in range(2):  # on the certificate the last renewal left
+            results.append(handshake(server.port, data["ca.crt"], f"api.{namespace}.test"))
+            time.sleep(1)
+    finally:
+        server.stop()
+    print(f"\n{len(results)} handshakes across 3 renewals, {results.count(False)} failed; "
+          f"{len(server.serials)} certificates served")
+    assert results.count(False) == 0 and len(results) >= 30
+    assert len(set(server.serials)) >= 4  # the first and three renewals, each served in turn
+    active = s["active"]
+    assert active["serial"] == certificate(custom, namespace)["serial"] and active["notAfter"]
+    assert s["nextRotationTime"] and "PRIVATE KEY" not in str(s)
+    olds = set(server.serials) - {serial_number(active["serial"])}
+    assert serial_number(first["serial"]) in olds and len(olds) == 3
+    revoked = crl_serials(info)
+    assert olds <= revoked, "an old serial is not on the CRL"
+    assert serial_number(active["serial"]) not in revoked
+
+
+def test_a_leak_incident_on_a_certificate_reissues_it_and_puts_the_leaked_serial_on_the_crl(
+        custom: Any, core: Any, vault: hvac.Client, namespace: str, info: StackInfo) -> None:
+    pki_role, login = pki_env(core, vault, namespace)
+    secret_source(custom, namespace, "cert", source(namespace, login, pki_role, ttl="30m"))
+    wait_ready(custom, namespace, "cert")
+    leaked = certificate(custom, namespace)["serial"]
+    custom.create_namespaced_custom_object("rotor.dev", "v1alpha1", namespace, "leakincidents", {
+        "apiVersion": "rotor.dev/v1alpha1", "kind": "LeakIncident", "metadata": {"name": "key-leak"},
+        "spec": {"secretSourceRef": {"name": "cert"}, "exposure": {"where": "chat", "reference": "thread/7"}}})
+    status = wait_for(lambda: (s := (custom.get_namespaced_custom_object(
+        "rotor.dev", "v1alpha1", namespace, "leakincidents", "key-leak").get("status") or {})).get("phase")
+        == "Prevented" and s, timeout=60, what="the runbook on the certificate")
+    assert status["exposedVersion"] == leaked and status["revocation"]["confirmed"]
+    renewed = certificate(custom, namespace)["serial"]
+    assert renewed != leaked
+    data = secret_data(core, namespace, "tls")
+    assert data is not None
+    assert x509.load_pem_x509_certificates(data["tls.crt"])[0].serial_number == serial_number(renewed)
+    assert serial_number(leaked) in crl_serials(info) and serial_number(renewed) not in crl_serials(info)

@@ -23,7 +23,16 @@ from rotor.observability.metrics import REGISTRY
 from tests.devenv import StackInfo
 from tests.devenv.process import free_port
 
-from .conftest import OperatorLogs, RunningOperator, operator_settings, secret_data, secret_source, wait_for, wait_ready
+from .conftest import (
+    OperatorLogs,
+    RunningOperator,
+    get_source,
+    operator_settings,
+    secret_data,
+    secret_source,
+    wait_for,
+    wait_ready,
+)
 
 TOKEN = f"rotor-feed-{uuid.uuid4().hex}"
 
@@ -198,14 +207,39 @@ def test_a_forged_record_costs_at_most_one_read_and_never_a_wrong_write(
     assert secret_data(core, namespace, "db") == {"password": b"pw-1"}
 
 
+def _feed_reason(custom: Any, namespace: str, name: str) -> str | None:
+    """The reason of the source's ChangeFeed condition (FeedHealthy, FeedDown), None without one."""
+    for condition in get_source(custom, namespace, name).get("status", {}).get("conditions") or ():
+        if condition["type"] == "ChangeFeed":
+            assert "Vault connection default" in condition["message"]
+            return str(condition["reason"])
+    return None
+
+
+def test_while_the_feed_is_healthy_a_timer_refresh_does_not_read_vault(
+        feed: Relay, custom: Any, vault: hvac.Client, namespace: str, app_identity: str) -> None:
+    vault.secrets.kv.v2.create_or_update_secret(f"{namespace}/db", {"password": "pw-1"}, mount_point="secret")
+    _source(custom, namespace, app_identity, "db", "1s")
+    wait_for(_healthy, 10, what="change feed up")
+    # Its next read after the feed came up is the last one: the feed vouches for every change after it.
+    wait_for(lambda: _feed_reason(custom, namespace, "db") == "FeedHealthy", 10, what="status: FeedHealthy")
+    time.sleep(1.5)
+    requests, skipped = _vault_requests(), _sample("rotor_changefeed_skipped_refreshes_total", backend="default")
+    time.sleep(4)  # four refresh intervals
+    assert _vault_requests() == requests
+    assert _sample("rotor_changefeed_skipped_refreshes_total", backend="default") - skipped >= 3
+
+
 def test_with_the_listener_gone_vault_keeps_serving_and_polling_catches_up(
         feed: Relay, custom: Any, core: Any, vault: hvac.Client, namespace: str, app_identity: str) -> None:
     vault.secrets.kv.v2.create_or_update_secret(f"{namespace}/db", {"password": "pw-1"}, mount_point="secret")
     _source(custom, namespace, app_identity, "db", "3s")
     wait_for(_healthy, 10, what="change feed up")
+    wait_for(lambda: _feed_reason(custom, namespace, "db") == "FeedHealthy", 10, what="status: FeedHealthy")
     feed.stop()
     try:
         wait_for(lambda: not _healthy(), 5, what="change feed down")
+        wait_for(lambda: _feed_reason(custom, namespace, "db") == "FeedDown", 10, what="status: FeedDown")
         started = time.monotonic()
         for i in range(20):  # Vault serves every request (its file audit device succeeds)
             vault.secrets.kv.v2.create_or_update_secret(f"{namespace}/db", {"password": f"pw-down-{i}"},
@@ -216,4 +250,5 @@ def test_with_the_listener_gone_vault_keeps_serving_and_polling_catches_up(
         feed.start()
     vault.secrets.kv.v2.create_or_update_secret(f"{namespace}/db", {"password": "pw-back"}, mount_point="secret")
     wait_for(_healthy, 10, what="change feed up again (Vault reconnects at its next record)")
+    wait_for(lambda: _feed_reason(custom, namespace, "db") == "FeedHealthy", 10, what="status: FeedHealthy again")
     assert _sample("rotor_changefeed_fallbacks_total", backend="default", reason="disconnected") >= 1

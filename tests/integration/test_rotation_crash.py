@@ -22,11 +22,15 @@ from typing import Any
 
 import hvac
 import pytest
+from cryptography import x509
 
 from tests.devenv import StackInfo
 from tests.devenv.process import free_port
+from tests.integration.pki_setup import MOUNT
 
 from .conftest import secret_source, wait_for, wait_ready
+from .test_certificates import pki_env
+from .test_certificates import source as certificate_source
 from .test_rotation import (
     Env,
     dynamic_pg_roles,
@@ -134,3 +138,74 @@ def test_sigkill_at_every_phase_completes_each_rotation_once(
         assert revokes(info, since) == 1, f"old lease revoked {revokes(info, since)} times after a crash at {point}"
         print(f"\ncrash at {point} (phase then {phase_at_crash}): completed once, 1 lease, 1 revoke")
     wait_for(lambda: status(custom, env.namespace, "db").get("rotations") == len(KILL_POINTS) + 1)
+
+
+# A certificate renewal (strategy certificate), crashed three times in one renewal, each operator
+# resuming what the last one left: just after the source was asked for the certificate; just after the
+# source issued it, before the policy recorded it; just after the old serial was revoked, before Complete
+# was recorded (the revoke is repeated: a no-op for Vault). The phases between are the shared state
+# machine, crashed above at every one.
+CERTIFICATE_KILL_POINTS = ["Publishing:requested", "Publishing:after", "Revoking:after"]
+
+
+def has_ready_source(metrics_port: int) -> bool:
+    """Whether the operator serving /metrics on METRICS_PORT counts a Ready SecretSource (a certificate
+    source that is not due issues nothing, so no sync is counted)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return False
+    return any(line.startswith('rotor_secretsources{ready="True"') and float(line.split()[-1]) > 0
+               for line in text.splitlines())
+
+
+def issued_for(vault: hvac.Client, common_name: str) -> dict[str, bool]:
+    """Every certificate the PKI engine issued for COMMON_NAME: serial -> revoked."""
+    found: dict[str, bool] = {}
+    for serial in vault.list(f"{MOUNT}/certs")["data"]["keys"]:
+        data = vault.read(f"{MOUNT}/cert/{serial}")["data"]
+        leaf = x509.load_pem_x509_certificate(data["certificate"].encode())
+        if leaf.subject.rfc4514_string() == f"CN={common_name}":
+            found[serial] = bool(data.get("revocation_time"))
+    return found
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.usefixtures("operator_aside")
+def test_sigkill_three_times_in_a_certificate_renewal_issues_and_revokes_once(
+        custom: Any, core: Any, vault: hvac.Client, namespace: str, info: StackInfo) -> None:
+    pki_role, login = pki_env(core, vault, namespace)
+    secret_source(custom, namespace, "cert", certificate_source(namespace, login, pki_role, ttl="1h"))
+    started = time.monotonic()
+    name = f"api.{namespace}.test"
+    policy(custom, namespace, "cert", {"secretSourceRef": {"name": "cert"}, "strategy": "certificate",
+                                       "schedule": {"interval": "720h"}, "overlap": {"window": "1s"},
+                                       "verify": {"timeout": "30s"}, "deadline": "5m"})
+    for n, point in enumerate(CERTIFICATE_KILL_POINTS):  # the first operator also issues the first certificate
+        port = free_port()
+        crashing = start_operator(info, namespace, point, metrics_port=port)
+        try:
+            if n == 0:
+                wait_for(functools.partial(has_ready_source, port), 60, what=f"the operator set to crash at {point}")
+                rotate_now(custom, namespace, "cert")
+            assert crashing.wait(60) == -9, f"the operator was not killed at {point}"
+        finally:
+            if crashing.poll() is None:
+                crashing.kill()
+        print(f"\nkilled at {point}: phase {status(custom, namespace, 'cert').get('phase')}, "
+              f"{len(issued_for(vault, name))} certificates issued")
+    survivor = start_operator(info, namespace, None)
+    try:
+        s = wait_rotations(custom, namespace, "cert", 1, timeout=60)
+    finally:
+        survivor.terminate()
+        survivor.wait(30)
+    steps = [step["phase"] for step in s["rotation"]["steps"]]
+    assert steps.count("Complete") == 1 and steps.count("Publishing") == 1, steps
+    issued = issued_for(vault, name)
+    assert len(issued) == 2, f"{len(issued)} certificates issued for the first one and one renewal"
+    active = s["active"]["serial"]
+    assert [serial for serial, revoked in issued.items() if not revoked] == [active], issued
+    print(f"renewed once through {len(CERTIFICATE_KILL_POINTS)} crashes: {len(issued)} certificates, 1 revoked "
+          f"({time.monotonic() - started:.0f}s)")

@@ -22,9 +22,11 @@ def enable_transit(vault: hvac.Client) -> None:
 def transit_policy(namespace: str) -> str:
     """What a rotating identity needs on NAMESPACE's keys (named NAMESPACE-*): read the versions (GET
     keys/<key>), rotate and raise the minimums (POST keys/<key>/rotate and /config; Vault's glob is a
-    prefix, so one path covers them). Nothing here exports key material."""
-    return f'path "{MOUNT}/keys/{namespace}-*" {{ capabilities = ["read", "update"] }}'
+    prefix, so one path covers them), and export the versions of an exportable key (GET
+    export/<type>/<key>/<version>; `+` matches the type)."""
+    return (f'path "{MOUNT}/keys/{namespace}-*" {{ capabilities = ["read", "update"] }}\n'
+            f'path "{MOUNT}/export/+/{namespace}-*" {{ capabilities = ["read"] }}')
 
 
-def create_key(vault: hvac.Client, key: str, key_type: str = "aes256-gcm96") -> None:
-    vault.write(f"{MOUNT}/keys/{key}", type=key_type)
+def create_key(vault: hvac.Client, key: str, key_type: str = "aes256-gcm96", *, exportable: bool = False) -> None:
+    vault.write(f"{MOUNT}/keys/{key}", type=key_type, exportable=exportable)

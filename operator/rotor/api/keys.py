@@ -52,6 +52,7 @@ APPLIED: Final = "rotor.dev/applied-secrets"
 # -- condition types -----------------------------------------------------------------------------------
 READY: Final = "Ready"
 LEAKED_VALUE_REFUSED: Final = "LeakedValueRefused"
+CHANGE_FEED: Final = "ChangeFeed"  # SecretSource: its Vault connection's change feed (FeedHealthy, FeedDown)
 
 # -- reasons: SecretSource (and errors any engine reports) -----------------------------------------------
 SYNCED: Final = "Synced"
@@ -63,6 +64,8 @@ TEMPLATE_ERROR: Final = "TemplateError"
 CONFLICT: Final = "Conflict"
 DENYLISTED: Final = "Denylisted"
 KUBERNETES_ERROR: Final = "KubernetesError"
+FEED_HEALTHY: Final = "FeedHealthy"
+FEED_DOWN: Final = "FeedDown"
 
 # -- reasons: RotationPolicy ----------------------------------------------------------------------------
 SOURCE_NOT_FOUND: Final = "SourceNotFound"

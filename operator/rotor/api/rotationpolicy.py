@@ -141,13 +141,39 @@ class Dynamic(Model):
     renew_fraction: float = Field(default=0.67, gt=0, lt=1, description="Renew at this fraction of the lease TTL.")
 
 
+class TransitExport(Model):
+    """strategy transit with an exportable key: the versions in use are exported (Vault's
+    <mount>/export/<type>/<key>/<version>) into the SecretSource's secret as a new KV version, one property
+    per key version, so readers holding the key themselves get the new version with overlap; the old
+    version leaves the Secret only after the overlap, when the minimums are raised."""
+
+    type: Literal["encryption-key", "signing-key", "hmac-key", "public-key"] = Field(
+        default="signing-key", description="What Vault exports of each version (public-key needs no exportable key).")
+    prefix: str = Field(default="key-v", min_length=1, max_length=64, pattern=r"^[-._a-zA-Z0-9]+$",
+                        description="Property names: <prefix><version> holds that version, <prefix>latest the "
+                        "number of the newest.")
+
+
 class Transit(Model):
     """strategy transit: a key of Vault's Transit engine, rotated in place. Readers sign, verify, encrypt
-    and decrypt through Vault, so nothing is delivered: the old version keeps decrypting and verifying
-    for the overlap window, then the key's minimum versions are raised to the new one."""
+    and decrypt through Vault, so nothing is delivered (unless spec.transit.export says so): the old
+    version keeps decrypting and verifying for the overlap window, then the key's minimum versions are
+    raised to the new one."""
 
     mount: MountPath = Field(default="transit", description="Mount of the Transit secrets engine.")
     key: VaultName = Field(description="Name of the Transit key.")
+    export: TransitExport | None = Field(default=None, description="Deliver the key material of the versions "
+                                         "in use into the SecretSource's Secret (an exportable key).")
+
+
+class CertificateRenewal(Model):
+    """strategy certificate: the SecretSource's certificate (spec.vault.pki) is renewed through the phases.
+    Renewals come at the source's renewAt (its renewFraction of the lifetime, jittered); spec.schedule
+    is the longest time between two. The SecretSource issues the new certificate and writes it into the
+    Secret; readers roll; after the overlap the old serial is revoked."""
+
+    revoke_after_overlap: bool = Field(default=True, description="Revoke the old certificate's serial (it goes "
+                                       "on the CRL) once readers moved and the overlap window is over.")
 
 
 class Verify(Model):
@@ -160,7 +186,8 @@ class Verify(Model):
 
 class Identity(Model):
     service_account_name: ObjectName = Field(description="ServiceAccount in this namespace that rotation logs in as.")
-    role: VaultName = Field(description="Vault Kubernetes-auth role allowed to write.")
+    role: VaultName = Field(description="Vault Kubernetes-auth role allowed to write; for an aws source, the name of "
+                            "an IAM role in the account of the source's roleArn.")
 
 
 class RotationPolicySpec(Model):
@@ -175,15 +202,17 @@ class RotationPolicySpec(Model):
     identity: Identity | None = Field(
         default=None, description="Who rotates (needs write access); default: the SecretSource's identity.")
     schedule: Schedule
-    strategy: Literal["overlap", "versioned", "dynamic", "transit"] = Field(
+    strategy: Literal["overlap", "versioned", "dynamic", "transit", "certificate"] = Field(
         description="overlap: a new value while the old one stays valid (see spec.overlap); versioned: a new KV "
         "version (see spec.versioned); dynamic: a new lease (see spec.dynamic); transit: a new version of a "
-        "Vault Transit key (see spec.transit).")
+        "Vault Transit key (see spec.transit); certificate: a new certificate of a SecretSource with "
+        "spec.vault.pki (see spec.certificate).")
     generator: Generator = Field(default_factory=Generator, json_schema_extra={"default": {}})
     overlap: Overlap = Field(default_factory=Overlap, json_schema_extra={"default": {}})
     versioned: Versioned = Field(default_factory=Versioned, json_schema_extra={"default": {}})
     dynamic: Dynamic | None = None
     transit: Transit | None = None
+    certificate: CertificateRenewal = Field(default_factory=CertificateRenewal, json_schema_extra={"default": {}})
     verify: Verify = Field(default_factory=Verify, json_schema_extra={"default": {}})
     deadline: Duration = Field(default="1h", description="Roll back if the rotation is not verified by then.")
     rollback: bool = Field(default=True, description="Restore the old value when verification fails; false "
@@ -212,7 +241,7 @@ class Rotation(Model):
     started_at: str = Field(description="When it started.")
     phase_since: str | None = Field(default=None, description="When the current phase began.")
     old: dict[str, str] = Field(default_factory=dict, description="What readers used before: KV version, "
-                                "static role, lease hash, Transit key versions.")
+                                "static role, lease hash, Transit key versions, certificate serial.")
     new: dict[str, str] = Field(default_factory=dict, description="What readers move to.")
     steps: list[Step] = Field(default_factory=list, max_length=32, description="The phases entered, oldest first.")
     reason: str | None = Field(default=None, description="Why it rolled back or failed.")

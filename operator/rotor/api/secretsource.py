@@ -221,6 +221,9 @@ class CertificateStatus(Model):
     serial: str | None = Field(default=None, description="Serial number of the certificate in the Secret.")
     not_after: str | None = Field(default=None, description="When it expires.")
     renew_at: str | None = Field(default=None, description="When Rotor issues the next one.")
+    rotation: str | None = Field(default=None, description="The RotationPolicy rotation that asked for the last "
+                                 "renewal: once set, renewals come from that policy, and the source renews on its "
+                                 "own only as a backstop (halfway from renewAt to notAfter).")
 
 
 class SecretSourceStatus(Model):

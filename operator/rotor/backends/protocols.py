@@ -3,6 +3,7 @@
 Every backend reads (Backend). Beyond that, `Backend.bind` gives a handle on one secret's location,
 acting as one identity, that implements the capability protocols the backend declares in
 `capabilities`: VersionStore, LeaseIssuer, StaticCredentials, AuditTrail, KeyRing, CertificateIssuer.
+A VersionStore may also be a StagedVersions (versions with staging labels: AWS Secrets Manager).
 Engines check a spec against `capabilities` (planning.capabilities) and never import a concrete backend.
 
 Errors carry a status reason; their messages name paths, roles and codes, never values.
@@ -133,6 +134,29 @@ class VersionStore(SecretHandle, Protocol):
         ...
 
 
+@runtime_checkable
+class StagedVersions(VersionStore, Protocol):
+    """A VersionStore whose versions carry staging labels (AWS Secrets Manager: AWSPENDING, AWSCURRENT,
+    AWSPREVIOUS). A new version is put aside first (pending: readers of the current version do not get
+    it), then made current in a second call; the one it replaces stays readable until destroyed. Here
+    destroy_versions removes a version's labels (the backend deletes unlabelled versions later, itself),
+    list_versions lists the labelled ones, and the current version cannot be destroyed (InvalidSpec)."""
+
+    async def stage_version(self, data: Mapping[str, str], key: str) -> str:
+        """Write DATA as a pending version whose id derives from KEY (a rotation's id): asked again with
+        the same KEY, nothing new is written. The version."""
+        ...
+
+    async def staged_version(self, key: str) -> str | None:
+        """The version stage_version wrote for KEY (labelled or not), None when it wrote none."""
+        ...
+
+    async def promote(self, version: str) -> None:
+        """Readers of the current version get VERSION from now on; the current one stays readable as the
+        previous. A no-op when VERSION is current. NotFound when VERSION does not exist."""
+        ...
+
+
 ISSUE_GRACE_SECONDS = 30  # a lease just issued lives this long unless held (LeaseIssuer.hold_lease)
 
 
@@ -223,6 +247,8 @@ class KeyVersions:
     latest: int  # new signatures and ciphertexts use this one
     min_decryption: int  # the oldest version that still decrypts and verifies
     min_encryption: int  # the oldest version a caller may ask to encrypt or sign with (0: no floor)
+    # When the latest version was made, by the backend's clock (None: not told); not part of equality.
+    latest_created: datetime.datetime | None = field(default=None, compare=False)
 
 
 @runtime_checkable
@@ -243,6 +269,13 @@ class KeyRing(SecretHandle, Protocol):
         """Versions below DECRYPTION stop decrypting and verifying; below ENCRYPTION (0: no floor) stop
         encrypting and signing. InvalidSpec for a minimum above the latest version, or an encryption floor
         under the decryption one."""
+        ...
+
+    async def export_key(self, mount: str, key: str, kind: str, version: int) -> str:
+        """The key material of VERSION as the backend exports it (KIND: encryption-key, signing-key,
+        hmac-key or public-key). A value: memory only, never logged. InvalidSpec when the key is not
+        exportable or VERSION is retired (below the minimum decryption version) or does not exist;
+        NotFound when there is no such key."""
         ...
 
 

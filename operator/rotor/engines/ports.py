@@ -7,7 +7,7 @@ another is declared here and rotor.wiring passes the real thing in; unit tests p
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from rotor.api.rotationpolicy import RotationPolicySpec
 from rotor.api.secretsource import SecretSourceSpec
@@ -53,6 +53,33 @@ class Sources(Protocol):
     def set_denylist(self, owner: Hashable, digests: frozenset[str], scope: Scope | None = None) -> None:
         """Value digests (planning.hashing.value_hmac) that the sources SCOPE covers must never deliver
         (None: every source); OWNER is the incident that reported them (an empty set lifts its list)."""
+        ...
+
+
+class FeedHealth(Protocol):
+    """The change feed engine, as the SecretSource engine asks it whether a timer refresh may wait."""
+
+    def healthy_since(self, connection: str) -> float | None:
+        """Since when (time.monotonic) CONNECTION's feed has seen every change; None while it cannot say."""
+        ...
+
+    def healthy_interval(self, connection: str) -> float | None:
+        """The backstop interval of CONNECTION's sources while its feed is healthy; None: it has no feed."""
+        ...
+
+    def wants_record(self, connection: str) -> bool:
+        """True while CONNECTION's feed has heard nothing for half its idle time: a read now (which Vault
+        audits) keeps a quiet Vault's feed from going idle, and shows the stream still flows."""
+        ...
+
+
+@runtime_checkable
+class CertificateRequests(Protocol):
+    """The SecretSource engine, as a RotationPolicy with strategy certificate asks it for a renewal."""
+
+    def request_certificate(self, namespace: str, name: str, rotation_id: str) -> None:
+        """Issue a new certificate for the source now, for rotation ROTATION_ID, unless its status says
+        one was issued for that rotation (status.certificate.rotation): asking again issues nothing."""
         ...
 
 

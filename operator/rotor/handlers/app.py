@@ -7,17 +7,32 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
 from rotor import GROUP
 from rotor.api import keys
+from rotor.api.kinds import SECRET_SOURCE
 from rotor.config import Settings
 from rotor.handlers.memo import runtime_of
 from rotor.observability.logs import configure_logging, install_masking
 
 log = logging.getLogger("rotor")
+
+# Kinds Rotor watches with Kopf event handlers only (no create/update/resume): Kopf never uses their diff base.
+_EVENTS_ONLY = frozenset({SECRET_SOURCE.kind, "Secret"})
+
+
+class _DiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """Kopf builds a diff base (a deep copy of the object) on every event of every kind it watches; only
+    kinds with change handlers use it. SecretSources and managed Secrets (event handlers only, thousands of
+    events at start-up) get an empty one: a deep copy per event was a tenth of Kopf's CPU per event."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        if body.get("kind") in _EVENTS_ONLY:
+            return cast(kopf.BodyEssence, {})
+        return super().build(body=body, extra_fields=extra_fields)
 
 
 @kopf.on.login()
@@ -58,7 +73,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # Progress and diff-base in annotations under our prefix; status stays schema-exact.
     settings.persistence.finalizer = keys.FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    settings.persistence.diffbase_storage = _DiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration")
     settings.execution.max_workers = 8
     # Kopf runs a worker per object with events; on start-up every object has one, at once. Bound

@@ -23,7 +23,7 @@ class ObjectsApi(Transport):
         try:
             await self._json("patch", f"{plural}/status", "PATCH",
                              f"{api_path(GROUP, VERSION, plural, namespace)}/{name}/status",
-                             {"status": dict(status)}, content_type=_MERGE)
+                             {"status": dict(status)}, content_type=_MERGE, parse=False)
         except KubeError as err:
             if missing_ok and err.not_found:
                 return False
@@ -53,7 +53,7 @@ class ObjectsApi(Transport):
         the list is written whole, so a finalizer someone added meanwhile must not be dropped."""
         await self._json("patch", plural, "PATCH", f"{api_path(GROUP, VERSION, plural, namespace)}/{name}",
                          {"metadata": {"finalizers": list(finalizers) or None, "resourceVersion": resource_version}},
-                         content_type=_MERGE)
+                         content_type=_MERGE, parse=False)
 
     async def get_object(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
@@ -70,7 +70,7 @@ class ObjectsApi(Transport):
         body = event_body(kind=kind, namespace=namespace, name=name, uid=uid, type=type, reason=reason,
                           message=message, now=times.now(), instance=os.environ.get("HOSTNAME", "rotor"))
         try:
-            await self._json("create", "events", "POST", f"/api/v1/namespaces/{namespace}/events", body)
+            await self._json("create", "events", "POST", f"/api/v1/namespaces/{namespace}/events", body, parse=False)
         except KubeError:
             pass  # events are best effort; the status already says the same
 

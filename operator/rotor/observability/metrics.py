@@ -122,7 +122,17 @@ SECRET_AGE = ObjectMetric("rotor_secret_age_seconds", "Seconds since the target 
                           "SecretSource (only with per-object metrics enabled).")
 LEASE_EXPIRY = ObjectMetric("rotor_lease_expiry_timestamp_seconds", "Unix time the current lease of a policy "
                             "expires (only with per-object metrics enabled).")
-OBJECT_METRICS = (LAST_ROTATION, NEXT_ROTATION, SECRET_AGE, LEASE_EXPIRY)
+KEY_VERSION_CREATED = ObjectMetric("rotor_transit_key_version_created_timestamp_seconds", "Unix time the latest "
+                                   "version of a policy's Transit key was made, by Vault's clock: its age is "
+                                   "time() minus this (only with per-object metrics enabled).")
+CERTIFICATE_EXPIRY = ObjectMetric("rotor_certificate_expiry_seconds", "Seconds until the certificate in the "
+                                  "Secret of a SecretSource with spec.vault.pki expires (negative: expired; only with "
+                                  "per-object metrics enabled).")
+CERTIFICATE_OVERDUE = ObjectMetric("rotor_certificate_renewal_overdue_seconds", "Seconds since that certificate's "
+                                   "renewAt passed without a renewal (0 before it; only with per-object metrics "
+                                   "enabled).")
+OBJECT_METRICS = (LAST_ROTATION, NEXT_ROTATION, SECRET_AGE, LEASE_EXPIRY, KEY_VERSION_CREATED, CERTIFICATE_EXPIRY,
+                  CERTIFICATE_OVERDUE)
 
 
 class Tracked(Protocol):
@@ -164,24 +174,33 @@ def _unix(text: Any) -> float | None:
 
 
 def source_samples(source: Tracked, now: float) -> dict[ObjectMetric, float]:
-    """SECRET_AGE of one SecretSource, from its status (none before its first successful sync)."""
+    """SECRET_AGE of one SecretSource, from its status (none before its first successful sync), and
+    CERTIFICATE_EXPIRY and CERTIFICATE_OVERDUE of one with a certificate (status.certificate)."""
     status = source.status
     # lastSyncTime: sources last synced by a Rotor that did not record lastChangeTime yet (it is
     # never earlier than the last change, so the age is at most understated until the next change).
     changed = _unix(status.get("lastChangeTime"))
     if changed is None:
         changed = _unix(status.get("lastSyncTime"))
-    return {} if changed is None else {SECRET_AGE: max(0.0, now - changed)}
+    found = {} if changed is None else {SECRET_AGE: max(0.0, now - changed)}
+    certificate = status.get("certificate") or {}
+    not_after, renew_at = _unix(certificate.get("notAfter")), _unix(certificate.get("renewAt"))
+    if not_after is not None and renew_at is not None:  # spec.vault.pki (labels: never the serial)
+        found[CERTIFICATE_EXPIRY] = not_after - now
+        found[CERTIFICATE_OVERDUE] = max(0.0, now - renew_at)
+    return found
 
 
 def policy_samples(policy: Tracked) -> dict[ObjectMetric, float]:
-    """LAST_ROTATION, NEXT_ROTATION and LEASE_EXPIRY of one RotationPolicy: those its status knows."""
+    """LAST_ROTATION, NEXT_ROTATION, LEASE_EXPIRY and KEY_VERSION_CREATED of one RotationPolicy: those its
+    status knows."""
     status = policy.status
     active = status.get("active") or {}
     found = {LAST_ROTATION: _unix(status.get("lastRotationTime")),
              NEXT_ROTATION: _unix(status.get("nextRotationTime")),
              # Only while a lease is held (strategy dynamic); an empty fingerprint is no lease.
-             LEASE_EXPIRY: _unix(active.get("leaseExpires")) if active.get("lease") else None}
+             LEASE_EXPIRY: _unix(active.get("leaseExpires")) if active.get("lease") else None,
+             KEY_VERSION_CREATED: _unix(active.get("keyVersionCreated"))}  # strategy transit
     return {metric: value for metric, value in found.items() if value is not None}
 
 
@@ -239,3 +258,7 @@ FEED_REJECTED = Counter("rotor_changefeed_rejected_connections_total", "Connecti
 FEED_FALLBACKS = Counter("rotor_changefeed_fallbacks_total", "Times the change feed stopped vouching for every "
                          "change, by reason (disconnected, dropped, idle, refused).", ["backend", "reason"],
                          registry=REGISTRY)
+FEED_SKIPPED = Counter("rotor_changefeed_skipped_refreshes_total", "Timer refreshes of SecretSources that waited "
+                       "instead of reading Vault: the connection's change feed had seen every change since their "
+                       "last read (polling as the backstop, up to healthy_interval_seconds).", ["backend"],
+                       registry=REGISTRY)

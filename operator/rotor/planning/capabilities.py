@@ -9,7 +9,12 @@ from rotor.api.rotationpolicy import RotationPolicySpec
 def rotation_needs(spec: RotationPolicySpec) -> dict[Capability, str]:
     """The capabilities a RotationPolicy needs of its source's backend, each with the field that needs it."""
     if spec.strategy == "transit":  # the key rotates in place: no new version of the source's secret
+        if spec.transit is not None and spec.transit.export is not None:  # unless its material is delivered
+            return {Capability.KEY_VERSIONS: "spec.transit", Capability.WRITE_VERSION: "spec.transit.export",
+                    Capability.VERSIONS: "spec.transit.export"}
         return {Capability.KEY_VERSIONS: "spec.transit"}
+    if spec.strategy == "certificate":  # the SecretSource issues it; the policy revokes the old serial
+        return {Capability.CERTIFICATES: "spec.strategy"}
     needs = {Capability.WRITE_VERSION: "spec.strategy", Capability.VERSIONS: "spec.strategy"}
     if spec.strategy == "dynamic":
         needs[Capability.LEASES] = "spec.dynamic"
@@ -39,4 +44,5 @@ _VERB = {
     Capability.STATIC_CREDENTIALS: "rotate a static credential",
     Capability.AUDIT_TRAIL: "show an audit trail",
     Capability.KEY_VERSIONS: "rotate a Transit key or set its minimum versions",
+    Capability.CERTIFICATES: "issue or revoke certificates",
 }

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from rotor.api import keys
 from rotor.api.secretsource import SecretSourceSpec
 
 CHANGES = frozenset({"create", "update", "patch", "delete"})  # the operations that change a KV path
@@ -258,3 +259,22 @@ def backstop_delay(*, interval: float, last_read: float | None, now: float, heal
         return None
     remaining = last_read + healthy_interval - now
     return min(interval, remaining) if remaining > 0 else None
+
+
+def outage_delay(*, interval: float, last_read: float, now: float, u: float, spread: float = 60.0) -> float:
+    """Seconds until a source whose timer the healthy feed stretched is read, now that the feed stopped
+    vouching: when its own INTERVAL after LAST_READ says; one already past that, within min(INTERVAL,
+    SPREAD) seconds (U in [0, 1)), so an outage of a feed with thousands of sources does not read them
+    all in the same second."""
+    due = last_read + interval - now
+    return due if due > 0 else u * min(interval, spread)
+
+
+def feed_condition(connection: str, *, healthy: bool, healthy_interval: float) -> tuple[str, str, str]:
+    """(status, reason, message) of a source's ChangeFeed condition: names the connection, never a value."""
+    if healthy:
+        return ("True", keys.FEED_HEALTHY, f"the change feed of Vault connection {connection} is receiving its audit "
+                f"stream: a change in Vault syncs this source at once, and polling is a backstop (at most every "
+                f"{healthy_interval:g}s)")
+    return ("False", keys.FEED_DOWN, f"the change feed of Vault connection {connection} is down (no audit stream, or "
+            "records were lost): this source is refreshed at its own interval until the feed is back")

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from rotor.api.aws import AwsSource
 from rotor.api.keys import MANAGED_BY, MANAGED_BY_VALUE, OWNER_LABEL, READY
 from rotor.api.rotationpolicy import RotationPolicySpec
-from rotor.api.secretsource import VaultSource
+from rotor.api.secretsource import PkiCertificate, VaultSource
 from rotor.planning import podspec, times
 from rotor.planning.rotation import next_due
 
@@ -70,6 +70,8 @@ class ManagedRow:
     due: str | None  # by the secret's age against the policy's schedule
     overdue: bool | None
     open_incidents: int
+    # spec.vault.pki: when the certificate in the Secret expires (never its serial); its age is lastChange's
+    not_after: str | None = None
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,10 @@ def backend(spec: Mapping[str, Any]) -> str:
         vault = spec.get("vault") or {}
         fields = VaultSource.model_fields
         connection = vault.get("connection") or fields["connection"].default
+        pki = vault.get("pki")
+        if isinstance(pki, Mapping):  # a certificate: the PKI role issuing it
+            return f"vault:{connection}/{pki.get('mount') or PkiCertificate.model_fields['mount'].default}/issue/" \
+                   f"{pki.get('role', '')}"
         mount = vault.get("mount") or fields["mount"].default
         return f"vault:{connection}/{mount}/{vault.get('path', '')}"
     if provider == "kubernetes":
@@ -242,6 +248,7 @@ def managed(cluster: Cluster, now: datetime) -> list[ManagedRow]:
             next_rotation=planned or (times.iso(due) if due else None), due=times.iso(due) if due else None,
             overdue=(now >= due) if due else None,
             open_incidents=_incidents(cluster.incidents, namespace, source=name, secret=target),
+            not_after=(status.get("certificate") or {}).get("notAfter"),
         ))
     return sorted(rows, key=lambda r: (r.namespace, r.secret_source))
 

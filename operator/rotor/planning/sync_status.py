@@ -76,6 +76,20 @@ def sync_status(old: Mapping[str, Any], plan: SyncPlan, *, generation: int, now:
     return StatusPlan(patch, event)
 
 
+def still_synced(old: Mapping[str, Any], plan: SyncPlan, *, generation: int, notice: str = "") -> bool:
+    """Whether PLAN leaves status as it is: sync_status would plan no patch and no Event. The question an
+    unchanged refresh asks, answered without building a status (the cheap path; False: ask sync_status)."""
+    if plan.action != "none" or "lastSyncTime" not in old or old.get("observedGeneration") != generation:
+        return False
+    if (old.get("targetSecret"), old.get("dataHmac"), old.get("syncedVersion")) != (
+            plan.target, plan.data_hmac, plan.version):
+        return False
+    ready = [c for c in old.get("conditions") or () if c.get("type") == keys.READY]
+    message = f"Secret {plan.target} is up to date" + (f"; {notice}" if notice else "")
+    return len(ready) == 1 and (ready[0].get("status"), ready[0].get("reason"), ready[0].get("message"),
+                                ready[0].get("observedGeneration")) == ("True", keys.SYNCED, message, generation)
+
+
 def ready_label(status: Mapping[str, Any]) -> tuple[str, str]:
     """(status, reason) of the Ready condition: the rotor_secretsources gauge's labels."""
     ready = get_condition(status.get("conditions"), keys.READY)

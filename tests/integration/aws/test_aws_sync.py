@@ -105,7 +105,7 @@ def test_version_pins(moto_server: MotoTestbed, tenant: AwsTenant, core: Any, cu
     sm.put_secret_value(SecretId=name, SecretString='{"v": "two"}')
     ssm.put_parameter(Name=parameter, Value="one", Type="SecureString")
     ssm.put_parameter(Name=parameter, Value="two", Type="SecureString", Overwrite=True)
-    cases = {
+    cases: dict[str, tuple[dict[str, Any], bytes]] = {
         "current": ({"secretsManager": {"secretId": name}}, b"two"),
         "by-id": ({"secretsManager": {"secretId": name, "versionId": first}}, b"one"),
         "by-stage": ({"secretsManager": {"secretId": name, "versionStage": "AWSPREVIOUS"}}, b"one"),

@@ -117,9 +117,9 @@ class VaultSubject:
         response = self._vault.secrets.kv.v2.create_or_update_secret(self.path(name), dict(data), mount_point=MOUNT)
         return str(response["data"]["version"])
 
-    def transit_key(self, name: str) -> tuple[str, str]:
+    def transit_key(self, name: str, *, exportable: bool = False) -> tuple[str, str]:
         key = f"{self.namespace}-{self._prefix}-{name}"
-        create_key(self._vault, key)
+        create_key(self._vault, key, exportable=exportable)
         return TRANSIT, key
 
     def pki_role(self, name: str) -> tuple[str, str, str]:

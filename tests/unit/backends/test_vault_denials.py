@@ -33,7 +33,7 @@ class FakeVault:
         return "jwt", None
 
     async def call(self, conn: Any, operation: str, fn: Callable[..., Any], *, token: str | None = None,
-                   where: str = "") -> Any:
+                   where: str = "", direct: Callable[[], Any] | None = None) -> Any:
         self.calls.append(operation)
         if operation == "login":
             if self.deny_login:

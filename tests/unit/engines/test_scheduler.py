@@ -103,6 +103,36 @@ def test_ten_thousand_keys_are_one_heap_not_ten_thousand_timers() -> None:
     assert count == 10_000
 
 
+def test_keys_scheduled_while_every_worker_is_idle_run_in_parallel() -> None:
+    """One idle worker watches the clock, the others wait to be handed the watch: a burst of keys still
+    gets every worker, and keys due later run on time."""
+    running, peak, done = 0, 0, []
+
+    async def work(key: Hashable) -> float | None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.2)
+        running -= 1
+        done.append(key)
+        return None
+
+    async def main() -> None:
+        s = RefreshScheduler(work, workers=8)
+        s.start()
+        await asyncio.sleep(0.05)  # every worker idle
+        for i in range(8):
+            s.schedule(i, 0.0)
+        s.schedule("later", 0.3)
+        await asyncio.sleep(0.25)
+        assert peak == 8 and len(done) == 8
+        await asyncio.sleep(0.35)
+        assert "later" in done
+        await s.stop()
+
+    asyncio.run(main())
+
+
 def test_a_clear_gate_holds_every_key_and_setting_it_runs_them() -> None:
     seen: list[Hashable] = []
 

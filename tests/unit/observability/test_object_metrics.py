@@ -129,3 +129,18 @@ def test_track_objects_registers_only_when_enabled_and_replaces_an_earlier_start
     assert metrics.REGISTRY.get_sample_value(metrics.SECRET_AGE.name, {"namespace": "b", "name": "x"})
     track_objects(sources, {}, enabled=False)  # and a start with the setting off exports none
     assert not {m.name for m in OBJECT_METRICS} & names_in(metrics.REGISTRY)
+
+
+def test_certificate_expiry_counts_down_and_overdue_counts_up_past_renew_at_without_the_serial() -> None:
+    sources = {("a", "tls"): Obj("a", "tls", {"certificate": {"serial": "4a:1f", "renewAt": iso(200),
+                                                               "notAfter": iso(300)}}),
+               ("a", "kv"): Obj("a", "kv", {"lastChangeTime": iso(0)})}
+    clock = Clock(100)
+    registry = scrape(sources, {}, clock)
+    assert value(registry, metrics.CERTIFICATE_EXPIRY, "a", "tls") == 200.0
+    assert value(registry, metrics.CERTIFICATE_OVERDUE, "a", "tls") == 0.0
+    clock.now += 250  # not renewed: past renewAt, then past notAfter
+    assert value(registry, metrics.CERTIFICATE_EXPIRY, "a", "tls") == -50.0
+    assert value(registry, metrics.CERTIFICATE_OVERDUE, "a", "tls") == 150.0
+    assert value(registry, metrics.CERTIFICATE_EXPIRY, "a", "kv") is None
+    assert "4a:1f" not in generate_latest(registry).decode()

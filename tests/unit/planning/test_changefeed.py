@@ -13,9 +13,11 @@ from rotor.planning.changefeed import (
     Change,
     Verdict,
     backstop_delay,
+    feed_condition,
     flush_delay,
     healthy_since,
     matching,
+    outage_delay,
     read_record,
     targets,
 )
@@ -190,3 +192,19 @@ def test_the_backstop_skips_a_timer_read_only_when_the_feed_saw_every_change_sin
     assert backstop_delay(last_read=9_000.0, healthy_since=None, **kw) is None  # feed down
     assert backstop_delay(last_read=None, healthy_since=5_000.0, **kw) is None  # never read
     assert backstop_delay(last_read=9_000.0, healthy_since=5_000.0, **{**kw, "healthy_interval": None}) is None
+
+
+def test_after_an_outage_a_source_is_due_at_its_own_interval_and_overdue_ones_are_spread() -> None:
+    assert outage_delay(interval=3600.0, last_read=1_000.0, now=2_000.0, u=0.5) == 2600.0
+    assert outage_delay(interval=3600.0, last_read=1_000.0, now=50_000.0, u=0.0) == 0.0
+    assert outage_delay(interval=3600.0, last_read=1_000.0, now=50_000.0, u=0.5) == 30.0  # within a minute
+    assert outage_delay(interval=20.0, last_read=1_000.0, now=50_000.0, u=0.5) == 10.0  # within its interval
+
+
+def test_the_feed_condition_names_the_connection_and_says_what_it_means() -> None:
+    status, reason, message = feed_condition("default", healthy=True, healthy_interval=86400.0)
+    assert (status, reason) == ("True", "FeedHealthy")
+    assert "Vault connection default" in message and "86400s" in message
+    status, reason, message = feed_condition("eu", healthy=False, healthy_interval=86400.0)
+    assert (status, reason) == ("False", "FeedDown") and "Vault connection eu" in message
+    assert "own interval" in message

@@ -17,6 +17,7 @@ from rotor.planning.sync_status import (
     next_delay,
     ready_label,
     result_label,
+    still_synced,
     sync_status,
     write_failure,
 )
@@ -45,6 +46,31 @@ def test_an_unchanged_refresh_writes_nothing() -> None:
     assert first is not None
     later = sync_status(first, UNCHANGED, generation=1, now=T0 + datetime.timedelta(hours=1), delay=60)
     assert later.patch is None and later.event is None
+
+
+def test_still_synced_agrees_with_sync_status() -> None:
+    """The unchanged refresh's shortcut says "nothing to write" exactly when sync_status plans nothing."""
+    first = sync_status({}, CREATED, generation=1, now=T0, delay=60).patch
+    assert first is not None
+    later = T0 + datetime.timedelta(hours=1)
+    cases = [
+        (first, UNCHANGED, 1, ""),
+        (first, UNCHANGED, 2, ""),  # a new generation
+        (first, UNCHANGED, 1, interval_notice(5.0, 10.0)),  # a notice status does not say yet
+        (first, SyncPlan("none", "db", data_hmac="sha256:b", version="1"), 1, ""),  # another digest
+        (first, SyncPlan("none", "db", data_hmac="sha256:a", version="2"), 1, ""),  # another version
+        (first, SyncPlan("none", "other", data_hmac="sha256:a", version="1"), 1, ""),  # another target
+        (first, CREATED, 1, ""),
+        (first, DOWN, 1, ""),
+        ({k: v for k, v in first.items() if k != "lastSyncTime"}, UNCHANGED, 1, ""),
+        ({**first, "conditions": [*first["conditions"], *first["conditions"]]}, UNCHANGED, 1, ""),
+        ({**first, "conditions": [{**first["conditions"][0], "status": "False"}]}, UNCHANGED, 1, ""),
+    ]
+    for old, plan, generation, notice in cases:
+        planned = sync_status(old, plan, generation=generation, now=later, delay=60, notice=notice)
+        nothing = planned.patch is None and planned.event is None
+        assert still_synced(old, plan, generation=generation, notice=notice) == nothing, (plan, generation, notice)
+    assert still_synced(first, UNCHANGED, generation=1)
 
 
 def test_a_failure_is_reported_once_and_keeps_the_last_good_digest() -> None:

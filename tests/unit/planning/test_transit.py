@@ -8,7 +8,17 @@ from rotor.api.capabilities import Capability
 from rotor.api.rotationpolicy import RotationPolicySpec
 from rotor.planning.capabilities import missing, rotation_needs
 from rotor.planning.rotation import validate
-from rotor.planning.transit import delivers, key_values, published, raised, version_of
+from rotor.planning.transit import (
+    delivered_versions,
+    delivers,
+    delivery_data,
+    holds,
+    key_values,
+    published,
+    raised,
+    version_of,
+    versions_in,
+)
 
 SPEC = {"secretSourceRef": {"name": "orders"}, "strategy": "transit", "transit": {"key": "orders"},
         "schedule": {"interval": "720h"}}
@@ -50,3 +60,37 @@ def test_any_version_after_the_recorded_one_is_adopted(latest: int, adopt: bool)
 ])
 def test_minimums_only_rise(current: tuple[int, int], new: int, expected: tuple[int, int] | None) -> None:
     assert raised(*current, new) == expected
+
+
+EXPORTED = {**SPEC, "transit": {"key": "orders", "export": {"type": "encryption-key"}}}
+
+
+def test_an_exported_key_is_delivered_and_needs_kv_writes_named_by_the_export_field() -> None:
+    spec = RotationPolicySpec.model_validate(EXPORTED)
+    assert delivers(spec)
+    assert rotation_needs(spec) == {Capability.KEY_VERSIONS: "spec.transit", Capability.WRITE_VERSION:
+                                    "spec.transit.export", Capability.VERSIONS: "spec.transit.export"}
+    problem = missing(rotation_needs(spec), "vault", frozenset({Capability.KEY_VERSIONS}), "RotationPolicy")
+    assert problem is not None and problem.startswith("spec.transit.export:")
+
+
+def test_the_secret_holds_the_versions_still_in_use_the_newest_ten_at_most() -> None:
+    assert delivered_versions(2, 1) == [1, 2]  # the overlap: old and new
+    assert delivered_versions(2, 2) == [2]  # after Revoking
+    assert delivered_versions(30, 1) == list(range(21, 31))
+    assert delivered_versions(0, 0) == []
+
+
+def test_delivery_data_replaces_the_delivered_versions_and_keeps_the_apps_own_properties() -> None:
+    before = {"transitKey": "orders", "key-v1": "m1", "key-v2": "m2", "key-vlatest": "2", "key-version": "x"}
+    after = delivery_data(before, "key-v", {2: "m2", 3: "m3"})
+    assert after == {"transitKey": "orders", "key-version": "x", "key-v2": "m2", "key-v3": "m3", "key-vlatest": "3"}
+    assert versions_in(after, "key-v") == [2, 3] and holds(after, "key-v", [2, 3])
+    assert not holds(after, "key-v", [3]) and not holds(before, "key-v", [1, 2, 3])
+    assert versions_in({"key-v01": "x", "key-vlatest": "1"}, "key-v") == []  # only numbers as Vault writes them
+
+
+def test_status_values_of_an_exported_key_name_versions_never_material() -> None:
+    values = key_values("transit", "orders", 2, 1, 0, [1, 2], "5")
+    assert values == {"key": "transit/orders", "keyVersion": "2", "minDecryptionVersion": "1",
+                      "minEncryptionVersion": "0", "deliveredVersions": "1,2", "version": "5"}

@@ -3,7 +3,8 @@
 A SecretSource names a connection (region and endpoints come from the operator's config) and a role ARN
 the connection's pattern allows for its namespace; Rotor assumes that role with the source's
 ServiceAccount token (rotor.backends.aws.identity) and reads with the role's session only. Rotor's own
-AWS credentials, if it has any, are never used. Reading only, for now: `bind` gives a read-only handle.
+AWS credentials, if it has any, are never used. `bind` gives a Secrets Manager secret as a VersionStore with
+staging labels (rotor.backends.aws.secrets), acting as the actor's role; SSM parameters: read-only.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from rotor.api.secretsource import SecretSourceSpec
 from rotor.backends.aws.connection import Connection, RoleSession
 from rotor.backends.aws.errors import StaleCredentials
 from rotor.backends.aws.identity import Logins, TokenRequester, WebIdentity
+from rotor.backends.aws.secrets import SecretsManagerSecret
 from rotor.backends.aws.values import (
+    acting_role,
     check_keys,
     check_role,
     parameter_property,
@@ -39,7 +42,7 @@ DEFAULT_STAGE = "AWSCURRENT"
 
 @dataclass(frozen=True)
 class AwsSecret:
-    """A handle on a secret in AWS: a location and who reads it, nothing to act on (yet)."""
+    """A handle on SSM parameters: a location and who reads them, nothing to act on."""
 
     where: str
     actor: str
@@ -47,7 +50,9 @@ class AwsSecret:
 
 class AwsBackend:
     provider: ClassVar[str] = "aws"
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.READ})
+    # WRITE_VERSION and VERSIONS: Secrets Manager only (an SSM handle is read-only; rotation says so).
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.READ, Capability.WRITE_VERSION, Capability.VERSIONS})
 
     def __init__(self, connections: dict[str, AwsConnection], request_token: TokenRequester) -> None:
         self._connections = {name: Connection(name, c) for name, c in connections.items()}
@@ -58,10 +63,28 @@ class AwsBackend:
         source = _aws(spec)
         return f"aws:{source.connection}/{_what(source)}"
 
-    def bind(self, namespace: str, spec: SecretSourceSpec, actor: Actor | None = None) -> AwsSecret:
-        """The source's secret: read-only (no capability beyond reading)."""
-        return AwsSecret(self.describe(namespace, spec),
-                         f"{namespace}/{(actor and actor.service_account) or spec.service_account_name}")
+    def bind(self, namespace: str, spec: SecretSourceSpec,
+             actor: Actor | None = None) -> AwsSecret | SecretsManagerSecret:
+        """The source's Secrets Manager secret acting as ACTOR (its ServiceAccount; its role: a role name of
+        the source role's account); SSM parameters: read-only."""
+        source = _aws(spec)
+        where = self.describe(namespace, spec)
+        service_account = (actor and actor.service_account) or spec.service_account_name
+        ref = source.secrets_manager
+        if ref is None:
+            return AwsSecret(where, f"{namespace}/{service_account}")
+        conn = self._connection(source.connection)
+        role_arn = acting_role(source.role_arn, actor.role if actor else None)
+        check_role(conn.settings.role_arn_pattern, namespace, role_arn, conn.name)
+        identity = WebIdentity(conn.name, namespace, service_account, role_arn)
+        subject = f"Secrets Manager secret {ref.secret_id}"
+
+        async def call(operation: str, fn: Callable[[Any], Any]) -> Any:
+            return await self._as(conn, identity, lambda session: conn.call(
+                operation, "secretsmanager", session, fn, where=subject, who=identity.who))
+
+        return SecretsManagerSecret(call, where=where, actor=f"{namespace}/{service_account}",
+                                    secret_id=ref.secret_id, fmt=ref.format)
 
     async def fetch(self, namespace: str, spec: SecretSourceSpec) -> Fetched:
         source = _aws(spec)

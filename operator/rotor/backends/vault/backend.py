@@ -20,8 +20,10 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
+import aiohttp
 import hvac
 import hvac.exceptions
+import hvac.utils
 import requests
 import requests.adapters
 
@@ -36,6 +38,7 @@ from rotor.backends.protocols import (
     Unavailable,
 )
 from rotor.backends.vault.handle import VaultSecret, text
+from rotor.backends.vault.kvread import KvReader
 from rotor.concurrency import SingleFlight, TokenBucket
 from rotor.config import API_SERVER_AUDIENCES, VaultConnection
 from rotor.observability.metrics import (
@@ -94,6 +97,7 @@ class _Connection:
         self.limit = asyncio.Semaphore(settings.max_concurrency)
         self.bucket = TokenBucket(settings.rate_per_second)
         self.kv_versions: dict[str, str] = {}
+        self.kv = KvReader(settings)  # reads without hvac, requests or a thread (kvread.py: CPU per refresh)
 
     @property
     def _verify(self) -> str | bool:
@@ -136,6 +140,7 @@ class VaultBackend:
     async def close(self) -> None:
         for connection in self._connections.values():
             connection.session.close()
+            await connection.kv.close()
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -298,28 +303,34 @@ class VaultBackend:
         version = await self._kv_version(conn, token, source)
         where = f"{source.mount}/{source.path}"
         if version == "2":
+            api_path = hvac.utils.format_url("/v1/{mount}/data/{path}", mount=source.mount, path=source.path)
+            params = {"version": source.version} if source.version is not None else None
             response = await self._call(conn, "read", lambda c: c.secrets.kv.v2.read_secret_version(
                 path=source.path, mount_point=source.mount, version=source.version,
-                raise_on_deleted_version=True), token=token, where=where)
+                raise_on_deleted_version=True), token=token, where=where,
+                direct=(lambda: conn.kv.get(token, api_path, params)) if conn.kv.usable else None)
             data = response["data"]["data"] or {}
             found = str(response["data"]["metadata"]["version"])
         else:
             if source.version is not None:
                 raise InvalidSpec(f"spec.vault.version: mount {source.mount!r} is KV version 1, which has no "
                                   "versions; remove the pin")
+            api_path = hvac.utils.format_url("/v1/{mount}/{path}", mount=source.mount, path=source.path)
             response = await self._call(conn, "read", lambda c: c.secrets.kv.v1.read_secret(
-                path=source.path, mount_point=source.mount), token=token, where=where)
+                path=source.path, mount_point=source.mount), token=token, where=where,
+                direct=(lambda: conn.kv.get(token, api_path)) if conn.kv.usable else None)
             data, found = response["data"] or {}, None
         return Fetched(remember({k: text(v).encode() for k, v in data.items()}), found)
 
     async def _call(self, conn: _Connection, operation: str, fn: Callable[[hvac.Client], T], *,
-                    token: str | None = None, where: str = "") -> T:
+                    token: str | None = None, where: str = "", direct: Callable[[], Awaitable[T]] | None = None) -> T:
+        """FN with a client for TOKEN, in a thread; DIRECT instead, if given (the same request on the loop)."""
         await conn.bucket.acquire()
         async with conn.limit:
             started = time.monotonic()
             code = "error"
             try:
-                result = await asyncio.to_thread(fn, conn.client(token))
+                result = await (direct() if direct is not None else asyncio.to_thread(fn, conn.client(token)))
                 code = "200"
                 BACKEND_UP.labels(conn.name).set(1)
                 return result
@@ -327,7 +338,7 @@ class VaultBackend:
                 code = str(getattr(exc, "status_code", None) or _status_of(exc))
                 BACKEND_UP.labels(conn.name).set(0 if code.startswith("5") else 1)
                 raise _translate(exc, code, operation, where) from None
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except (requests.ConnectionError, requests.Timeout, aiohttp.ClientError, TimeoutError) as exc:
                 BACKEND_UP.labels(conn.name).set(0)
                 raise Unavailable(f"Vault connection {conn.name!r} unreachable during {operation}: "
                                   f"{type(exc).__name__}") from None

@@ -33,6 +33,7 @@ class _Feed:
     listener: FeedListener
     worker: FeedWorker
     bind_failed_at: float = float("-inf")
+    vouched: float | None = None  # what healthy_since said at the last tick
 
 
 def _host_port(listen: str) -> tuple[str, int]:
@@ -44,14 +45,17 @@ class ChangeFeeds:
     """The change feeds of the Vault connections that opted in (`change_feed`); none is fine."""
 
     def __init__(self, feeds: Mapping[str, _Feed], *, gate: asyncio.Event | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.feeds, self.gate, self.clock = dict(feeds), gate, clock
+                 clock: Callable[[], float] = time.monotonic, on_gap: Callable[[str], None] | None = None) -> None:
+        """ON_GAP(connection): the feed stopped vouching for changes it had vouched for (an outage, or
+        records lost); the sync engine brings the sources whose timers waited on it back to their own."""
+        self.feeds, self.gate, self.clock, self.on_gap = dict(feeds), gate, clock, on_gap
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
     def build(cls, connections: Mapping[str, VaultConnection], sources: Sources,
               listing: Callable[[], Iterable[SourceView]], *, gate: asyncio.Event | None = None,
-              clock: Callable[[], float] = time.monotonic) -> ChangeFeeds:
+              clock: Callable[[], float] = time.monotonic, on_gap: Callable[[str], None] | None = None
+              ) -> ChangeFeeds:
         """Feeds for CONNECTIONS; raises ValueError for two feeds on one address or an unusable token file."""
         feeds: dict[str, _Feed] = {}
         seen: dict[tuple[str, int], str] = {}
@@ -85,7 +89,7 @@ class ChangeFeeds:
                 log.warning("change feed of Vault connection %s accepts any peer on %s: set allowed_sources and a "
                             "token_file (docs/secretsource.md)", name, config.listen)
             feeds[name] = _Feed(config, state, listener, worker)
-        return cls(feeds, gate=gate, clock=clock)
+        return cls(feeds, gate=gate, clock=clock, on_gap=on_gap)
 
     # -- what the sync engine asks (FeedHealth) -------------------------------------------------------
 
@@ -99,6 +103,11 @@ class ChangeFeeds:
         """The backstop refresh interval of CONNECTION's sources while its feed is healthy (None: no feed)."""
         feed = self.feeds.get(connection)
         return None if feed is None else feed.config.healthy_interval_seconds
+
+    def wants_record(self, connection: str) -> bool:
+        """True while CONNECTION's feed has heard no record for half its idle_seconds (FeedHealth)."""
+        feed = self.feeds.get(connection)
+        return feed is not None and self.clock() - feed.state.last_activity > feed.config.idle_seconds / 2
 
     def port(self, connection: str) -> int | None:
         """The port CONNECTION's feed listens on now (None: not listening)."""
@@ -132,10 +141,17 @@ class ChangeFeeds:
                     elif not active and feed.listener.listening:
                         log.info("change feed of Vault connection %s: standing by, not listening", name)
                         await feed.listener.stop()
-                    feed.state.healthy(self.clock())  # keeps rotor_changefeed_up and its log current
+                    self._watch_health(name, feed)
                 except Exception:
                     log.exception("change feed of Vault connection %s: unexpected error", name)
             await asyncio.sleep(_TICK)
+
+    def _watch_health(self, name: str, feed: _Feed) -> None:
+        """Keeps rotor_changefeed_up and its log current; calls on_gap when the feed stops vouching for
+        a time it vouched for (down, or its vouching point moved on: a record may be lost)."""
+        vouched, feed.vouched = feed.vouched, feed.state.healthy(self.clock())
+        if vouched is not None and (feed.vouched is None or feed.vouched > vouched) and self.on_gap is not None:
+            self.on_gap(name)
 
     async def _listen(self, name: str, feed: _Feed) -> None:
         now = self.clock()

@@ -142,8 +142,12 @@ def resolve(deps: Deps, state: IncidentState, spec: LeakIncidentSpec) -> Context
                           300.0, keys.UNSUPPORTED)
     policy = find_policy(deps.policies, state, source.name)
     policy_spec = policy.spec if policy is not None else None
-    if policy_spec is not None and policy_spec.identity is not None:
-        actor = Actor(policy_spec.identity.service_account_name, policy_spec.identity.role)
+    acting = policy_spec
+    if acting is None:  # a leak of a Transit key: its policy's identity acts (steps/transit.py)
+        key = key_policy(deps.policies, state.namespace, source.name)
+        acting = key.spec if key is not None else None
+    if acting is not None and acting.identity is not None:
+        actor = Actor(acting.identity.service_account_name, acting.identity.role)
     elif spec.response.identity is not None:
         actor = Actor(spec.response.identity.service_account_name, spec.response.identity.role)
     else:
@@ -169,6 +173,13 @@ def find_policy(policies: Policies, state: IncidentState, source: str) -> Policy
     return next((p for p in sorted(policies.policies_in(state.namespace), key=lambda p: p.name)
                  if p.spec is not None and _rotates_value(p.spec, source) and not p.spec.dry_run
                  and not is_emergency(p.name)), None)
+
+
+def key_policy(policies: Policies, namespace: str, source: str) -> PolicyView | None:
+    """The transit RotationPolicy of SOURCE (a key the source names), if any."""
+    return next((p for p in sorted(policies.policies_in(namespace), key=lambda p: p.name)
+                 if p.spec is not None and p.spec.strategy == "transit" and p.spec.transit is not None
+                 and p.spec.secret_source_ref.name == source and not p.spec.dry_run), None)
 
 
 def _rotates_value(spec: RotationPolicySpec, source: str) -> bool:

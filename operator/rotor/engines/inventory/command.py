@@ -11,10 +11,18 @@ from typing import TextIO
 from rotor.engines.inventory.collect import Read, collect
 from rotor.kube import Kube, KubeError, load_config
 from rotor.planning import inventory as plan
-from rotor.planning import times
+from rotor.planning import inventory_keys, times
 
 
-def render(read: Read, *, output: str, unmanaged: bool, include_system: bool, now: datetime) -> str:
+def render(read: Read, *, output: str, unmanaged: bool, include_system: bool, now: datetime,
+           keys: bool = False) -> str:
+    if keys:  # Transit keys of transit RotationPolicies (planning.inventory_keys)
+        found = inventory_keys.key_rows(read.cluster.policies)
+        if output == "json":
+            return inventory_keys.render_json(found, now)
+        if output == "csv":
+            return inventory_keys.render_csv(found, now)
+        return inventory_keys.render_table(found, now)
     rows: Sequence[plan.Row] = (plan.unmanaged(read.cluster, include_system=include_system) if unmanaged
                                 else plan.managed(read.cluster, now))
     if output == "json":
@@ -26,7 +34,7 @@ def render(read: Read, *, output: str, unmanaged: bool, include_system: bool, no
 
 def main(*, namespaces: Sequence[str] | None, all_namespaces: bool, output: str, unmanaged: bool,
          include_system: bool, kubeconfig: str | None = None, out: TextIO = sys.stdout,
-         err: TextIO = sys.stderr) -> int:
+         err: TextIO = sys.stderr, keys: bool = False) -> int:
     kube = Kube(load_config(kubeconfig))
     try:
         scope = None if all_namespaces else (list(namespaces or ()) or [kube.context_namespace()])
@@ -38,5 +46,6 @@ def main(*, namespaces: Sequence[str] | None, all_namespaces: bool, output: str,
         kube.close()
     for warning in read.warnings:
         print(f"warning: {warning}", file=err)
-    out.write(render(read, output=output, unmanaged=unmanaged, include_system=include_system, now=times.now()))
+    out.write(render(read, output=output, unmanaged=unmanaged, include_system=include_system, now=times.now(),
+                     keys=keys))
     return 0

@@ -26,20 +26,15 @@ from rotor.engines.rotation.faults import fault_point
 from rotor.engines.rotation.fence import Moved, StatusFence
 from rotor.engines.rotation.gauges import RotationGauges
 from rotor.engines.rotation.keeper import LeaseKeeper
-from rotor.engines.rotation.strategies import Dynamic, KvStrategy, Strategy, strategy_class
+from rotor.engines.rotation.strategies import Certificates, Dynamic, KvStrategy, Strategy, strategy_class
 from rotor.engines.rotation.view import Key, PolicyState, RotationView
 from rotor.kube import Kube, KubeError
 from rotor.planning import times
 from rotor.planning.capabilities import missing, rotation_needs
+from rotor.planning.certificates import certificate_source_problem
 from rotor.planning.leases import NEVER, held_leases
-from rotor.planning.podspec import (
-    RUNTIME_USES,
-    pod_spec,
-    referenced_secrets,
-    rollout_complete,
-    rollout_failed,
-    workload_ready,
-)
+from rotor.planning.podspec import rollout_complete, rollout_failed, workload_ready
+from rotor.planning.reload import reads_secret
 from rotor.planning.rotation import (
     ENDED_BADLY,
     IDLE,
@@ -155,7 +150,8 @@ class Rotator:
         source_spec = source.spec if source is not None else None
         active = status.get("active") or {}
         backend_now = now + offset
-        strategy_due = kind.due(spec, active, backend_now)  # on the backend's clock; due_at takes Rotor's
+        observed = kind.observed(source.status) if source is not None else {}  # strategy certificate: renewAt
+        strategy_due = kind.due(spec, {**active, **observed}, backend_now)  # the backend's clock; due_at: Rotor's
         due = due_at(spec, status, state.created,
                      strategy_due - offset if strategy_due is not None and strategy_due < NEVER else None)
         self.gauges.seen((state.namespace, state.name), spec, record.phase, due, now, active,
@@ -233,7 +229,8 @@ class Rotator:
             return None  # decide reports a missing source when a rotation is due
         backend = self.backends.get(source.provider)
         has = backend.capabilities if backend is not None else frozenset()
-        return missing(rotation_needs(spec), source.provider, has, ROTATION_POLICY.kind)
+        return (missing(rotation_needs(spec), source.provider, has, ROTATION_POLICY.kind)
+                or certificate_source_problem(spec, spec.secret_source_ref.name, source))
 
     async def _observe(self, state: PolicyState, record: RotationRecord, source: SourceView | None,
                        now: datetime.datetime) -> Observation:
@@ -242,7 +239,7 @@ class Rotator:
         if record.phase == "Verifying" and source is not None and source.spec is not None:
             since = failure_since(record.started_at or now, self.fence.kube_offset)
             rollout_done, failed = await rollout(self.kube, state.namespace, target_name(source.spec, source.name),
-                                                 since)
+                                                 source.name, since)
         manual = bool(state.rotate_now) and state.rotate_now != status.get("handledRotateNow")
         return Observation(now=now, source_exists=source is not None and source.spec is not None,
                            source_ready=source is not None and source_ready(source.status),
@@ -279,6 +276,7 @@ class Rotator:
             if not spec.dry_run:
                 await self._strategy(state, spec, source).revoke(
                     rotation["old"], rotation["new"], times.parse_optional(rotation.get("phaseSince")))
+                self._sync_now(state, spec)  # a revoke may write the secret too (an exported Transit key)
         elif action == "rollback" and not spec.dry_run and rotation.get("new"):
             await self._strategy(state, spec, source).rollback(rotation["old"], rotation["new"])
             self._sync_now(state, spec)
@@ -291,7 +289,10 @@ class Rotator:
         if backend is None:
             raise InvalidSpec(f"the SecretSource's provider {source.provider!r} has no backend in this operator")
         actor = Actor(spec.identity.service_account_name, spec.identity.role) if spec.identity else Actor()
-        return strategy_class(spec)(spec, backend.bind(state.namespace, source, actor), self.clock)
+        strategy = strategy_class(spec)(spec, backend.bind(state.namespace, source, actor), self.clock)
+        if isinstance(strategy, Certificates):  # the SecretSource engine issues; the strategy asks it to
+            strategy.attach(self.sources, state.namespace, spec.secret_source_ref.name)
+        return strategy
 
     def _sync_now(self, state: PolicyState, spec: RotationPolicySpec) -> None:
         self.sources.sync_now(state.namespace, spec.secret_source_ref.name)
@@ -318,12 +319,13 @@ class Rotator:
         return self.fence.ready(state, status, reason, message)
 
 
-async def rollout(kube: Kube, namespace: str, secret: str, since: datetime.datetime) -> tuple[bool, bool]:
-    """Whether every workload reading SECRET rolled out and is Ready; whether one's rollout failed
-    since SINCE (the rotation's start, on the API server's clock)."""
+async def rollout(kube: Kube, namespace: str, secret: str, source: str,
+                  since: datetime.datetime) -> tuple[bool, bool]:
+    """Whether every workload reading SECRET (SOURCE's target, also when injected) rolled out and is
+    Ready; whether one's rollout failed since SINCE (the rotation's start, on the API server's clock)."""
     done, failed = True, False
     for kind, body in await kube.list_workloads(namespace):
-        if secret not in referenced_secrets(pod_spec(kind, body), RUNTIME_USES):
+        if not reads_secret(kind, body, secret, source):
             continue
         done = done and rollout_complete(kind, body) and workload_ready(kind, body)
         failed = failed or rollout_failed(kind, body, since) is not None

@@ -7,6 +7,7 @@ Secret through the same plan_sync path as any other source (the certificate's se
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from rotor.api import keys
 from rotor.api.capabilities import Capability
@@ -14,7 +15,15 @@ from rotor.api.common import parse_duration
 from rotor.api.secretsource import PkiCertificate, SecretSourceSpec
 from rotor.backends.protocols import Backend, BackendError, CertificateIssuer, InvalidSpec, Unavailable
 from rotor.planning import times
-from rotor.planning.certificates import certificate_status, refused_field, renewal_time, tls_data
+from rotor.planning.certificates import (
+    LEAK_REQUEST,
+    TTL_FIELD,
+    capped,
+    certificate_status,
+    refused_field,
+    renewal_time,
+    tls_data,
+)
 from rotor.planning.hashing import value_hmac
 from rotor.planning.sync import Fetched, ObservedSecret
 
@@ -39,9 +48,9 @@ def pki_of(spec: SecretSourceSpec) -> PkiCertificate | None:
 
 
 async def issue(backend: Backend | None, namespace: str, spec: SecretSourceSpec, pki: PkiCertificate,
-                u: float) -> tuple[Fetched, dict[str, str]]:
+                u: float, rotation: str | None = None) -> tuple[Fetched, dict[str, str]]:
     """A new certificate as the Secret's keys (version: its serial) and status.certificate (U in [0, 1):
-    the renewal's jitter)."""
+    the renewal's jitter; ROTATION: the RotationPolicy rotation it is for, or the last one that asked)."""
     if backend is None or Capability.CERTIFICATES not in backend.capabilities:
         raise InvalidSpec(f"spec.vault.pki: provider {spec.provider!r} cannot issue certificates")
     handle = backend.bind(namespace, spec)
@@ -58,6 +67,23 @@ async def issue(backend: Backend | None, namespace: str, spec: SecretSourceSpec,
         raise
     except Exception as exc:  # a backend bug: its message may quote a value
         raise Unavailable(f"issuing a certificate failed with {type(exc).__name__} (message withheld)") from None
+    if capped(issued, cert.not_after, parse_duration(pki.ttl)):  # Vault capped it at the role's max TTL
+        try:  # not delivered: it goes on the CRL (unless the identity may not revoke: then it just expires)
+            await handle.revoke_certificate(pki.mount, cert.serial)
+        except BackendError:
+            pass
+        lasted = times.iso(cert.not_after)
+        raise InvalidSpec(f"{TTL_FIELD}: {pki.ttl} is longer than PKI role {pki.role} allows (Vault issued one valid "
+                          f"until {lasted} only): ask for the role's max TTL or less")
     renew_at = renewal_time(issued, cert.not_after, pki.renew_fraction, u)
     values = tls_data(cert.certificate, cert.ca_chain, cert.private_key, cert.issuing_ca)
-    return Fetched(values, cert.serial), certificate_status(cert.serial, cert.not_after, renew_at)
+    return Fetched(values, cert.serial), certificate_status(cert.serial, cert.not_after, renew_at, rotation)
+
+
+def rotation_of(requested: str | None, status: Mapping[str, Any]) -> str | None:
+    """The rotation a certificate issued now records: the RotationPolicy rotation asking (REQUESTED), else
+    the last one that did (a source a RotationPolicy renews stays so, whatever else made it issue, a
+    LeakIncident's request included)."""
+    if requested and not requested.startswith(LEAK_REQUEST):
+        return requested
+    return (status.get("certificate") or {}).get("rotation") or None

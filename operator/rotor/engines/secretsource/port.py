@@ -1,4 +1,4 @@
-"""The SecretSource engine as other engines see it (rotor.engines.ports.Sources)."""
+"""The SecretSource engine as other engines see it (rotor.engines.ports.Sources, CertificateRequests)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,10 @@ class SourcesPort:
     def sync_now(self, namespace: str, name: str) -> None:
         self._sync.wanted((namespace, name))  # Rotor's own request: not rate-limited like refresh-now
         self._scheduler.schedule((namespace, name), 0.0)
+
+    def request_certificate(self, namespace: str, name: str, rotation_id: str) -> None:
+        self._sync.certificate_requests[(namespace, name)] = rotation_id
+        self.sync_now(namespace, name)
 
     def set_denylist(self, owner: Hashable, digests: frozenset[str], scope: Scope | None = None) -> None:
         self._sync.set_denylist(owner, digests, scope)

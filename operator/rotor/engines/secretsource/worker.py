@@ -6,7 +6,6 @@ planning.sync (the Secret) and planning.sync_status (status, Events, when to run
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import random
 import time
@@ -16,8 +15,11 @@ from rotor.api import keys
 from rotor.api.common import parse_duration
 from rotor.api.secretsource import SecretSourceSpec
 from rotor.backends.protocols import Backend, BackendError, Unavailable
-from rotor.engines.secretsource.certificates import digests, intact, issue, pki_of
+from rotor.engines.ports import FeedHealth
+from rotor.engines.secretsource.backstop import Backstop
+from rotor.engines.secretsource.certificates import digests, intact, issue, pki_of, rotation_of
 from rotor.engines.secretsource.release import let_go_of_old_target, release
+from rotor.engines.secretsource.report import Reporter
 from rotor.engines.secretsource.sandbox import InlineRenderer, Renderer
 from rotor.engines.secretsource.view import PLURAL, Key, SourceState, SyncView, parse_spec
 from rotor.kube import Kube, KubeError
@@ -29,7 +31,6 @@ from rotor.observability.metrics import (
     SYNC_SECONDS,
     SYNCS,
 )
-from rotor.observability.secrecy import mask
 from rotor.planning import times
 from rotor.planning.certificates import plan_certificate, until_renewal
 from rotor.planning.sync import (
@@ -49,7 +50,6 @@ from rotor.planning.sync_status import (
     ready_label,
     result_label,
     retry_delay,
-    sync_status,
     write_failure,
 )
 from rotor.planning.template import TemplateFailure
@@ -64,10 +64,12 @@ class SecretSync(SyncView):
 
     def __init__(self, kube: Kube, backends: Mapping[str, Backend], hmac_key: bytes, *,
                  denylist: frozenset[str] = frozenset(), renderer: Renderer | None = None,
-                 min_refresh: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 min_refresh: float = 10.0, clock: Callable[[], float] = time.monotonic,
+                 feeds: FeedHealth | None = None) -> None:
         """RENDERER renders templates (the operator's runs them in killable child processes);
         MIN_REFRESH (seconds) is the shortest refresh interval, and the rate of syncs a source may
-        have ahead of its schedule (refresh-now, drift restores)."""
+        have ahead of its schedule (refresh-now, drift restores). FEEDS: the change feeds, if any
+        (while one is healthy, its sources' timer refreshes wait: engines.secretsource.backstop)."""
         super().__init__(hmac_key, denylist=denylist)
         self.kube = kube
         self.backends = backends
@@ -75,6 +77,8 @@ class SecretSync(SyncView):
         self.min_refresh = min_refresh
         self._clock = clock
         self._rng = random.Random()
+        self.backstop = Backstop(feeds, minimum=min_refresh, clock=clock, rng=self._rng)
+        self._report = Reporter(kube, self.backstop, self.count_ready)
         # Keyed digests of the certificates written (spec.vault.pki): an edit of tls.key is seen (no values).
         self._certificates: dict[tuple[str, str], dict[str, str]] = {}
 
@@ -105,8 +109,14 @@ class SecretSync(SyncView):
             return None
         if state.deleting:
             return await self._finalize(state)
+        timer = not (state.urgent or state.asked)  # its own schedule asked for this run, nothing else did
         wait = self._hold_back(state)
         if wait is not None:
+            return wait
+        state.asked = False
+        wait = self.backstop.hold(state, timer=timer)
+        if wait is not None:  # the change feed has seen every change since the last read: nothing to read
+            await self._report.feed(state)
             return wait
         if keys.CLEANUP_FINALIZER not in state.finalizers:
             # Before anything is written: deletionPolicy needs Rotor to see the deletion through.
@@ -127,21 +137,24 @@ class SecretSync(SyncView):
         target = target_name(spec, state.name)
         pki = pki_of(spec)
         certificate: dict[str, str] | None = None
+        requested: str | None = None
         if pki is not None:  # a certificate is issued (planning.certificates), not read
             held = intact(self.secrets.get((state.namespace, target)), state.status.get("dataHmac"),
                           self._certificates.get((state.namespace, target)))
-            due = plan_certificate(state.status, generation=state.generation, secret_intact=held, now=times.now())
+            requested = self.certificate_requests.get((state.namespace, state.name))
+            due = plan_certificate(state.status, generation=state.generation, secret_intact=held, now=times.now(),
+                                   requested=requested)
             if not due.due:
                 self.count_ready((state.namespace, state.name), ready_label(state.status))  # e.g. after a restart
                 state.next_due = self._clock() + due.wait
                 return due.wait
             log.info("SecretSource %s/%s: issuing a certificate (%s)", state.namespace, state.name, due.why)
-        started = time.monotonic()
+        started, read_at, state.read_at = time.monotonic(), self._clock(), None
         plan: SyncPlan
         try:
             if pki is not None:
                 fetched, certificate = await issue(self.backends.get(spec.provider), state.namespace, spec, pki,
-                                                   self._rng.random())
+                                                   self._rng.random(), rotation_of(requested, state.status))
             else:
                 fetched = await self._fetch(state.namespace, spec)
             values = await self._values(spec, target, fetched)
@@ -169,10 +182,13 @@ class SecretSync(SyncView):
         if plan.reason == keys.DENYLISTED:
             DENYLIST_REFUSALS.inc()
         state.failures = state.failures + 1 if plan.action == "fail" else 0
+        state.read_at = None if plan.action == "fail" else read_at
         interval = parse_duration(spec.refresh.interval).total_seconds()
         delay = next_delay(plan, state.failures, self._rng.random(), interval=interval, jitter=spec.refresh.jitter,
                            minimum=self.min_refresh)
         if certificate is not None and plan.action != "fail":
+            if requested is not None:  # honoured (a policy's is remembered in status.certificate.rotation)
+                self.certificate_requests.pop((state.namespace, state.name), None)
             if plan.secret is not None:
                 self._certificates[(state.namespace, target)] = digests(self.hmac_key, plan.secret.data)
             delay = max(self.min_refresh, until_renewal(certificate, times.now()))
@@ -272,32 +288,6 @@ class SecretSync(SyncView):
         if existing is not None and state.status.get("dataHmac") == plan.data_hmac:
             DRIFT.inc()  # the backend did not change; the Secret had been edited
         return plan
-
-    async def _report(self, state: SourceState, plan: SyncPlan, delay: float | None, *, notice: str = "",
-                      certificate: dict[str, str] | None = None) -> None:
-        """Write status only when it changes; post an Event for changes and new failures."""
-        old = state.status
-        # Messages are built from keys and error classes, never values; the masker is the backstop for
-        # status and Events, which readers without Secret rights see (the log filter covers logs).
-        plan = dataclasses.replace(plan, message=mask(plan.message))
-        planned = sync_status(old, plan, generation=state.generation, now=times.now(), delay=delay, notice=notice)
-        if certificate is not None and certificate != old.get("certificate"):  # spec.vault.pki: a new one
-            planned = dataclasses.replace(planned, patch={**(planned.patch or {}), "certificate": certificate})
-        if planned.patch is not None:
-            try:
-                await self.kube.patch_status(PLURAL, state.namespace, state.name, planned.patch)
-                state.status = {**old, **planned.patch}
-            except KubeError as err:
-                if not err.not_found:
-                    log.warning("status of SecretSource %s/%s not written: %s", state.namespace, state.name,
-                                err.reason)
-        # Counted before the awaits below: meanwhile a watch event older than our patch may replace
-        # state.status for a moment (the event of our own patch follows it).
-        self.count_ready((state.namespace, state.name), ready_label(state.status))
-        if planned.event is not None:
-            await self.kube.post_event(kind="SecretSource", namespace=state.namespace, name=state.name,
-                                       uid=state.uid, type=planned.event.type, reason=planned.event.reason,
-                                       message=planned.event.message)
 
     # -- deletion -------------------------------------------------------------------------------
 

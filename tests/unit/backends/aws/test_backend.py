@@ -1,4 +1,4 @@
-"""AwsBackend before any request: what it declares, its read-only handle, and the checks that refuse a
+"""AwsBackend before any request: what it declares, its handles, and the checks that refuse a
 spec without asking for a token or calling AWS (the reads themselves: tests/integration/aws)."""
 
 from __future__ import annotations
@@ -13,12 +13,14 @@ from rotor.api.secretsource import SecretSourceSpec
 from rotor.backends.aws import AwsBackend
 from rotor.backends.aws.errors import StaleCredentials
 from rotor.backends.protocols import (
+    Actor,
     AuditTrail,
     Backend,
     InvalidSpec,
     LeaseIssuer,
     PermissionDenied,
     SecretHandle,
+    StagedVersions,
     StaticCredentials,
     VersionStore,
 )
@@ -42,15 +44,25 @@ def spec(**aws: Any) -> SecretSourceSpec:
     return SecretSourceSpec.model_validate({"provider": "aws", "serviceAccountName": "app", "aws": fields})
 
 
-def test_it_reads_and_nothing_more() -> None:
+def test_it_reads_and_writes_versions_of_secrets_manager_secrets_only() -> None:
     backend = make([])
     assert isinstance(backend, Backend)
-    assert backend.capabilities == frozenset({Capability.READ})
+    assert backend.capabilities == frozenset({Capability.READ, Capability.WRITE_VERSION, Capability.VERSIONS})
     handle = backend.bind("team-a", spec())
-    assert isinstance(handle, SecretHandle)
+    assert isinstance(handle, SecretHandle) and isinstance(handle, StagedVersions)
     assert handle.where == "aws:default/secretsmanager/app/db" and handle.actor == "team-a/app"
-    for capability in (VersionStore, LeaseIssuer, StaticCredentials, AuditTrail):
+    for capability in (LeaseIssuer, StaticCredentials, AuditTrail):
         assert not isinstance(handle, capability)
+    ssm = backend.bind("team-a", spec(secretsManager=None, parameterStore={"name": "/x/y"}))
+    assert isinstance(ssm, SecretHandle) and not isinstance(ssm, VersionStore)
+
+
+def test_a_rotator_role_is_a_role_of_the_source_account_the_pattern_allows() -> None:
+    backend = make([])
+    handle = backend.bind("team-a", spec(), Actor(service_account="rotator", role="team-a-rotator"))
+    assert handle.actor == "team-a/rotator"
+    with pytest.raises(InvalidSpec, match="team-b-rotator"):
+        backend.bind("team-a", spec(), Actor(service_account="rotator", role="team-b-rotator"))
 
 
 def test_describe_names_connection_service_and_secret() -> None:

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from rotor.backends.aws import values
 from rotor.backends.aws.values import (
     check_keys,
     check_role,
@@ -99,3 +100,38 @@ def test_nested_names_need_spec_data() -> None:
     assert "db/password" in raised.value.message and "spec.data" in raised.value.message
     check_keys({"user": b"u", "db/password": b"p"}, True, "x")  # mapped: spec.data names the keys
     check_keys({"user": b"u", "db.password": b"p"}, False, "x")
+
+
+# -- rotation ---------------------------------------------------------------------------------------------
+
+def test_a_rotation_writes_under_one_token_per_secret() -> None:
+    token = values.version_token("team-a/db", "a1b2c3d4e5f6")
+    assert token == values.version_token("team-a/db", "a1b2c3d4e5f6")  # a retry writes the same version
+    assert token != values.version_token("team-a/db", "a1b2c3d4e5f7")
+    assert token != values.version_token("team-a/other", "a1b2c3d4e5f6")
+    assert values.plausible_version(token) and 32 <= len(token) <= 64  # what AWS takes as a ClientRequestToken
+    assert not values.plausible_version("1") and not values.plausible_version("x" * 65)
+    assert values.kept_label(token) == f"rotor-{token}"
+
+
+def test_a_new_version_keeps_the_json_types_of_values_it_leaves_alone() -> None:
+    typed = {"port": 5432, "tls": True, "tags": ["a"], "password": "old", "id": "7"}
+    data = {"port": "5432", "tls": "true", "tags": '["a"]', "password": "new", "id": "7"}
+    assert json.loads(values.encode("db", "JSON", data, typed)) == {
+        "port": 5432, "tls": True, "tags": ["a"], "password": "new", "id": "7"}
+    assert json.loads(values.encode("db", "JSON", {"port": "5433"}, typed)) == {"port": "5433"}  # changed: text
+    assert values.encode("t", "Raw", {"value": "whole"}, None) == "whole"
+    with pytest.raises(InvalidSpec, match="generator"):
+        values.encode("t", "Raw", {"password": "x"}, None)
+
+
+def test_binary_secrets_are_not_rotated_and_the_error_shows_no_byte() -> None:
+    with pytest.raises(InvalidSpec, match="binary") as refused:
+        values.as_strings("ks", "Raw", None, b"\xff\xfe\x00secret")
+    assert str(refused.value) == "secret ks holds binary data: Rotor rotates text secrets only"
+
+
+def test_a_rotator_role_is_named_in_the_source_roles_account() -> None:
+    source = "arn:aws:iam::123456789012:role/team-a-app"
+    assert values.acting_role(source, None) == source
+    assert values.acting_role(source, "team-a-rotator") == "arn:aws:iam::123456789012:role/team-a-rotator"

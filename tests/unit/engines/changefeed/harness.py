@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rotor.api.secretsource import SecretSourceSpec
+from rotor.planning.incident_denylist import Scope
 
 
 @dataclass
@@ -49,5 +50,5 @@ class FakeSources:
     def sync_now(self, namespace: str, name: str) -> None:
         self.synced.append((namespace, name))
 
-    def set_denylist(self, owner: Hashable, digests: frozenset[str]) -> None:
+    def set_denylist(self, owner: Hashable, digests: frozenset[str], scope: Scope | None = None) -> None:
         pass

@@ -86,3 +86,47 @@ async def _until(check: Callable[[], object], timeout: float = 3.0) -> None:
     while not check():
         assert loop.time() < deadline, "timed out"
         await asyncio.sleep(0.01)
+
+
+def test_an_outage_or_a_gap_tells_the_sync_engine_once_per_change(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("tok-123\n")
+    sources = FakeSources(vault_source("a", "db", "team-a/db"))
+    gaps: list[str] = []
+
+    async def main() -> None:
+        feeds = ChangeFeeds.build(_connections(default=ChangeFeed(
+            listen="127.0.0.1:0", token_file=tmp_path / "token", allowed_sources=("127.0.0.0/8",))),
+            sources, sources.listing, on_gap=gaps.append)
+        feeds.start()
+        try:
+            await _until(lambda: feeds.port("default"))
+            port = feeds.port("default")
+            assert port is not None
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(write("secret/data/team-a/db", prefix="tok-123") + b"\n")
+            await writer.drain()
+            await _until(lambda: feeds.feeds["default"].vouched is not None)
+            assert gaps == []  # coming up is no gap
+            feeds.feeds["default"].state.dropped(feeds.clock(), 3)  # records lost: the vouching point moves
+            await _until(lambda: gaps == ["default"])
+            writer.close()  # Vault's connection gone: down
+            await _until(lambda: gaps == ["default", "default"])
+            await asyncio.sleep(0.6)
+            assert gaps == ["default", "default"]  # once per change, not per tick
+        finally:
+            await feeds.stop()
+
+    asyncio.run(main())
+
+
+def test_a_feed_quiet_for_half_its_idle_time_asks_for_a_record() -> None:
+    now = [1000.0]
+    feeds = ChangeFeeds.build(_connections(default=ChangeFeed(listen="127.0.0.1:0", idle_seconds=300)),
+                              FakeSources(), list, clock=lambda: now[0])
+    feeds.feeds["default"].state.connected(now[0])
+    now[0] += 149
+    assert not feeds.wants_record("default")
+    now[0] += 2
+    assert feeds.wants_record("default") and feeds.healthy_since("default") is not None  # still healthy
+    feeds.feeds["default"].state.heard(now[0])
+    assert not feeds.wants_record("default") and not feeds.wants_record("other")

@@ -20,6 +20,7 @@ TRANSIT = {"strategy": "transit", "transit": {"key": "orders"}, "overlap": {"win
 def transit_world(backend: FakeBackend | None = None, **spec: object) -> tuple[World, FakeKey]:
     w = World(backend=backend)
     key = w.backend.add_transit_key("transit", "orders")
+    key.clock = w.backend.clock  # versions are stamped on the backend's clock
     w.source()
     w.policy(**{**TRANSIT, **spec})
     return w, key
@@ -31,7 +32,9 @@ def test_a_rotation_makes_one_version_and_raises_the_minimums_only_after_the_ove
         await w.run("Overlapping")
         assert (key.latest, key.min_decryption, key.min_encryption) == (2, 1, 0)  # the old version still works
         assert w.status["rotation"]["old"] == {"key": "transit/orders", "keyVersion": "1",
-                                               "minDecryptionVersion": "1", "minEncryptionVersion": "0"}
+                                               "minDecryptionVersion": "1", "minEncryptionVersion": "0",
+                                               "keyVersionCreated": "2026-03-01T12:00:00Z"}
+        published = w.clock().isoformat().replace("+00:00", "Z")  # when version 2 was made
         entered = w.clock()
         await w.run()
         assert w.clock() - entered >= datetime.timedelta(minutes=10)
@@ -39,7 +42,7 @@ def test_a_rotation_makes_one_version_and_raises_the_minimums_only_after_the_ove
         assert w.phases == ["Pending", "Publishing", "Propagating", "Verifying", "Overlapping", "Revoking",
                             "Complete"]
         assert w.status["active"] == {"key": "transit/orders", "keyVersion": "2", "minDecryptionVersion": "2",
-                                      "minEncryptionVersion": "2"}
+                                      "minEncryptionVersion": "2", "keyVersionCreated": published}
         assert w.count("kv-write") == 0 and w.count("kv-metadata-write") == 0  # the source's secret is untouched
 
     asyncio.run(main())

@@ -110,3 +110,46 @@ def test_an_unknown_role_gives_ready_false_naming_the_field() -> None:
     cluster.sync_now()
     ready = cluster.ready()
     assert ready["status"] == "False" and "spec.vault.pki.role" in ready["message"]
+
+
+def test_a_ttl_over_the_roles_max_gives_ready_false_naming_the_field_and_the_capped_one_is_revoked() -> None:
+    cluster = started(ttl="2h")  # the fake role's max TTL is 1h: it caps, as Vault does, without an error
+    delay = cluster.sync_now()
+    ready = cluster.ready()
+    assert (ready["status"], ready["reason"]) == ("False", keys.INVALID_SPEC)
+    assert ready["message"].startswith("spec.vault.pki.ttl: 2h is longer than PKI role web allows")
+    issued = cluster.backend.pki_roles[("pki", "web")].issued
+    assert cluster.data() is None and cluster.backend.revoked_serials == set(issued) and len(issued) == 1
+    assert cluster.sync_now() == 3600.0 and len(issued) == 1  # not issued (and discarded) again and again
+    assert delay is not None
+
+
+def test_a_renewal_asked_for_by_a_rotation_policy_issues_once_and_makes_the_source_wait_for_the_backstop() -> None:
+    cluster = started()
+    cluster.sync_now()
+    first = cluster.status()["certificate"]
+    cluster.sync.certificate_requests[(NS, "db")] = "r1"  # the port's request_certificate, as the policy asks
+    cluster.sync_asked()
+    renewed = cluster.status()["certificate"]
+    assert renewed["serial"] != first["serial"] and renewed["rotation"] == "r1"
+    assert (NS, "db") not in cluster.sync.certificate_requests  # honoured
+    cluster.sync.certificate_requests[(NS, "db")] = "r1"  # asked again after a crash: nothing new
+    cluster.sync_asked()
+    assert cluster.status()["certificate"]["serial"] == renewed["serial"]
+    wait = cluster.sync_now()  # the policy renews at renewAt; the source itself only at its backstop
+    not_after, renew_at = times.parse(renewed["notAfter"]), times.parse(renewed["renewAt"])
+    backstop = renew_at + (not_after - renew_at) / 2
+    assert wait is not None and abs(wait - (backstop - times.now()).total_seconds()) < 5
+
+
+def test_a_leak_incidents_request_reissues_once_and_leaves_the_source_renewing_on_its_own() -> None:
+    cluster = started()
+    cluster.sync_now()
+    first = cluster.status()["certificate"]
+    cluster.sync.certificate_requests[(NS, "db")] = "leak-0123456789ab"
+    cluster.sync_asked()
+    renewed = cluster.status()["certificate"]
+    assert renewed["serial"] != first["serial"] and "rotation" not in renewed  # no policy governs it now
+    issued = len(cluster.backend.pki_roles[("pki", "web")].issued)
+    cluster.sync_asked()
+    assert len(cluster.backend.pki_roles[("pki", "web")].issued) == issued  # honoured once

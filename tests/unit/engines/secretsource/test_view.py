@@ -3,10 +3,13 @@ and how managed-Secret events become drift syncs. Folding an event does no I/O a
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
+from rotor.api import keys
 from rotor.api.keys import CLEANUP_FINALIZER, REFRESH_NOW
 from rotor.engines.secretsource.view import SyncView
+from rotor.planning.sync import ObservedSecret
 
 SPEC = {"provider": "vault", "serviceAccountName": "app", "vault": {"path": "app/db", "role": "app"}}
 
@@ -82,3 +85,20 @@ def test_a_new_refresh_now_value_syncs_once() -> None:
     assert sync.observe_source("MODIFIED", body(rv="3", annotations={REFRESH_NOW: "t2"}))[1] == "sync"
     assert sync.observe_source("MODIFIED", body(rv="4", annotations={REFRESH_NOW: "t2"}))[1] is None
     assert sync.observe_source("MODIFIED", body(rv="5"))[1] is None  # removing it asks for nothing
+
+
+def _secret(rv: str, value: bytes, digest: str) -> dict[str, Any]:
+    return {"metadata": {"namespace": "ns", "name": "db", "resourceVersion": rv,
+                         "labels": {keys.MANAGED_BY: keys.MANAGED_BY_VALUE, keys.SOURCE_LABEL: "db"},
+                         "annotations": {keys.DATA_HMAC: digest}},
+            "type": "Opaque", "data": {"password": base64.b64encode(value).decode()}}
+
+
+def test_the_echo_of_rotors_own_write_is_no_drift_but_a_tenants_edit_is() -> None:
+    sync = engine()
+    sync.observe_source("ADDED", body(status={"dataHmac": "sha256:old"}))
+    # Rotor wrote a new value (its response remembered, resourceVersion 7); its status still says "old".
+    sync.remember("ns", "db", ObservedSecret.from_json(_secret("7", b"new", "sha256:new")))
+    assert sync.observe_secret("MODIFIED", _secret("7", b"new", "sha256:new")) is None
+    # A tenant's edit is a new resourceVersion: drift, whatever the status says.
+    assert sync.observe_secret("MODIFIED", _secret("8", b"evil", "sha256:new")) == ("ns", "db")

@@ -5,7 +5,7 @@ be, the revocation is confirmed (a database login with the leaked credential mus
 from __future__ import annotations
 
 from rotor.api import keys
-from rotor.backends.protocols import NotFound
+from rotor.backends.protocols import NotFound, StagedVersions
 from rotor.engines.incident.context import Context, Outcome, StepPending
 from rotor.engines.incident.steps.rotate import request_rotation
 from rotor.planning import incident as plan
@@ -109,6 +109,10 @@ async def confirm(ctx: Context, version: str) -> tuple[bool | None, str]:
         return None, f"not confirmed: the database could not be reached ({outcome})"
     if ctx.credential.kind == "dynamic":
         return None, "database login not tried (the leaked login is no longer known to this operator)"
+    if version and isinstance(ctx.secret, StagedVersions) and version not in await ctx.secret.list_versions():
+        # Staging labels removed is all AWS allows: it deletes an unlabelled version itself, later.
+        return None, (f"version {version} has no staging label left; AWS deletes it later, until then its id "
+                      "still reads it (readers were moved to the replacement)")
     if version and version not in await ctx.secret.list_versions():
         label = plan.backend_label(ctx.source_spec.provider)
         return True, f"version {version} no longer exists in {label} (a value outside {label} is not checkable)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from rotor.api.rotationpolicy import RotationPolicySpec
 from rotor.engines.rotation.strategies.base import KvStrategy, Strategy
+from rotor.engines.rotation.strategies.certificate import Certificates
 from rotor.engines.rotation.strategies.dynamic import Dynamic
 from rotor.engines.rotation.strategies.generated import GeneratedOverlap
 from rotor.engines.rotation.strategies.static_roles import StaticRolePair
@@ -20,8 +21,10 @@ def strategy_class(spec: RotationPolicySpec) -> type[KvStrategy]:
         return Versioned
     if spec.strategy == "transit":
         return Transit
+    if spec.strategy == "certificate":
+        return Certificates
     return StaticRolePair if spec.overlap.static_roles else GeneratedOverlap
 
 
-__all__ = ["Dynamic", "GeneratedOverlap", "KvStrategy", "StaticRolePair", "Strategy", "Transit", "Versioned",
-           "strategy_class"]
+__all__ = ["Certificates", "Dynamic", "GeneratedOverlap", "KvStrategy", "StaticRolePair", "Strategy", "Transit",
+           "Versioned", "strategy_class"]

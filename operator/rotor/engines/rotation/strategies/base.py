@@ -5,17 +5,20 @@ each against a backend handle (rotor.backends.protocols) bound to the policy's i
 action is safe to repeat after a crash: publish marks the version it is about to write with the
 rotation's id (planning.leases.rotation_key) and adopts a version so marked instead of publishing
 again; a version anyone else wrote is never adopted (a new value goes on top of it). Revoke checks
-whether it already happened.
+whether it already happened. On a store with staging labels (StagedVersions: AWS Secrets Manager) the
+version's id is derived from the rotation's id instead of marked, and publish, revoke and rollback move
+labels (staged.py).
 """
 
 from __future__ import annotations
 
 import datetime
 from collections.abc import Callable, Mapping
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 from rotor.api.rotationpolicy import RotationPolicySpec
-from rotor.backends.protocols import InvalidSpec, SecretHandle, VersionStore
+from rotor.backends.protocols import InvalidSpec, SecretHandle, StagedVersions, VersionStore
+from rotor.engines.rotation.strategies import staged
 from rotor.planning.leases import next_version, rotation_key, stale_marks, written_by
 
 Clock = Callable[[], datetime.datetime]
@@ -67,6 +70,11 @@ class KvStrategy:
         backend's clock."""
         return None
 
+    @staticmethod
+    def observed(source_status: Mapping[str, Any]) -> dict[str, str]:
+        """What due() needs of the SecretSource's status besides status.active (none, here)."""
+        return {}
+
     @property
     def keep(self) -> int:
         """KV versions kept after a rotation (older ones are destroyed)."""
@@ -77,6 +85,8 @@ class KvStrategy:
         return {"version": version or "0"}
 
     async def publish(self, old: Mapping[str, str], rotation_id: str) -> Values:
+        if isinstance(self.store, StagedVersions):
+            return await staged.publish(self.store, rotation_id, self.new_data)
         data, latest = await self.store.read_version()
         marks = await self.store.custom_metadata()
         if written_by(marks, latest, rotation_id):
@@ -90,6 +100,11 @@ class KvStrategy:
                           marks: Mapping[str, str], rotation_id: str) -> Values:
         """Write a new value as the version after CAS (the latest, whoever wrote it: DATA holds it)."""
         raise NotImplementedError
+
+    def new_data(self, data: Mapping[str, str]) -> Mapping[str, str]:
+        """The next version's data made from DATA, the current one's, by Rotor alone (a strategy whose
+        value comes from elsewhere, a lease or a database role, cannot be staged)."""
+        raise unable(self.store, f"stage a value of strategy {self.spec.strategy} with these settings")
 
     async def adopt(self, old: Mapping[str, str], version: str, data: Mapping[str, str], marks: Mapping[str, str],
                     rotation_id: str) -> Values:
@@ -106,6 +121,9 @@ class KvStrategy:
 
     async def revoke(self, old: Mapping[str, str], new: Mapping[str, str], since: datetime.datetime | None) -> None:
         await self.revoke_old(old, since)
+        if isinstance(self.store, StagedVersions):
+            await staged.retire(self.store, self.keep)
+            return
         versions = await self.store.list_versions()
         await self.store.destroy_versions(versions[:-self.keep])
         await self._forget_marks(versions[-self.keep:])
@@ -114,6 +132,10 @@ class KvStrategy:
         """Beyond destroying old versions: make the old value stop working (idempotent)."""
 
     async def rollback(self, old: Mapping[str, str], new: Mapping[str, str]) -> None:
+        if isinstance(self.store, StagedVersions):
+            await staged.rollback(self.store, old, new)
+            await self.rollback_new(new)
+            return
         _, latest = await self.store.read_version()
         if latest is not None and latest == new.get("version") and old.get("version") not in (None, "0"):
             previous, _ = await self.store.read_version(old["version"])

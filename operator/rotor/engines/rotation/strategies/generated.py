@@ -13,5 +13,7 @@ class GeneratedOverlap(KvStrategy):
     async def publish_new(self, old: Mapping[str, str], data: Mapping[str, str], cas: str,
                           marks: Mapping[str, str], rotation_id: str) -> Values:
         await self.mark(cas, rotation_id)
-        value = generate(self.spec.generator)
-        return {"version": await self.write({**data, self.spec.generator.key: value}, cas)}
+        return {"version": await self.write(self.new_data(data), cas)}
+
+    def new_data(self, data: Mapping[str, str]) -> Mapping[str, str]:
+        return {**data, self.spec.generator.key: generate(self.spec.generator)}
