@@ -12,7 +12,6 @@ is not asked again, and revoking a revoked serial is a no-op for Vault.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 
 from rotor.api import keys
@@ -20,13 +19,13 @@ from rotor.api.capabilities import Capability
 from rotor.api.kinds import LEAK_INCIDENT
 from rotor.backends.protocols import CertificateIssuer
 from rotor.engines.incident.context import Context, Outcome, StepPending
+from rotor.engines.incident.steps.identify import consumers
 from rotor.engines.ports import CertificateRequests
 from rotor.planning import incident as plan
 from rotor.planning import incident_radius as radius
 from rotor.planning import times
 from rotor.planning.capabilities import missing
 from rotor.planning.certificates import LEAK_REQUEST
-from rotor.planning.podspec import WORKLOAD_KINDS
 
 Step = Callable[[Context], Awaitable[Outcome]]
 
@@ -62,10 +61,7 @@ async def contain_certificate(ctx: Context) -> Outcome:
 
 async def identify_certificate(ctx: Context) -> Outcome:
     namespace = ctx.state.namespace
-    listed = await asyncio.gather(*(ctx.deps.kube.list_objects(kind.group, kind.version, kind.plural, namespace)
-                                    for kind in WORKLOAD_KINDS))
-    objects = [(kind.kind, body) for kind, bodies in zip(WORKLOAD_KINDS, listed, strict=True) for body in bodies]
-    found = radius.consumers(ctx.target, objects)
+    found = await consumers(ctx)
     status = ctx.state.status
     order, why = plan.choose_order(ctx.spec.response.order, len(found))
     account = ctx.source_spec.service_account_name

@@ -16,12 +16,17 @@ from rotor.planning.leases import fingerprint, lease_key
 from rotor.planning.podspec import WORKLOAD_KINDS
 
 
+async def consumers(ctx: Context) -> list[dict[str, Any]]:
+    """Every workload and Pod of the incident's namespace reading its target Secret."""
+    listed = await asyncio.gather(*(ctx.deps.kube.list_objects(kind.group, kind.version, kind.plural,
+                                                               ctx.state.namespace) for kind in WORKLOAD_KINDS))
+    objects = [(kind.kind, body) for kind, bodies in zip(WORKLOAD_KINDS, listed, strict=True) for body in bodies]
+    return radius.consumers(ctx.target, objects)
+
+
 async def identify(ctx: Context) -> Outcome:
     namespace = ctx.state.namespace
-    listed = await asyncio.gather(*(ctx.deps.kube.list_objects(kind.group, kind.version, kind.plural, namespace)
-                                    for kind in WORKLOAD_KINDS))
-    objects = [(kind.kind, body) for kind, bodies in zip(WORKLOAD_KINDS, listed, strict=True) for body in bodies]
-    found = radius.consumers(ctx.target, objects)
+    found = await consumers(ctx)
     status = ctx.state.status
     version = str(status.get("exposedVersion") or "")
     leases: list[str] = []
