@@ -83,6 +83,17 @@ class CertificateRequests(Protocol):
         ...
 
 
+@runtime_checkable
+class VersionPins(Protocol):
+    """The SecretSource engine, as a rotation on a store with staging labels (AWS Secrets Manager) asks it
+    to deliver the new version before it is current: readers move first, the current label after."""
+
+    def pin_version(self, namespace: str, name: str, version: str | None) -> None:
+        """Deliver VERSION of the source's secret instead of the one its spec names (None: the spec's
+        again); a change syncs the source now. In memory: the rotation sets it again at each step."""
+        ...
+
+
 class PolicyView(Protocol):
     """One RotationPolicy as the rotation engine last saw it."""
 

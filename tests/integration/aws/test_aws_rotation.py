@@ -1,6 +1,7 @@
 """RotationPolicies on AWS Secrets Manager secrets, through the same state machine as Vault's: the new
-value is staged (AWSPENDING) under a token from the rotation's id, made AWSCURRENT, the old one kept as
-AWSPREVIOUS through the overlap window and then retired (its labels removed).
+value is staged (AWSPENDING) under a token from the rotation's id, delivered to the target Secret while
+AWSCURRENT still names the old one, made AWSCURRENT once consumers run it, the old one kept as AWSPREVIOUS
+through the overlap window and then retired (its labels removed).
 
 moto (IAM enforced) stands in for AWS; the rotator acts as its own role, the SecretSource as the app's
 (read-only) role. A client reading AWSCURRENT (as workloads reading AWS directly do) and the target
@@ -67,19 +68,26 @@ def setup(moto: MotoTestbed, core: Any, custom: Any, tenant: AwsTenant, value: d
 
 
 def test_overlap_reader_of_awscurrent_sees_no_stale_value_after_the_window(
-        moto_server: MotoTestbed, tenant: AwsTenant, core: Any, custom: Any) -> None:
+        moto_server: MotoTestbed, tenant: AwsTenant, core: Any, custom: Any, api_client: Any) -> None:
     ns = tenant.namespace
     secret_id, role = setup(moto_server, core, custom, tenant, {"username": "app", "password": "first-pw-7Hq"})
     old = current(moto_server, secret_id)["VersionId"]
+    apps = kubernetes.client.AppsV1Api(api_client)
+    consumer(apps, ns)  # holds the rotation in Verifying until the test plays its rollout
     with Reader(moto_server, core, ns, secret_id, "db-creds") as reader:
         wait_for(lambda: len(reader.reads) >= 3, what="reads before the rotation")
         aws_policy(custom, ns, "db", role, {"strategy": "overlap", "overlap": {"window": "4s"},
                                             "generator": {"length": 24}})
         rotate_now(custom, ns, "db")
+        wait_phase(custom, ns, "db", "Verifying")
+        # Readers move first: the Secret holds the new value while AWSCURRENT still names the old version.
+        wait_for(lambda: any(r[1] == "first-pw-7Hq" and r[2] not in ("", "first-pw-7Hq") for r in reader.reads),
+                 what="a read of the new value in the Secret with the old one under AWSCURRENT")
+        assert "AWSCURRENT" in labels(moto_server, secret_id)[old]
+        wait_for(lambda: rolled_out(apps, custom, ns), what="the consumer rolled out and the policy moved on")
         wait_phase(custom, ns, "db", "Overlapping")
         # Through the window the old value is still readable as AWSPREVIOUS.
-        during = labels(moto_server, secret_id)
-        assert "AWSPREVIOUS" in during[old]
+        wait_for(lambda: "AWSPREVIOUS" in labels(moto_server, secret_id)[old], what="AWSCURRENT moved")
         assert json.loads(current(moto_server, secret_id, "AWSPREVIOUS")["SecretString"])["password"] == "first-pw-7Hq"
         s = wait_rotations(custom, ns, "db", 1)
         seen = len(reader.reads)
@@ -92,12 +100,23 @@ def test_overlap_reader_of_awscurrent_sees_no_stale_value_after_the_window(
           f"the window, {len(stale)} stale")
     assert after and not stale
     assert any(r[1] == "first-pw-7Hq" for r in reader.reads)  # the reader did see the old value before
+    # Readers move first: no read (AWSCURRENT, then the Secret) found AWSCURRENT ahead of the Secret.
+    assert not [r for r in reader.reads if r[1] != "first-pw-7Hq" and r[2] == "first-pw-7Hq"]
     final = labels(moto_server, secret_id)
     assert final[old] == [] and "AWSCURRENT" in final[new] and "AWSPENDING" not in final[new]
     assert len(final) == 2  # one version written, however often a phase was retried
     password = (secret_data(core, ns, "db-creds") or {})["password"].decode()
     assert password != "first-pw-7Hq" and len(password) == 24
     assert (secret_data(core, ns, "db-creds") or {})["username"] == b"app"
+
+
+def rolled_out(apps: Any, custom: Any, namespace: str) -> bool:
+    """Play the Deployment controller: the consumer's current template is rolled out and Ready."""
+    generation = apps.read_namespaced_deployment("api", namespace).metadata.generation
+    apps.patch_namespaced_deployment_status("api", namespace, {"status": {
+        "observedGeneration": generation, "replicas": 1, "updatedReplicas": 1, "readyReplicas": 1,
+        "availableReplicas": 1, "unavailableReplicas": 0}})
+    return status(custom, namespace, "db").get("phase") != "Verifying"
 
 
 def test_versioned_keeps_n_labelled_versions_and_pinned_readers_keep_theirs(
@@ -160,10 +179,10 @@ def test_a_rotator_without_write_access_is_denied_and_nothing_changes(
     assert labels(moto_server, secret_id) == before
 
 
-def test_failed_verification_moves_awscurrent_back_and_retires_the_new_version(
+def test_failed_verification_keeps_awscurrent_and_retires_the_new_version(
         moto_server: MotoTestbed, tenant: AwsTenant, core: Any, custom: Any, api_client: Any) -> None:
-    """A consumer whose rollout the Deployment controller gave up on: the rotation rolls back, AWSCURRENT
-    is on the old version again (readers of AWS are back too) and the unverified one has no label."""
+    """A consumer whose rollout the Deployment controller gave up on: the rotation rolls back; AWSCURRENT
+    never left the old version, the Secret gets it back and the unverified one has no label."""
     ns = tenant.namespace
     secret_id, role = setup(moto_server, core, custom, tenant, {"password": "old-value-5Tz"})
     old = current(moto_server, secret_id)["VersionId"]
@@ -173,6 +192,11 @@ def test_failed_verification_moves_awscurrent_back_and_retires_the_new_version(
                                         "verify": {"timeout": "10m"}, "deadline": "1h"})
     rotate_now(custom, ns, "db")
     wait_phase(custom, ns, "db", "Verifying")
+    # While it propagates and verifies, the Secret holds the new value and AWSCURRENT the old one.
+    wait_for(lambda: (secret_data(core, ns, "db-creds") or {}).get("password") not in (None, b"old-value-5Tz"),
+             what="the new value in the Secret")
+    assert current(moto_server, secret_id)["VersionId"] == old
+    assert "AWSPENDING" in labels(moto_server, secret_id)[status(custom, ns, "db")["rotation"]["new"]["version"]]
     deadline_exceeded(apps, ns, "api")
     s = wait_phase(custom, ns, "db", "RolledBack", timeout=30)
     new = s["rotation"]["new"]["version"]

@@ -1,6 +1,8 @@
 """Crash safety of a Secrets Manager rotation: SIGKILL the operator (a separate `rotor run` process,
-ROTOR_FAULT_KILL_AT as in tests/integration/test_rotation_crash.py), above all between AWSPENDING and
-AWSCURRENT (Publishing:staged); the restarted operator completes the rotation once, writing one version."""
+ROTOR_FAULT_KILL_AT as in tests/integration/test_rotation_crash.py), above all between staging AWSPENDING
+and recording it (Publishing:staged), and while the Secret is pinned to the pending version (Propagating:after:
+the restarted operator pins it again from the policy's status); it completes the rotation once, writing one
+version."""
 
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from .rotation import aws_policy, current, labels, rotator
 from .test_aws_sync import aws_spec, unique
 from .testbed import MotoTestbed
 
-KILL_POINTS = ["Publishing:staged", "Publishing:after", "Revoking:after"]
+KILL_POINTS = ["Publishing:staged", "Publishing:after", "Propagating:after", "Revoking:after"]
 
 
 def start_operator(info: StackInfo, moto: MotoTestbed, namespace: str, kill_at: str | None,
@@ -68,6 +70,8 @@ def test_sigkill_between_pending_and_current_completes_each_rotation_once(
         if point == "Publishing:staged":  # the moment in question: staged, not yet current
             [pending] = [v for v in at_crash if v not in before]
             assert "AWSPENDING" in at_crash[pending] and "AWSCURRENT" in at_crash[old], at_crash
+        if point == "Propagating:after":  # readers are moving to the pending version; AWSCURRENT has not
+            assert "AWSCURRENT" in at_crash[old], at_crash
         survivor = start_operator(info, moto_server, ns, None)
         try:
             s = wait_rotations(custom, ns, "db", n, timeout=90)

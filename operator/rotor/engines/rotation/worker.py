@@ -26,7 +26,7 @@ from rotor.engines.rotation.faults import fault_point
 from rotor.engines.rotation.fence import Moved, StatusFence
 from rotor.engines.rotation.gauges import RotationGauges
 from rotor.engines.rotation.keeper import LeaseKeeper
-from rotor.engines.rotation.strategies import Certificates, Dynamic, KvStrategy, Strategy, strategy_class
+from rotor.engines.rotation.strategies import Dynamic, KvStrategy, Strategy, strategy_class
 from rotor.engines.rotation.view import Key, PolicyState, RotationView
 from rotor.kube import Kube, KubeError
 from rotor.planning import times
@@ -53,6 +53,7 @@ from rotor.planning.rotation import (
 )
 from rotor.planning.sync import target_name
 
+FOLLOWED = ("Propagating", "Verifying", "Overlapping")  # phases whose readers a strategy may steer
 log = logging.getLogger("rotor.engines.rotation.worker")
 RETRY_SECONDS = 5.0  # a backend failure mid-rotation: try the same phase again
 RECHECK_SECONDS = 60.0  # a source whose backend cannot rotate: look again (the source may change)
@@ -163,6 +164,15 @@ class Rotator:
             return RECHECK_SECONDS  # the policy is gone
         status, record, requested = state.status, record_of(state.status), state.rotate_now
         seen = await self._observe(state, record, source, now)
+        if record.phase in FOLLOWED and source_spec is not None and not spec.dry_run:
+            try:  # on a store with staging labels: readers move to the new version first (strategies.staged)
+                strategy = self._strategy(state, spec, source_spec)
+                if isinstance(strategy, KvStrategy):
+                    await strategy.follow(str(record.phase), record.new)
+            except BackendError as err:
+                await self.fence.write(state, {"conditions": self._ready(state, "False", err.reason,
+                                                                         f"{record.phase}: {err.message}")})
+                return RETRY_SECONDS
         decision = decide(spec, record, seen, due_at=due)
         if decision.action == "invalid":
             await self.fence.write(state, {"conditions": self._ready(state, "False", keys.SOURCE_NOT_FOUND,
@@ -290,7 +300,7 @@ class Rotator:
             raise InvalidSpec(f"the SecretSource's provider {source.provider!r} has no backend in this operator")
         actor = Actor(spec.identity.service_account_name, spec.identity.role) if spec.identity else Actor()
         strategy = strategy_class(spec)(spec, backend.bind(state.namespace, source, actor), self.clock)
-        if isinstance(strategy, Certificates):  # the SecretSource engine issues; the strategy asks it to
+        if isinstance(strategy, KvStrategy):  # e.g. Certificates: the SecretSource engine issues, when asked
             strategy.attach(self.sources, state.namespace, spec.secret_source_ref.name)
         return strategy
 

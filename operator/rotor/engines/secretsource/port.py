@@ -1,4 +1,5 @@
-"""The SecretSource engine as other engines see it (rotor.engines.ports.Sources, CertificateRequests)."""
+"""The SecretSource engine as other engines see it (rotor.engines.ports.Sources, CertificateRequests,
+VersionPins)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,16 @@ class SourcesPort:
 
     def request_certificate(self, namespace: str, name: str, rotation_id: str) -> None:
         self._sync.certificate_requests[(namespace, name)] = rotation_id
+        self.sync_now(namespace, name)
+
+    def pin_version(self, namespace: str, name: str, version: str | None) -> None:
+        key = (namespace, name)
+        if self._sync.version_pins.get(key) == version:
+            return
+        if version is None:
+            self._sync.version_pins.pop(key, None)
+        else:
+            self._sync.version_pins[key] = version
         self.sync_now(namespace, name)
 
     def set_denylist(self, owner: Hashable, digests: frozenset[str], scope: Scope | None = None) -> None:

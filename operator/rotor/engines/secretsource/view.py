@@ -81,6 +81,9 @@ class SyncView:
         # spec.vault.pki sources a RotationPolicy asked to renew: the rotation id each is asked for
         # (in memory: after a restart the policy, still in Publishing, asks again).
         self.certificate_requests: dict[Key, str] = {}
+        # AWS sources a rotation delivers a version of that is not current yet (ports.VersionPins; in
+        # memory: the policy, still in Propagating or Verifying, pins again after a restart).
+        self.version_pins: dict[Key, str] = {}
 
     # -- SecretSources ----------------------------------------------------------------------------
 
@@ -147,6 +150,7 @@ class SyncView:
     def forget_source(self, key: Key) -> None:
         self.sources.pop(key, None)
         self.certificate_requests.pop(key, None)
+        self.version_pins.pop(key, None)
         self.count_ready(key, None)
 
     # -- managed Secrets ------------------------------------------------------------------------------

@@ -156,7 +156,7 @@ class SecretSync(SyncView):
                 fetched, certificate = await issue(self.backends.get(spec.provider), state.namespace, spec, pki,
                                                    self._rng.random(), rotation_of(requested, state.status))
             else:
-                fetched = await self._fetch(state.namespace, spec)
+                fetched = await self._fetch(state.namespace, self._pinned(state, spec))
             values = await self._values(spec, target, fetched)
             if isinstance(values, SyncPlan):
                 plan = values
@@ -218,6 +218,14 @@ class SecretSync(SyncView):
             return None
         log.debug("SecretSource %s/%s asked for a sync early; next in %.1fs", state.namespace, state.name, wait)
         return min(wait, state.next_due - now)
+
+    def _pinned(self, state: SourceState, spec: SecretSourceSpec) -> SecretSourceSpec:
+        """SPEC reading the version a rotation pinned (ports.VersionPins), if any, instead of its own."""
+        pin = self.version_pins.get((state.namespace, state.name))
+        if pin is None or spec.aws is None or spec.aws.secrets_manager is None:
+            return spec
+        ref = spec.aws.secrets_manager.model_copy(update={"version_id": pin, "version_stage": None})
+        return spec.model_copy(update={"aws": spec.aws.model_copy(update={"secrets_manager": ref})})
 
     async def _fetch(self, namespace: str, spec: SecretSourceSpec) -> Fetched:
         try:

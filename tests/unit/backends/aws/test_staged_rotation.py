@@ -70,23 +70,43 @@ def test_a_secrets_manager_handle_is_a_staged_version_store(aws: Any) -> None:
             "name": "/a/b"}}})), StagedVersions) is False
 
 
-def test_overlap_stages_then_promotes_and_retires_the_old_version(aws: Any) -> None:
+class Pins:
+    """The SecretSource engine as a staged rotation asks it to deliver a version (ports.VersionPins)."""
+
+    def __init__(self) -> None:
+        self.pinned: dict[tuple[str, str], str | None] = {}
+
+    def pin_version(self, namespace: str, name: str, version: str | None) -> None:
+        self.pinned[(namespace, name)] = version
+
+
+def test_overlap_stages_moves_readers_then_promotes_and_retires_the_old_version(aws: Any) -> None:
     first = aws.create_secret(Name="db", SecretString=json.dumps({"username": "app", "password": "one", "port": 5432}))
     old = first["VersionId"]
     strategy = strategy_class(policy())(policy(), backend().bind("team-a", source("db")), clock)
+    pins = Pins()
+    strategy.attach(pins, "team-a", "db")  # type: ignore[arg-type]  # only pin_version is asked of it
 
     async def go() -> None:
         captured = await strategy.capture({})
         assert captured == {"version": old}
         new = await strategy.publish(captured, "rot1")
         assert new == {"version": version_token("db", "rot1")}
-        now = value(aws, "db")
-        assert now["password"] != "one" and now["username"] == "app" and now["port"] == 5432  # types kept
+        pending = value(aws, "db", "AWSPENDING")
+        assert pending["password"] != "one" and pending["username"] == "app" and pending["port"] == 5432  # types
+        assert value(aws, "db")["password"] == "one"  # AWSCURRENT stays until readers moved
+        assert await strategy.publish(captured, "rot1") == new  # a retry adopts, writes nothing
+        assert len(labels(aws, "db")) == 2
+        for phase in ("Propagating", "Verifying"):
+            await strategy.follow(phase, new)
+            assert pins.pinned[("team-a", "db")] == new["version"]  # the Secret gets the new one first
+            assert value(aws, "db")["password"] == "one"
+        await strategy.follow("Overlapping", new)
+        await strategy.follow("Overlapping", new)  # idempotent
+        assert pins.pinned[("team-a", "db")] is None
         assert labels(aws, "db") == {old: sorted(["AWSPREVIOUS", kept_label(old)]),
                                      new["version"]: sorted(["AWSCURRENT", kept_label(new["version"])])}
         assert value(aws, "db", "AWSPREVIOUS")["password"] == "one"  # readable through the overlap window
-        assert await strategy.publish(captured, "rot1") == new  # a retry adopts, writes nothing
-        assert len(labels(aws, "db")) == 2
         await strategy.revoke(captured, new, None)
         await strategy.revoke(captured, new, None)  # idempotent
         assert labels(aws, "db") == {old: [], new["version"]: sorted(["AWSCURRENT", kept_label(new["version"])])}
@@ -96,7 +116,7 @@ def test_overlap_stages_then_promotes_and_retires_the_old_version(aws: Any) -> N
     asyncio.run(go())
 
 
-def test_a_crash_between_pending_and_current_adopts_the_pending_version(aws: Any) -> None:
+def test_a_crash_after_staging_adopts_the_pending_version(aws: Any) -> None:
     old = aws.create_secret(Name="db", SecretString=json.dumps({"password": "one"}))["VersionId"]
     handle = backend().bind("team-a", source("db"))
     assert isinstance(handle, StagedVersions)
@@ -107,8 +127,10 @@ def test_a_crash_between_pending_and_current_adopts_the_pending_version(aws: Any
         assert value(aws, "db")["password"] == "one"
         strategy = strategy_class(policy())(policy(), handle, clock)
         assert await strategy.publish({"version": old}, "rot1") == {"version": pending}
-        assert value(aws, "db")["password"] == "two"  # the staged value, not a second one
-        assert "AWSPENDING" not in labels(aws, "db")[pending] and len(labels(aws, "db")) == 2
+        assert value(aws, "db", "AWSPENDING")["password"] == "two"  # the staged value, not a second one
+        assert len(labels(aws, "db")) == 2
+        await strategy.revoke({"version": old}, {"version": pending}, None)  # a crash skipped Overlapping's move
+        assert value(aws, "db")["password"] == "two" and "AWSPENDING" not in labels(aws, "db")[pending]
 
     asyncio.run(go())
 
@@ -134,13 +156,17 @@ def test_versioned_keeps_n_labelled_versions(aws: Any) -> None:
     assert aws.get_secret_value(SecretId="db", VersionId=published[-2])["SecretString"]  # pinned readers keep it
 
 
-def test_rollback_makes_the_old_version_current_and_retires_the_new(aws: Any) -> None:
+def test_rollback_unpins_readers_and_retires_the_new_version(aws: Any) -> None:
     old = aws.create_secret(Name="db", SecretString=json.dumps({"password": "one"}))["VersionId"]
     strategy = strategy_class(policy())(policy(), backend().bind("team-a", source("db")), clock)
+    pins = Pins()
+    strategy.attach(pins, "team-a", "db")  # type: ignore[arg-type]
 
     async def go() -> None:
         new = await strategy.publish({"version": old}, "rot1")
+        await strategy.follow("Verifying", new)
         await strategy.rollback({"version": old}, new)
+        assert pins.pinned[("team-a", "db")] is None
         await strategy.rollback({"version": old}, new)  # idempotent
         assert value(aws, "db")["password"] == "one"
         assert labels(aws, "db")[new["version"]] == []
@@ -178,7 +204,8 @@ def test_raw_secrets_rotate_their_one_value(aws: Any) -> None:
     aws.create_secret(Name="token", SecretString="plain")
     spec = policy(generator={"key": "value", "length": 24})
     strategy = strategy_class(spec)(spec, backend().bind("team-a", source("token", "Raw")), clock)
-    asyncio.run(strategy.publish({}, "rot1"))
+    new = asyncio.run(strategy.publish({}, "rot1"))
+    asyncio.run(strategy.follow("Overlapping", new))
     # (moto answers a read without a stage from the version last made current by a write, not by a label
     # move: name the stage, as Rotor does)
     now = aws.get_secret_value(SecretId="token", VersionStage="AWSCURRENT")["SecretString"]

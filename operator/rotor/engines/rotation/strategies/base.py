@@ -6,8 +6,8 @@ action is safe to repeat after a crash: publish marks the version it is about to
 rotation's id (planning.leases.rotation_key) and adopts a version so marked instead of publishing
 again; a version anyone else wrote is never adopted (a new value goes on top of it). Revoke checks
 whether it already happened. On a store with staging labels (StagedVersions: AWS Secrets Manager) the
-version's id is derived from the rotation's id instead of marked, and publish, revoke and rollback move
-labels (staged.py).
+version's id is derived from the rotation's id instead of marked, readers are moved to it before it is
+made current (follow), and publish, revoke and rollback move labels (staged.py).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Protocol
 
 from rotor.api.rotationpolicy import RotationPolicySpec
 from rotor.backends.protocols import InvalidSpec, SecretHandle, StagedVersions, VersionStore
+from rotor.engines.ports import Sources, VersionPins
 from rotor.engines.rotation.strategies import staged
 from rotor.planning.leases import next_version, rotation_key, stale_marks, written_by
 
@@ -63,6 +64,18 @@ class KvStrategy:
         if not isinstance(handle, VersionStore):
             raise unable(handle, "write and destroy versions")
         self.store: VersionStore = handle
+        self.pin = staged.Pin()
+
+    def attach(self, sources: Sources, namespace: str, name: str) -> None:
+        """The SecretSource engine and the source (NAMESPACE/NAME) whose readers a staged rotation moves."""
+        if isinstance(sources, VersionPins):
+            self.pin = staged.Pin(sources, namespace, name)
+
+    async def follow(self, phase: str, new: Mapping[str, str]) -> None:
+        """Keep readers on what PHASE gives them (a store with staging labels; elsewhere nothing to do)."""
+        store = getattr(self, "store", None)  # Certificates has an issuer instead
+        if isinstance(store, StagedVersions):
+            await staged.follow(store, self.pin, phase, new)
 
     @staticmethod
     def due(spec: RotationPolicySpec, active: Mapping[str, str], now: datetime.datetime) -> datetime.datetime | None:
@@ -122,7 +135,7 @@ class KvStrategy:
     async def revoke(self, old: Mapping[str, str], new: Mapping[str, str], since: datetime.datetime | None) -> None:
         await self.revoke_old(old, since)
         if isinstance(self.store, StagedVersions):
-            await staged.retire(self.store, self.keep)
+            await staged.retire(self.store, self.keep, self.pin, new)
             return
         versions = await self.store.list_versions()
         await self.store.destroy_versions(versions[:-self.keep])
@@ -133,7 +146,7 @@ class KvStrategy:
 
     async def rollback(self, old: Mapping[str, str], new: Mapping[str, str]) -> None:
         if isinstance(self.store, StagedVersions):
-            await staged.rollback(self.store, old, new)
+            await staged.rollback(self.store, self.pin, old, new)
             await self.rollback_new(new)
             return
         _, latest = await self.store.read_version()
