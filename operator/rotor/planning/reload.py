@@ -115,16 +115,6 @@ def workload_from_body(kind: str, body: Mapping[str, Any]) -> Workload | None:
         resource_version=meta.get("resourceVersion"))
 
 
-def reads_secret(kind: str, body: Mapping[str, Any], secret: str, source: str) -> bool:
-    """Whether the workload's pods read SECRET (the target of SecretSource SOURCE) at run time: named in
-    the pod spec, injected by the webhook (the pod spec does not name it until admission), or listed in
-    reload-on. A rotation waits for each of these to roll before it revokes the old value."""
-    if secret in podspec.referenced_secrets(podspec.pod_spec(kind, body), podspec.RUNTIME_USES):
-        return True
-    workload = workload_from_body(kind, body)
-    return workload is not None and (source in workload.injected_sources or secret in workload.reload_on)
-
-
 def consumed_secrets(workload: Workload, targets: Mapping[str, str]) -> tuple[str, ...] | None:
     """The Secrets whose change restarts the workload; None while an injected source is unknown.
 

@@ -18,7 +18,6 @@ from rotor.planning.reload import (
     consumer_counts,
     is_current,
     plan_reload,
-    reads_secret,
     report_consumers,
     restart_patch,
     secret_digest,
@@ -51,17 +50,6 @@ def test_injected_workload_consumes_its_sources_targets() -> None:
     assert w is not None and w.injected_sources == ("db", "api")
     assert consumed_secrets(w, {"db": "db-credentials", "api": "api"}) == ("api", "db-credentials")
     assert consumed_secrets(w, {"db": "db-credentials"}) is None  # a source not known yet: do not guess
-
-
-def test_a_rotation_waits_for_readers_the_webhook_injects_not_only_those_naming_the_secret() -> None:
-    # The pod template of an injected workload does not name the Secret: only admission adds the volume.
-    injected = deployment({"rotor.dev/secrets": "db"}, labels={"rotor.dev/inject": "true"})
-    named = deployment(volumes=[{"name": "v", "secret": {"secretName": "db-credentials"}}])
-    watcher = deployment({"rotor.dev/reload-on": "db-credentials"})
-    unrelated = deployment({"rotor.dev/secrets": "api"}, labels={"rotor.dev/inject": "true"})
-    not_opted_in = deployment({"rotor.dev/secrets": "db"})  # the label is what sends pods to the webhook
-    assert [reads_secret("Deployment", body, "db-credentials", "db")
-            for body in (injected, named, watcher, unrelated, not_opted_in)] == [True, True, True, False, False]
 
 
 def test_reload_true_follows_every_reference() -> None:

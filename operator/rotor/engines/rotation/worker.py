@@ -33,8 +33,14 @@ from rotor.planning import times
 from rotor.planning.capabilities import missing, rotation_needs
 from rotor.planning.certificates import certificate_source_problem
 from rotor.planning.leases import NEVER, held_leases
-from rotor.planning.podspec import rollout_complete, rollout_failed, workload_ready
-from rotor.planning.reload import reads_secret
+from rotor.planning.podspec import (
+    RUNTIME_USES,
+    pod_spec,
+    referenced_secrets,
+    rollout_complete,
+    rollout_failed,
+    workload_ready,
+)
 from rotor.planning.rotation import (
     ENDED_BADLY,
     IDLE,
@@ -249,7 +255,7 @@ class Rotator:
         if record.phase == "Verifying" and source is not None and source.spec is not None:
             since = failure_since(record.started_at or now, self.fence.kube_offset)
             rollout_done, failed = await rollout(self.kube, state.namespace, target_name(source.spec, source.name),
-                                                 source.name, since)
+                                                 since)
         manual = bool(state.rotate_now) and state.rotate_now != status.get("handledRotateNow")
         return Observation(now=now, source_exists=source is not None and source.spec is not None,
                            source_ready=source is not None and source_ready(source.status),
@@ -329,13 +335,12 @@ class Rotator:
         return self.fence.ready(state, status, reason, message)
 
 
-async def rollout(kube: Kube, namespace: str, secret: str, source: str,
-                  since: datetime.datetime) -> tuple[bool, bool]:
-    """Whether every workload reading SECRET (SOURCE's target, also when injected) rolled out and is
-    Ready; whether one's rollout failed since SINCE (the rotation's start, on the API server's clock)."""
+async def rollout(kube: Kube, namespace: str, secret: str, since: datetime.datetime) -> tuple[bool, bool]:
+    """Whether every workload reading SECRET rolled out and is Ready; whether one's rollout failed
+    since SINCE (the rotation's start, on the API server's clock)."""
     done, failed = True, False
     for kind, body in await kube.list_workloads(namespace):
-        if not reads_secret(kind, body, secret, source):
+        if secret not in referenced_secrets(pod_spec(kind, body), RUNTIME_USES):
             continue
         done = done and rollout_complete(kind, body) and workload_ready(kind, body)
         failed = failed or rollout_failed(kind, body, since) is not None

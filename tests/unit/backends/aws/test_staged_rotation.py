@@ -12,6 +12,7 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
+from moto import settings as moto_settings
 
 from rotor.api.rotationpolicy import RotationPolicySpec
 from rotor.api.secretsource import SecretSourceSpec
@@ -26,7 +27,10 @@ ROLE = "arn:aws:iam::123456789012:role/team-a-app"
 
 
 @pytest.fixture
-def aws() -> Iterator[Any]:
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    # moto's IAM enforcement is process-wide: in a full run the integration suite's moto server (same
+    # process, session-scoped) has it on until the session ends. These tests do not sign as IAM users.
+    monkeypatch.setattr(moto_settings, "INITIAL_NO_AUTH_ACTION_COUNT", float("inf"))
     with mock_aws():
         yield boto3.client("secretsmanager", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
 
