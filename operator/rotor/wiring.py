@@ -29,6 +29,7 @@ from rotor.engines.incident.worker import Incidents
 from rotor.engines.relist import Key, Relisted, Relister
 from rotor.engines.rotation.worker import Rotator
 from rotor.engines.scheduler import RefreshScheduler, crash_reporter
+from rotor.engines.secretfeed import SecretFeed
 from rotor.engines.secretsource.port import SourcesPort
 from rotor.engines.secretsource.sandbox import ProcessRenderer
 from rotor.engines.secretsource.worker import SecretSync
@@ -86,6 +87,8 @@ class Runtime:
     feeds: ChangeFeeds | None = None  # instant updates from Vault audit streams (opted-in connections)
     # Forgets what a watch gap deleted (re-lists bring no DELETED events); built by build().
     relist: Relister = field(default_factory=lambda: Relister((), interval=0))
+    # Managed Secrets' metadata-only watch (not Kopf's: see rotor.engines.secretfeed); built by build().
+    secret_feed: SecretFeed | None = None
 
     @property
     def schedulers(self) -> tuple[RefreshScheduler, ...]:
@@ -102,12 +105,16 @@ class Runtime:
             scheduler.start()
         self.reloader.start()
         self.relist.start()
+        if self.secret_feed is not None:
+            self.secret_feed.start()
         if self.feeds is not None:
             self.feeds.start()
         if self.config.metrics_port:
             metrics.serve(self.config.metrics_port)
 
     async def stop(self) -> None:
+        if self.secret_feed is not None:
+            await self.secret_feed.stop()
         await self.relist.stop()
         if self.feeds is not None:
             await self.feeds.stop()
@@ -189,6 +196,16 @@ async def build(config: Settings, *, gate: asyncio.Event | None) -> Runtime:
                       incident_scheduler, reloader, gate, feeds=feeds)
     # ROTOR_RELIST_SECONDS: the backstop reconcile's period (0: only after a re-list or a resume).
     runtime.relist = relister(runtime, float(os.environ.get("ROTOR_RELIST_SECONDS") or RELIST_SECONDS))
+
+    def secret_changed(event_type: str | None, body: Mapping[str, Any], whole: bool) -> None:
+        drifted = sync.observe_secret(event_type, body, whole)
+        if drifted is not None:
+            sync_scheduler.schedule(drifted, 0.0)
+
+    runtime.secret_feed = SecretFeed(kube, f"{keys.MANAGED_BY}={keys.MANAGED_BY_VALUE}", config.namespaces,
+                                     wants_data=sync.wants_data,
+                                     observers=(secret_changed, reloader.view.observe_secret),
+                                     relisted=lambda: runtime.relist.relisted())
     return runtime
 
 

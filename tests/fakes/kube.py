@@ -14,11 +14,12 @@ Faults: `fail(verb, resource, status)` makes the next such request raise KubeErr
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import datetime
 import itertools
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from rotor.kube import KubeError
@@ -68,6 +69,7 @@ class FakeKube:
         self.events: list[dict[str, Any]] = []  # Event bodies posted
         self.failures: dict[tuple[str, str], list[KubeError]] = {}
         self.watchers: list[Watcher] = []
+        self._watch_queues: list[asyncio.Queue[tuple[str, dict[str, Any]] | None]] = []
         self.clock = clock
         self._rv, self._uid = itertools.count(1), itertools.count(1)
 
@@ -252,6 +254,56 @@ class FakeKube:
         return [(obj["metadata"]["namespace"], ObservedSecret.from_json(obj))
                 for obj in self._listed("secrets", namespace)
                 if matches(label_selector, obj["metadata"].get("labels") or {})]
+
+    async def read_secret_body(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self._request("get", "secrets", name)
+        found = self.objects.get(("secrets", namespace, name))
+        return copy.deepcopy(found) if found is not None else None
+
+    async def list_metadata(self, group: str, version: str, plural: str, namespace: str | None = None, *,
+                            label_selector: str = "", page: int = 500) -> tuple[list[dict[str, Any]], str]:
+        self._request("list", plural)
+        items = [{"metadata": obj["metadata"]} for obj in self._listed(plural, namespace)
+                 if matches(label_selector, obj["metadata"].get("labels") or {})]
+        return items, str(self.resource_version)
+
+    async def watch_metadata(self, group: str, version: str, plural: str, namespace: str | None,
+                             resource_version: str, *, label_selector: str = "",
+                             timeout_seconds: int = 300) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """Changes from now on (metadata only) until TIMEOUT_SECONDS of quiet; `expire_watches()` ends
+        every open watch with 410 Gone, as the API server does when a version is compacted away."""
+        self._request("watch", plural)
+        queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue()
+
+        def watcher(event_type: str, kind: str, body: dict[str, Any]) -> None:
+            meta = body["metadata"]
+            if kind == plural and (namespace is None or meta.get("namespace") == namespace) and \
+                    matches(label_selector, meta.get("labels") or {}):
+                queue.put_nowait((event_type, {"metadata": meta}))
+
+        self.watchers.append(watcher)
+        self._watch_queues.append(queue)
+        try:
+            while True:
+                try:
+                    event = await asyncio.wait_for(queue.get(), timeout_seconds)
+                except TimeoutError:
+                    return
+                if event is None:
+                    raise KubeError(410, "Expired", "too old resource version")
+                yield event
+        finally:
+            self.watchers.remove(watcher)
+            self._watch_queues.remove(queue)
+
+    def expire_watches(self) -> None:
+        for queue in self._watch_queues:
+            queue.put_nowait(None)
+
+    @property
+    def resource_version(self) -> int:
+        """The newest resourceVersion any object has (a list's version)."""
+        return max((int(o["metadata"].get("resourceVersion") or 0) for o in self.objects.values()), default=0)
 
     async def list_secret_metadata(self, namespace: str | None = None, *, page: int = 500,
                                    label_selector: str = "") -> list[dict[str, Any]]:

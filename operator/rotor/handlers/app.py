@@ -66,12 +66,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 30
-    # Watches start with a list; paged, a list of labelled Secrets (up to 1 MiB each, and the label can be
-    # forged) is read 50 at a time instead of one 30 s, ~700 MiB answer retried until the pod is OOM-killed
-    # (hack/bench_memory.py). It bounds the list, not Kopf's per-object queues: see docs/benchmarks.md.
+    # Watches start with a list; paged, 10,000 SecretSources are not one answer that a 30 s request timeout
+    # cuts short and retries. (Secrets are not watched through Kopf at all: rotor.engines.secretfeed.)
     settings.watching.chunk_size = 50
-    # Only Secrets Rotor manages are watched (server-side selector): others cost no memory.
-    settings.watching.label_selectors["", "v1", "secrets"] = f"{keys.MANAGED_BY}={keys.MANAGED_BY_VALUE}"
     # Routine success is not worth a Kubernetes Event per object; Rotor posts its own on change.
     settings.posting.level = logging.WARNING
     # Progress and diff-base in annotations under our prefix; status stays schema-exact.

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import kopf
 
 from rotor import GROUP, VERSION
-from rotor.api.keys import INJECT_LABEL, MANAGED_BY, MANAGED_BY_VALUE, SOURCE_LABEL
+from rotor.api.keys import INJECT_LABEL, SOURCE_LABEL
 from rotor.api.kinds import SECRET_SOURCE
 from rotor.config import Settings
 from rotor.engines.secretsource.view import SyncView
@@ -156,15 +156,7 @@ def _refuse_or_warn(config: Settings, problems: list[str], warnings: list[str]) 
 
 
 # -- restarts on change: every event goes to the Reloader's view, which compares digests ------------
-
-@kopf.on.event("", "v1", "secrets", labels={MANAGED_BY: MANAGED_BY_VALUE}, id="reload-on-secret")
-@guarded(None)
-async def secret_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    runtime = runtime_of(memo)
-    runtime.reloader.view.observe_secret(event.get("type"), event["object"])
-    if event.get("type") is None:  # a listing: after start-up, a re-list that brings no DELETED events
-        runtime.relist.relisted()
-
+# (managed Secrets' events come from rotor.engines.secretfeed, wired in rotor.wiring)
 
 @kopf.on.event(GROUP, VERSION, SECRET_SOURCE.plural, id="reload-on-source")
 @guarded(None)

@@ -1,4 +1,4 @@
-"""SecretSource and managed-Secret watches. Thin: decode, hand to the engine, schedule."""
+"""The SecretSource watch. Thin: decode, hand to the engine, schedule."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from typing import Any
 import kopf
 
 from rotor import GROUP, VERSION
-from rotor.api.keys import MANAGED_BY, MANAGED_BY_VALUE
 from rotor.api.kinds import SECRET_SOURCE
 from rotor.handlers.guard import guarded
 from rotor.handlers.memo import runtime_of
@@ -27,12 +26,5 @@ async def source_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
         runtime.sync_scheduler.remove(key)
 
 
-# Managed Secrets only (label selector), and only an event handler: no create/update handler may
-# touch core Secrets, or Kopf would copy their data into its last-handled-configuration annotation.
-@kopf.on.event("", "v1", "secrets", labels={MANAGED_BY: MANAGED_BY_VALUE})
-@guarded(None)
-async def managed_secret_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    runtime = runtime_of(memo)
-    drifted = runtime.sync.observe_secret(event.get("type"), event["object"])
-    if drifted is not None:
-        runtime.sync_scheduler.schedule(drifted, 0.0)
+# Managed Secrets are not watched through Kopf (it would list and queue their data; the label can be
+# forged): rotor.engines.secretfeed watches their metadata and reads one by name when it must.

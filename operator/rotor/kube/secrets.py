@@ -31,6 +31,15 @@ class SecretsApi(Transport):
             raise
         return ObservedSecret.from_json(body)
 
+    async def read_secret_body(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Secret as the API server sends it (None: there is none)."""
+        try:
+            return await self._json("get", "secrets", "GET", _secret_path(namespace, name))
+        except KubeError as err:
+            if err.not_found:
+                return None
+            raise
+
     async def write_secret(self, namespace: str, action: str, desired: DesiredSecret, owner: Owner,
                            existing: ObservedSecret | None) -> ObservedSecret:
         """Create, replace (optimistically, on the observed resourceVersion) or recreate the Secret."""

@@ -23,7 +23,9 @@ _PLAN_INPUTS = ("injected_sources", "referenced", "reload_on", "reload", "applie
 @dataclass(frozen=True)
 class Digest:
     value: str | None  # "sha256:..." or None: the Secret does not exist
-    managed: bool  # labelled managed-by=rotor: its watch keeps the digest current (else it is polled)
+    # Rotor's (labelled managed-by=rotor, with its data-hmac annotation): the managed-Secret feed keeps the
+    # digest current from metadata alone; any other Secret is polled.
+    managed: bool
 
 
 class ReloadView:
@@ -45,11 +47,20 @@ class ReloadView:
 
     # -- watch events ---------------------------------------------------------------------------
 
-    def observe_secret(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+    def observe_secret(self, event_type: str | None, body: Mapping[str, Any], whole: bool = True) -> None:
+        """A labelled Secret's event. WHOLE False: metadata only; Rotor's own Secrets carry the digest of
+        their data in an annotation, any other's digest is left to the poller (it reads by name)."""
         meta = body["metadata"]
-        managed = (meta.get("labels") or {}).get(keys.MANAGED_BY) == keys.MANAGED_BY_VALUE
-        value = None if event_type == "DELETED" else self.digest_of_body(body)
-        self.record((meta["namespace"], meta["name"]), Digest(value, managed))
+        key = (meta["namespace"], meta["name"])
+        if event_type == "DELETED":
+            labelled = (meta.get("labels") or {}).get(keys.MANAGED_BY) == keys.MANAGED_BY_VALUE
+            self.record(key, Digest(None, labelled))
+        elif (meta.get("annotations") or {}).get(keys.DATA_HMAC):
+            self.record(key, Digest(self.digest_of_body(body), True))
+        elif whole:
+            self.record(key, Digest(self.digest_of_body(body), False))
+        elif (known := self.digests.get(key)) is not None:
+            self.digests[key] = Digest(known.value, False)  # labelled, not Rotor's: polled like any other
 
     def observe_source(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         meta = body["metadata"]

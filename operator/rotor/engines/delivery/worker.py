@@ -36,7 +36,6 @@ from rotor.planning.reload import (
 
 log = logging.getLogger("rotor.engines.delivery.worker")
 
-_UNMANAGED = f"{keys.MANAGED_BY}!={keys.MANAGED_BY_VALUE}"
 _IDLE = 3600.0  # nothing pending and no polling: sleep until a watch event wakes the loop
 
 
@@ -52,6 +51,7 @@ class Reloader:
         self.max_wait = window * 6  # a steady trickle of changes still flushes
         self.limits = limits
         self.poll_seconds = poll_seconds
+        self._polled: dict[tuple[str, str], str] = {}  # resourceVersion of each polled Secret's last read
         self.clock = clock
         self._wake = asyncio.Event()
         self.view = ReloadView(hmac_key, clock=clock, wake=self._wake.set)
@@ -125,7 +125,9 @@ class Reloader:
             await self._report_consumers()
 
     async def _poll_unmanaged(self) -> None:
-        """Secrets Rotor does not manage have no watch here: read the referenced ones' digests."""
+        """Secrets the feed does not vouch for (not Rotor's) have no watch here: their namespace is listed as
+        metadata, and a referenced one is read by name only when its resourceVersion moved (a Helm release
+        or a large Secret nobody changed costs no read, and no value is listed)."""
         wanted: dict[str, set[str]] = {}
         for workload in self.view.workloads.values():
             for name in self.view.consumed(workload) or ():
@@ -134,16 +136,33 @@ class Reloader:
                     wanted.setdefault(workload.namespace, set()).add(name)
         for namespace, names in wanted.items():
             try:
-                secrets = {s.name: s for s in await self.kube.list_secrets(namespace, _UNMANAGED)}
+                listed = {item["metadata"]["name"]: item["metadata"]
+                          for item in await self.kube.list_secret_metadata(namespace)}
+                for name in sorted(names):
+                    await self._poll_one(namespace, name, listed.get(name))
             except KubeError as err:
                 log.warning("cannot list Secrets in %s for reloads: %s", namespace, err.reason)
-                continue
-            for name in names:
-                found = secrets.get(name)
-                key = (namespace, name)
-                if found is None and self.view.digests.get(key, Digest(None, False)).managed:
-                    continue  # managed (the watch keeps it), not missing
-                self.view.record(key, Digest(self.view.digest_of(found) if found else None, False))
+
+    async def _poll_one(self, namespace: str, name: str, meta: Mapping[str, Any] | None) -> None:
+        key = (namespace, name)
+        known = self.view.digests.get(key)
+        if known is not None and known.managed:
+            return  # the managed-Secret feed keeps it current
+        version = meta.get("resourceVersion") if meta is not None else None
+        if meta is None:
+            value = None
+        elif (meta.get("annotations") or {}).get(keys.DATA_HMAC):
+            value = str(meta["annotations"][keys.DATA_HMAC])
+        elif known is not None and version is not None and self._polled.get(key) == version:
+            return  # unchanged since it was last read
+        else:
+            secret = await self.kube.read_secret(namespace, name)
+            value = self.view.digest_of(secret) if secret is not None else None
+        if version is None:
+            self._polled.pop(key, None)
+        else:
+            self._polled[key] = version
+        self.view.record(key, Digest(value, False))
 
     async def _digests_for(self, namespace: str, names: tuple[str, ...]) -> dict[str, str | None]:
         out: dict[str, str | None] = {}
@@ -151,7 +170,8 @@ class Reloader:
             known = self.view.digests.get((namespace, name))
             if known is None:  # not seen yet (start-up, or unmanaged): ask once, then keep it current
                 secret = await self.kube.read_secret(namespace, name)
-                managed = secret is not None and secret.labels.get(keys.MANAGED_BY) == keys.MANAGED_BY_VALUE
+                managed = secret is not None and secret.labels.get(keys.MANAGED_BY) == keys.MANAGED_BY_VALUE \
+                    and bool(secret.annotations.get(keys.DATA_HMAC))
                 known = Digest(self.view.digest_of(secret) if secret else None, managed)
                 self.view.digests.setdefault((namespace, name), known)
             out[name] = known.value

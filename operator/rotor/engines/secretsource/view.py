@@ -155,13 +155,31 @@ class SyncView:
 
     # -- managed Secrets ------------------------------------------------------------------------------
 
-    def observe_secret(self, event_type: str | None, body: Mapping[str, Any]) -> Key | None:
-        """Record a managed Secret's change; returns the source to sync if the Secret drifted."""
+    def wants_data(self, meta: Mapping[str, Any]) -> bool:
+        """Whether the managed-Secret feed should read this Secret whole: a source here writes into it
+        and its resourceVersion is not the one the view knows (someone else changed it: drift?). A
+        forged label, or the echo of Rotor's own write, costs no read."""
+        name, source_name = meta.get("name"), (meta.get("labels") or {}).get(keys.SOURCE_LABEL)
+        state = self.sources.get((str(meta.get("namespace")), str(source_name))) if source_name else None
+        if state is None or state.spec is None or state.deleting or target_name(state.spec, state.name) != name:
+            return False
+        known = self.secrets.get((meta["namespace"], meta["name"]))
+        return known is None or known.resource_version != meta.get("resourceVersion")
+
+    def observe_secret(self, event_type: str | None, body: Mapping[str, Any], whole: bool = True) -> Key | None:
+        """Record a managed Secret's change; returns the source to sync if the Secret drifted. WHOLE
+        False: BODY is metadata only (the feed did not read it: see wants_data)."""
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
         source_name = (meta.get("labels") or {}).get(keys.SOURCE_LABEL)
-        observed = None if event_type == "DELETED" else ObservedSecret.from_json(body)
         known = self.secrets.get(key)
+        if not whole and event_type != "DELETED":
+            if known is None or known.resource_version != meta.get("resourceVersion"):
+                # Changed (or new) and not read: its values are not known; a sync reads it first.
+                self.remember(meta["namespace"], meta["name"], ObservedSecret.from_metadata(
+                    {"metadata": meta, "type": known.type if known is not None else "Opaque"}))
+            return None
+        observed = None if event_type == "DELETED" else ObservedSecret.from_json(body)
         self.remember(meta["namespace"], meta["name"], observed)
         if not source_name:
             return None

@@ -42,7 +42,8 @@ class Cluster:
     def _watch(self, event_type: str, plural: str, body: dict[str, Any]) -> None:
         view = self.reloader.view
         if plural == "secrets" and (body["metadata"].get("labels") or {}).get(keys.MANAGED_BY) == "rotor":
-            view.observe_secret(event_type, body)  # the handler's label filter: managed Secrets only
+            # As rotor.engines.secretfeed delivers it (managed Secrets only): metadata, no data.
+            view.observe_secret(event_type, {"metadata": body["metadata"]}, False)
         elif plural == "secretsources":
             view.observe_source(event_type, body)
         elif plural in _KIND_OF:

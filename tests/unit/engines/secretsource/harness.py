@@ -60,7 +60,9 @@ class Cluster:
             if action == "sync":
                 self.to_sync.append(key)
         elif plural == "secrets" and (body["metadata"].get("labels") or {}).get(keys.MANAGED_BY) == "rotor":
-            drifted = self.sync.observe_secret(event_type, body)
+            # As rotor.engines.secretfeed delivers it: metadata only, whole when the view asks for the data.
+            whole = event_type != "DELETED" and self.sync.wants_data(body["metadata"])
+            drifted = self.sync.observe_secret(event_type, body if whole else {"metadata": body["metadata"]}, whole)
             if drifted is not None:
                 self.to_sync.append(drifted)
 

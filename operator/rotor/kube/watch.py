@@ -1,0 +1,97 @@
+"""Metadata-only list and watch: PartialObjectMetadata, so no Secret value ever leaves the API server.
+
+Kopf's watches carry whole objects; for Secrets that means every labelled Secret's data, and the label
+can be forged (hack/bench_memory.py: 500 forged 1 MiB Secrets took a 512 MiB pod down at start-up).
+Rotor's own watch of Secrets asks the API server for metadata only (what controller-runtime's metadata
+informers ask for) and reads a Secret by name when it needs the data.
+
+The client is synchronous: a watch is a stream read line by line in a thread of its own (one per watch,
+so a long-poll never holds a slot of the request pool).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import urllib3
+from kubernetes.client.exceptions import ApiException
+from kubernetes.watch.watch import iter_resp_lines
+
+from rotor.kube.errors import KubeError, kube_error
+from rotor.kube.transport import Transport, api_path
+from rotor.observability.metrics import KUBE_REQUESTS
+
+_META_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+_META = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+
+
+class WatchApi(Transport):
+    _watch_pool: ThreadPoolExecutor | None = None
+
+    async def list_metadata(self, group: str, version: str, plural: str, namespace: str | None = None, *,
+                            label_selector: str = "", page: int = 500) -> tuple[list[dict[str, Any]], str]:
+        """Every object's metadata (PartialObjectMetadata items: apiVersion, kind, metadata), paged, and the
+        list's resourceVersion (a watch from it misses nothing)."""
+        items: list[dict[str, Any]] = []
+        version_seen = ""
+        query = [("labelSelector", label_selector)] if label_selector else None
+        async for body in self._pages(plural, api_path(group, version, plural, namespace), page, accept=_META_LIST,
+                                      query=query):
+            items.extend(body.get("items") or ())
+            version_seen = (body.get("metadata") or {}).get("resourceVersion") or version_seen
+        return items, version_seen
+
+    async def watch_metadata(self, group: str, version: str, plural: str, namespace: str | None,
+                             resource_version: str, *, label_selector: str = "",
+                             timeout_seconds: int = 300) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """(type, object) for each change after RESOURCE_VERSION until the server ends the watch; bookmarks
+        come as ("BOOKMARK", {metadata: {resourceVersion}}). A KubeError 410 (Gone) means: list again."""
+        if self._watch_pool is None:
+            self._watch_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rotor-watch")
+        pool = self._watch_pool
+        query = [("watch", "true"), ("allowWatchBookmarks", "true"), ("resourceVersion", resource_version),
+                 ("timeoutSeconds", str(timeout_seconds))] + ([("labelSelector", label_selector)] if label_selector
+                                                              else [])
+        path = api_path(group, version, plural, namespace)
+        loop = asyncio.get_running_loop()
+        KUBE_REQUESTS.labels("watch", plural).inc()
+
+        def connect() -> Any:
+            return self.api.call_api(path, "GET", query_params=query, header_params={"Accept": _META},
+                                     auth_settings=["BearerToken"], _preload_content=False,
+                                     _return_http_data_only=True, _request_timeout=(10, timeout_seconds + 30))
+
+        try:
+            response = await loop.run_in_executor(pool, connect)
+        except ApiException as exc:
+            raise kube_error(exc) from None
+        except urllib3.exceptions.HTTPError as exc:
+            raise KubeError(503, "ServiceUnavailable", f"the watch could not connect ({type(exc).__name__})") from None
+        lines = iter_resp_lines(response)
+        try:
+            while True:
+                try:
+                    line = await loop.run_in_executor(pool, next, lines, None)
+                except (urllib3.exceptions.HTTPError, OSError) as exc:
+                    raise KubeError(503, "ServiceUnavailable", f"the watch broke ({type(exc).__name__})") from None
+                if line is None:
+                    return
+                if not line:
+                    continue
+                event = json.loads(line)
+                kind, obj = event.get("type") or "", event.get("object") or {}
+                if kind == "ERROR":
+                    raise KubeError(int(obj.get("code") or 500), str(obj.get("reason") or "Error"),
+                                    str(obj.get("message") or "the watch ended with an error"))
+                yield kind, obj
+        finally:
+            response.close()
+
+    def close(self) -> None:
+        if self._watch_pool is not None:
+            self._watch_pool.shutdown(wait=False, cancel_futures=True)
+        super().close()
