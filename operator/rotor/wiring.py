@@ -216,15 +216,18 @@ def relister(rt: Runtime, interval: float) -> Relister:
 
     def objects(kind: Kind, bodies: bool = False) -> Callable[[], Awaitable[dict[Key, object | None]]]:
         async def listed() -> dict[Key, object | None]:
-            return {(o["metadata"]["namespace"], o["metadata"]["name"]): o if bodies else None for scope in scopes
-                    for o in await rt.kube.list_objects(GROUP, VERSION, kind.plural, scope)}
+            if bodies:
+                return {(o["metadata"]["namespace"], o["metadata"]["name"]): o for scope in scopes
+                        for o in await rt.kube.list_objects(GROUP, VERSION, kind.plural, scope)}
+            return {(o["metadata"]["namespace"], o["metadata"]["name"]): None for scope in scopes
+                    for o in (await rt.kube.list_metadata(GROUP, VERSION, kind.plural, scope))[0]}
         return listed
 
     selector = f"{keys.MANAGED_BY}={keys.MANAGED_BY_VALUE}"
 
     async def managed_secrets() -> dict[Key, object | None]:
         return {(o["metadata"]["namespace"], o["metadata"]["name"]): None for scope in scopes
-                for o in await rt.kube.list_secret_metadata(scope, label_selector=selector)}
+                for o in (await rt.kube.list_metadata("", "v1", "secrets", scope, label_selector=selector))[0]}
 
     def managed_held() -> dict[Key, object]:
         # The view also keeps Secrets it read and does not manage (a Merge target before its first
@@ -266,8 +269,8 @@ def relister(rt: Runtime, interval: float) -> Relister:
 
     async def workloads() -> dict[Key, object | None]:
         return {(kind, o["metadata"]["namespace"], o["metadata"]["name"]): None for kind in RESTARTABLE
-                for scope in scopes for o in await rt.kube.list_objects(
-                    BY_KIND[kind].group, BY_KIND[kind].version, BY_KIND[kind].plural, scope)}
+                for scope in scopes for o in (await rt.kube.list_metadata(
+                    BY_KIND[kind].group, BY_KIND[kind].version, BY_KIND[kind].plural, scope))[0]}
 
     def workload_gone(key: Key, _: object) -> None:
         rt.reloader.view.observe_workload(key[0], "DELETED", deleted(key[1:]))
