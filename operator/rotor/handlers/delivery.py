@@ -156,16 +156,8 @@ def _refuse_or_warn(config: Settings, problems: list[str], warnings: list[str]) 
 
 
 # -- restarts on change: every event goes to the Reloader's view, which compares digests ------------
-# (managed Secrets' events come from rotor.engines.secretfeed, wired in rotor.wiring)
-
-@kopf.on.event(GROUP, VERSION, SECRET_SOURCE.plural, id="reload-on-source")
-@guarded(None)
-async def source_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    runtime = runtime_of(memo)
-    runtime.reloader.view.observe_source(event.get("type"), event["object"])
-    if event.get("type") is None:
-        runtime.relist.relisted()
-
+# (managed Secrets' events come from rotor.engines.secretfeed, wired in rotor.wiring; SecretSources' from
+# rotor.handlers.secretsource, one handler for every view)
 
 def _workload_event(kind: str) -> Callable[..., Awaitable[None]]:
     async def workload_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:

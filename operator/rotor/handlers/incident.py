@@ -39,15 +39,6 @@ async def incident_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> Non
         runtime.incidents.observe(event["object"])
 
 
-@kopf.on.event(GROUP, VERSION, "secretsources")
-@guarded(None)
-async def source_event_for_incidents(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    runtime = runtime_of(memo)
-    meta = event["object"]["metadata"]
-    for key in runtime.incidents.for_source(meta["namespace"], meta["name"]):
-        runtime.incident_scheduler.schedule(key, 0.0)
-
-
 @kopf.on.event(GROUP, VERSION, "rotationpolicies")
 @guarded(None)
 async def policy_event_for_incidents(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:

@@ -99,7 +99,7 @@ def test_a_handler_about_no_rotor_object_only_logs_and_a_failed_report_is_swallo
 def test_every_rotor_handler_is_guarded_and_keeps_its_kopf_id() -> None:
     handlers = [secretsource.source_event, rotation.policy_changed,
                 rotation.policy_event, incident.incident_changed, incident.incident_event,
-                incident.source_event_for_incidents, incident.policy_event_for_incidents]
+                incident.policy_event_for_incidents]
     for handler in handlers:
         wrapped = getattr(handler, "__wrapped__", None)
         assert wrapped is not None, f"{handler.__name__} has no catch-all"
