@@ -30,8 +30,6 @@ _META = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 
 
 class WatchApi(Transport):
-    _watch_pool: ThreadPoolExecutor | None = None
-
     async def list_metadata(self, group: str, version: str, plural: str, namespace: str | None = None, *,
                             label_selector: str = "", page: int = 500) -> tuple[list[dict[str, Any]], str]:
         """Every object's metadata (PartialObjectMetadata items: apiVersion, kind, metadata), paged, and the
@@ -50,9 +48,9 @@ class WatchApi(Transport):
                              timeout_seconds: int = 300) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         """(type, object) for each change after RESOURCE_VERSION until the server ends the watch; bookmarks
         come as ("BOOKMARK", {metadata: {resourceVersion}}). A KubeError 410 (Gone) means: list again."""
-        if self._watch_pool is None:
-            self._watch_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rotor-watch")
-        pool = self._watch_pool
+        # A thread of its own for as long as the watch lasts (one per watched namespace; not from a
+        # bounded pool, where the watches of many namespaces would wait for each other).
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rotor-watch")
         query = [("watch", "true"), ("allowWatchBookmarks", "true"), ("resourceVersion", resource_version),
                  ("timeoutSeconds", str(timeout_seconds))] + ([("labelSelector", label_selector)] if label_selector
                                                               else [])
@@ -68,8 +66,10 @@ class WatchApi(Transport):
         try:
             response = await loop.run_in_executor(pool, connect)
         except ApiException as exc:
+            pool.shutdown(wait=False)
             raise kube_error(exc) from None
         except urllib3.exceptions.HTTPError as exc:
+            pool.shutdown(wait=False)
             raise KubeError(503, "ServiceUnavailable", f"the watch could not connect ({type(exc).__name__})") from None
         lines = iter_resp_lines(response)
         try:
@@ -90,8 +90,4 @@ class WatchApi(Transport):
                 yield kind, obj
         finally:
             response.close()
-
-    def close(self) -> None:
-        if self._watch_pool is not None:
-            self._watch_pool.shutdown(wait=False, cancel_futures=True)
-        super().close()
+            pool.shutdown(wait=False, cancel_futures=True)
