@@ -13,10 +13,11 @@ from rotor.backends.protocols import (
     AuditTrail,
     KeyRing,
     LeaseIssuer,
+    SecretHandle,
     StaticCredentials,
     VersionStore,
 )
-from tests.contract.subject import Subject
+from tests.contract.subject import StoreSubject, Subject
 
 # The protocol a bound handle implements for each capability its backend declares.
 PROTOCOL = {Capability.WRITE_VERSION: VersionStore, Capability.VERSIONS: VersionStore,
@@ -38,7 +39,7 @@ def case(body: F) -> Callable[..., None]:
     return run
 
 
-def versions_of(s: Subject, name: str) -> VersionStore:
+def versions_of(s: StoreSubject, name: str) -> VersionStore:
     handle = s.backend.bind(s.namespace, s.spec(name))
     assert isinstance(handle, VersionStore)
     return handle
@@ -49,3 +50,12 @@ def full_handle(s: Subject, name: str = "any") -> Any:
     handle = s.backend.bind(s.namespace, s.spec(name))
     assert all(isinstance(handle, p) for p in (VersionStore, LeaseIssuer, StaticCredentials, AuditTrail))
     return handle
+
+
+async def backend_clock(s: StoreSubject, handle: SecretHandle) -> datetime.datetime:
+    """The backend's clock now: asked of the backend where it tells it (handles with leases or static
+    credentials), else read without it (s.now())."""
+    if s.backend.capabilities & {Capability.LEASES, Capability.STATIC_CREDENTIALS}:
+        assert isinstance(handle, (LeaseIssuer, StaticCredentials))
+        return await handle.backend_time()
+    return s.now()

@@ -14,6 +14,7 @@ from tests.fakes.backend import FakeBackend
 
 class FakeSubject:
     service_account = "app"
+    absent_version = "9"  # the contract cases write fewer
 
     def __init__(self) -> None:
         self.backend: FakeBackend = FakeBackend()
@@ -29,11 +30,15 @@ class FakeSubject:
     def path(self, name: str) -> str:
         return f"{self.namespace}/{name}"
 
-    def spec(self, name: str, *, version: int | None = None, actor: Actor | None = None) -> SecretSourceSpec:
+    def where(self, name: str) -> str:
+        return f"vault:default/{MOUNT}/{self.path(name)}"
+
+    def spec(self, name: str, *, version: str | None = None, actor: Actor | None = None) -> SecretSourceSpec:
         actor = actor or Actor()
         return SecretSourceSpec.model_validate({
             "provider": "vault", "serviceAccountName": actor.service_account or self.service_account,
-            "vault": {"path": self.path(name), "role": actor.role or f"{self.namespace}-app", "version": version}})
+            "vault": {"path": self.path(name), "role": actor.role or f"{self.namespace}-app",
+                      "version": int(version) if version else None}})
 
     def put(self, name: str, data: Mapping[str, str]) -> str:
         return self.backend.put(MOUNT, self.path(name), data)
@@ -53,6 +58,9 @@ class FakeSubject:
 
     async def elapse(self, seconds: float) -> None:
         self.backend.clock.advance(seconds)
+
+    def unreachable(self) -> Backend:
+        return self.variant(reachable=False)
 
     def variant(self, *, audit: bool = True, reachable: bool = True) -> Backend:
         other = FakeBackend(clock=self.backend.clock)

@@ -76,6 +76,7 @@ def tear_down(stack: Stack, world: VaultWorld) -> None:
 
 class VaultSubject:
     service_account = "app"
+    absent_version = "9"  # the contract cases write fewer
 
     def __init__(self, stack: Stack, vault: hvac.Client, world: VaultWorld) -> None:
         self._stack, self._vault = stack, vault
@@ -107,11 +108,15 @@ class VaultSubject:
     def path(self, name: str) -> str:
         return f"{self.namespace}/{self._prefix}/{name}"
 
-    def spec(self, name: str, *, version: int | None = None, actor: Actor | None = None) -> SecretSourceSpec:
+    def where(self, name: str) -> str:
+        return f"vault:default/{MOUNT}/{self.path(name)}"
+
+    def spec(self, name: str, *, version: str | None = None, actor: Actor | None = None) -> SecretSourceSpec:
         actor = actor or Actor()
         return SecretSourceSpec.model_validate({
             "provider": "vault", "serviceAccountName": actor.service_account or self.service_account,
-            "vault": {"path": self.path(name), "role": actor.role or f"{self.namespace}-app", "version": version}})
+            "vault": {"path": self.path(name), "role": actor.role or f"{self.namespace}-app",
+                      "version": int(version) if version else None}})
 
     def put(self, name: str, data: Mapping[str, str]) -> str:
         response = self._vault.secrets.kv.v2.create_or_update_secret(self.path(name), dict(data), mount_point=MOUNT)
@@ -132,6 +137,9 @@ class VaultSubject:
 
     async def elapse(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+    def unreachable(self) -> VaultBackend:
+        return self.variant(reachable=False)
 
     def variant(self, *, audit: bool = True, reachable: bool = True) -> VaultBackend:
         return self._new(audit=audit, reachable=reachable)
