@@ -205,7 +205,7 @@ async def build(config: Settings, *, gate: asyncio.Event | None) -> Runtime:
     runtime.secret_feed = SecretFeed(kube, f"{keys.MANAGED_BY}={keys.MANAGED_BY_VALUE}", config.namespaces,
                                      wants_data=sync.wants_data,
                                      observers=(secret_changed, reloader.view.observe_secret),
-                                     relisted=lambda: runtime.relist.relisted())
+                                     relisted=lambda: runtime.relist.relisted(), gate=gate)
     return runtime
 
 

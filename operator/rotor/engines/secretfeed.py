@@ -40,11 +40,14 @@ class MetadataWatch(Protocol):
 class SecretFeed:
     def __init__(self, kube: MetadataWatch, selector: str, scopes: Sequence[str | None], *,
                  wants_data: Callable[[Body], bool], observers: Sequence[Observer],
-                 relisted: Callable[[], None], timeout_seconds: int = 300) -> None:
-        """WANTS_DATA(metadata): whether to read the Secret whole before telling the observers."""
+                 relisted: Callable[[], None], gate: asyncio.Event | None = None,
+                 timeout_seconds: int = 300) -> None:
+        """WANTS_DATA(metadata): whether to read the Secret whole before telling the observers. GATE (peering):
+        while it is clear this replica is paused and reads nothing; the views keep metadata, and a sync
+        after the resume reads what it needs."""
         self.kube, self.selector, self.scopes = kube, selector, tuple(scopes) or (None,)
         self.wants_data, self.observers, self.relisted = wants_data, tuple(observers), relisted
-        self.timeout_seconds = timeout_seconds
+        self.timeout_seconds, self.gate = timeout_seconds, gate
         self.reads = 0  # Secrets read whole (tests, benchmarks)
         self.listed = asyncio.Event()  # set once every scope's first list is delivered
         self._first_lists = len(self.scopes)
@@ -108,7 +111,8 @@ class SecretFeed:
             return
         body: Body = {"metadata": meta}
         whole = False
-        if event_type != "DELETED" and self.wants_data(meta):
+        active = self.gate is None or self.gate.is_set()
+        if active and event_type != "DELETED" and self.wants_data(meta):
             read = await self.kube.read_secret_body(meta["namespace"], meta["name"])
             self.reads += 1
             if read is None:

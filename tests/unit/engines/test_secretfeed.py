@@ -119,3 +119,32 @@ def test_an_expired_watch_lists_again_and_tells_the_relister() -> None:
         assert (NS, "after-gap") in cluster.sync.secrets  # the new watch delivers
 
     asyncio.run(scenario())
+
+
+def test_a_paused_replica_reads_nothing_and_its_next_sync_reads_the_secret_first() -> None:
+    cluster = Cluster()
+    cluster.backend.put("secret", "app/db", {"password": "pw-1"})
+    cluster.add_source("db")
+    cluster.live = False
+    cluster.start()
+    cluster.sync_now()
+    gate = asyncio.Event()  # clear: another replica is active (peering)
+
+    async def scenario() -> SecretFeed:
+        feed = SecretFeed(cast(MetadataWatch, cluster.kube), SELECTOR, [NS], wants_data=cluster.sync.wants_data,
+                          observers=[lambda t, b, w: cluster.sync.observe_secret(t, b, w)], relisted=lambda: None,
+                          gate=gate)
+        feed.start()
+        await asyncio.wait_for(feed.listed.wait(), 5)
+        secret = cluster.kube.get("secrets", NS, "db")
+        assert secret is not None
+        cluster.kube.put("secrets", {**secret, "data": {"password": base64.b64encode(b"other").decode()}})
+        await settle()
+        await feed.stop()
+        return feed
+
+    feed = asyncio.run(scenario())
+    assert feed.reads == 0
+    assert cluster.sync.secrets[(NS, "db")].metadata_only  # what it holds is no longer vouched for
+    cluster.sync_now()  # after the resume: the sync reads the Secret and restores its value
+    assert cluster.data() == {"password": b"pw-1"}
