@@ -42,6 +42,7 @@ from rotor.backends.protocols import (
 )
 from rotor.planning import times
 from rotor.planning.sync import Fetched
+from rotor.planning.vault_audit import Requests
 from tests.fakes.pki import FakePkiCertificates, FakePkiRole
 from tests.fakes.transit import FakeKey, FakeTransitKeys, missing_key
 
@@ -387,6 +388,23 @@ class FakeSecret(FakeTransitKeys, FakePkiCertificates):
                   "remoteAddress": "127.0.0.1", "denied": r["denied"]}
                  for r in self._b.audit
                  if r["path"] == path and r["time"] >= start and (end is None or r["time"] <= end)]
+        return AuditReads(found[:limit], len(found), "fake audit log")
+
+    async def audit_requests(self, requests: Requests, start: datetime.datetime, end: datetime.datetime | None,
+                             limit: int = 100) -> AuditReads | None:
+        """REQUESTS among every entry of the fake log (a test appends PKI and Transit requests to
+        `audit` as Vault would log them: path, operation, identity, keyVersion)."""
+        if not self._b.audit_trail:
+            return None
+        found = []
+        for r in self._b.audit:
+            action = requests.action(r["path"], r.get("operation", "read"))
+            if action is None or r["time"] < start or (end is not None and r["time"] > end):
+                continue
+            row = {"time": times.iso(r["time"], millis=True), "operation": action, "path": r["path"],
+                   "serviceAccount": r["serviceAccount"], "role": r["role"], "displayName": r.get("displayName"),
+                   "remoteAddress": "127.0.0.1", "denied": r["denied"]}
+            found.append(row | ({"keyVersion": r["keyVersion"]} if "keyVersion" in r else {}))
         return AuditReads(found[:limit], len(found), "fake audit log")
 
 

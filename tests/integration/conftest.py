@@ -150,7 +150,9 @@ class OperatorLogs(logging.Handler):
 def operator_settings(info: StackInfo, **overrides: Any) -> Settings:
     return Settings(
         vault_connections={"default": VaultConnection(address=info.vault_addr, rate_per_second=500,
-                                                      login_check_hosts=(f"{info.pg_host}:{info.pg_port}",))},
+                                                      login_check_hosts=(f"{info.pg_host}:{info.pg_port}",),
+                                                      # as deployed: a LeakIncident's audit step reads it
+                                                      audit_log_file=Path(info.vault_audit_log))},
         # Tests use 1-2 s refresh intervals; the operator's default minimum (10 s) would raise them.
         **{"metrics_port": 0, "log_level": "debug", "min_refresh_seconds": 1, **overrides})
 

@@ -16,13 +16,16 @@ import urllib.request
 from typing import Any
 
 import hvac
+import kubernetes
 import pytest
 from cryptography import x509
 
+from rotor.planning import times
 from tests.devenv import StackInfo
 from tests.integration.pki_setup import MOUNT, create_role, enable_pki
 
 from .conftest import get_source, secret_data, secret_source, wait_for, wait_ready
+from .test_incident import pod_spec
 from .test_rotation import policy, status, wait_rotations
 
 pytestmark = pytest.mark.usefixtures("operator")
@@ -212,11 +215,15 @@ def test_three_renewals_through_a_rotation_policy_with_zero_failed_handshakes_an
 
 
 def test_a_leak_incident_on_a_certificate_reissues_it_and_puts_the_leaked_serial_on_the_crl(
-        custom: Any, core: Any, vault: hvac.Client, namespace: str, info: StackInfo) -> None:
+        custom: Any, core: Any, api_client: Any, vault: hvac.Client, namespace: str, info: StackInfo) -> None:
     pki_role, login = pki_env(core, vault, namespace)
     secret_source(custom, namespace, "cert", source(namespace, login, pki_role, ttl="30m"))
     wait_ready(custom, namespace, "cert")
     leaked = certificate(custom, namespace)["serial"]
+    kubernetes.client.AppsV1Api(api_client).create_namespaced_deployment(namespace, {  # serves the certificate
+        "metadata": {"name": "web"}, "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {
+            "metadata": {"labels": {"app": "web"}}, "spec": pod_spec("tls", "volume")}}})
+    vault.read(f"{MOUNT}/cert/{leaked}")  # someone fetches the leaked certificate by serial (as Vault's root)
     custom.create_namespaced_custom_object("rotor.dev", "v1alpha1", namespace, "leakincidents", {
         "apiVersion": "rotor.dev/v1alpha1", "kind": "LeakIncident", "metadata": {"name": "key-leak"},
         "spec": {"secretSourceRef": {"name": "cert"}, "exposure": {"where": "chat", "reference": "thread/7"}}})
@@ -230,3 +237,19 @@ def test_a_leak_incident_on_a_certificate_reissues_it_and_puts_the_leaked_serial
     assert data is not None
     assert x509.load_pem_x509_certificates(data["tls.crt"])[0].serial_number == serial_number(renewed)
     assert serial_number(leaked) in crl_serials(info) and serial_number(renewed) not in crl_serials(info)
+    # What a responder reads: the workload serving the leaked key, then who issued from the role (the
+    # source re-issuing, as its own identity) and who fetched the leaked certificate, in the window.
+    timeline = {e["action"]: e["message"] for e in status["timeline"]}
+    assert [(c["kind"], c["name"], c["via"]) for c in status["blastRadius"]["consumers"]] == \
+        [("Deployment", "web", ["volume"])]
+    assert f"certificate {leaked} (PKI role {MOUNT}/{pki_role})" in timeline["Identified"]
+    assert "Secret tls: Deployment/web" in timeline["Identified"] and status["order"] == "afterRotation"
+    found = {(r["operation"], r["path"], r.get("serviceAccount") or r["displayName"]) for r in status["auditReads"]}
+    assert ("issue", f"{MOUNT}/issue/{pki_role}", f"{namespace}/app") in found
+    assert ("cert", f"{MOUNT}/cert/{leaked}", "root") in found
+    assert all(r["operation"] in ("issue", "sign", "cert") for r in status["auditReads"])
+    window = status["blastRadius"]["exposureWindow"]
+    start, end = times.parse(window["start"]), times.parse(window["end"])
+    assert all(start <= times.parse(r["time"]) <= end for r in status["auditReads"])
+    assert f"{namespace}/app (issue " in timeline["Audited"] and "root (cert 1)" in timeline["Audited"]
+    assert "PRIVATE KEY" not in str(status)

@@ -14,12 +14,14 @@ from typing import Any
 
 import hvac
 import hvac.exceptions
+import kubernetes
 import pytest
 
+from tests.devenv import Stack
 from tests.integration.transit_setup import MOUNT, create_key, enable_transit, transit_policy
 
 from .conftest import secret_data, secret_source, vault_role, wait_for, wait_ready
-from .test_incident import get, incident
+from .test_incident import get, incident, pod_spec
 from .test_incident import wait_phase as incident_phase
 from .test_rotation import policy, rotate_now, rotator_policy, status, wait_phase, wait_rotations
 
@@ -150,11 +152,24 @@ def test_an_exported_key_reaches_the_secret_with_overlap_and_the_old_version_lea
     assert first not in shown and second not in shown
 
 
+def sign_as_app(stack: Stack, vault: hvac.Client, namespace: str, key: str) -> str:
+    """A signature made with KEY by NAMESPACE/app through its own Vault login (what an app does)."""
+    role = f"{namespace}-signer"
+    vault.sys.create_or_update_policy(name=role, policy=f'path "{MOUNT}/sign/{key}" {{ capabilities = ["update"] }}\n'
+                                      f'path "{MOUNT}/sign/{key}/*" {{ capabilities = ["update"] }}')
+    vault.write(f"auth/kubernetes/role/{role}", bound_service_account_names=["app"],
+                bound_service_account_namespaces=[namespace], policies=[role], audience="vault", ttl="1h")
+    client = hvac.Client(url=vault.url)
+    client.auth.kubernetes.login(role=role, jwt=stack.service_account_token(namespace, "app", "vault", 600))
+    return str(client.secrets.transit.sign_data(key, MESSAGE, mount_point=MOUNT)["data"]["signature"])
+
+
 def test_a_leaked_key_is_rotated_and_its_minimum_raised_at_once(
-        custom: Any, core: Any, vault: hvac.Client, namespace: str) -> None:
+        stack: Stack, custom: Any, core: Any, vault: hvac.Client, namespace: str) -> None:
     key, rotator = transit_env(core, vault, namespace, custom, kv_writes=True)
     create_key(vault, key, "ecdsa-p256")
     signature = vault.secrets.transit.sign_data(key, MESSAGE, mount_point=MOUNT)["data"]["signature"]
+    sign_as_app(stack, vault, namespace, key)
     policy(custom, namespace, "orders", transit_policy_spec(key, rotator, window="1h"))  # a leak skips the overlap
     incident(custom, namespace, "key-leak", {  # the key's policy's identity acts: none is named here
         "secretSourceRef": {"name": "orders"}, "exposure": {"where": "git", "reference": "commit 1234"}})
@@ -165,10 +180,19 @@ def test_a_leaked_key_is_rotated_and_its_minimum_raised_at_once(
     config = vault.secrets.transit.read_key(key, mount_point=MOUNT)["data"]
     assert (config["latest_version"], config["min_decryption_version"], config["min_encryption_version"]) == (2, 2, 2)
     assert "rotation" not in get(custom, namespace, "leakincidents", "key-leak")["status"]  # no policy rotation
+    # What a responder reads: the key reaches no workload (used in place); who used it, as whom, which version.
+    timeline = {e["action"]: e["message"] for e in revoked["timeline"]}
+    assert f"Transit key {MOUNT}/{key} version 1 used in place" in timeline["Identified"]
+    assert revoked["blastRadius"]["consumers"] == [] and revoked["blastRadius"]["rotationPolicy"] == "orders"
+    used = {(r["operation"], r.get("serviceAccount") or r["displayName"], r.get("keyVersion"))
+            for r in revoked["auditReads"]}
+    assert {("sign", f"{namespace}/app", 1), ("sign", "root", 1)} <= used
+    assert all(r["path"].startswith(f"{MOUNT}/sign/{key}") for r in revoked["auditReads"])
+    assert f"{namespace}/app (sign 1)" in timeline["Audited"] and "key version(s) used: 1" in timeline["Audited"]
 
 
 def test_a_leaked_exported_key_leaves_the_secret_at_once_and_its_material_is_denylisted(
-        custom: Any, core: Any, vault: hvac.Client, namespace: str) -> None:
+        custom: Any, core: Any, api_client: Any, vault: hvac.Client, namespace: str) -> None:
     key, rotator = transit_env(core, vault, namespace, custom, kv_writes=True)
     create_key(vault, key, "ed25519", exportable=True)
     policy(custom, namespace, "orders", {**transit_policy_spec(key, rotator, window="1s"),
@@ -177,12 +201,20 @@ def test_a_leaked_exported_key_leaves_the_secret_at_once_and_its_material_is_den
     wait_rotations(custom, namespace, "orders", 1, timeout=60)
     wait_for(lambda: delivered(core, namespace).get("key-vlatest") == "2", 30, what="version 2 delivered")
     leaked = exported(vault, key, 2)
+    kubernetes.client.AppsV1Api(api_client).create_namespaced_deployment(namespace, {  # signs with the material
+        "metadata": {"name": "signer"}, "spec": {"selector": {"matchLabels": {"app": "signer"}}, "template": {
+            "metadata": {"labels": {"app": "signer"}}, "spec": pod_spec("orders", "volume")}}})
     incident(custom, namespace, "key-leak", {"secretSourceRef": {"name": "orders"},
                                              "exposure": {"where": "log", "reference": "debug dump"}})
 
     done = incident_phase(custom, namespace, "key-leak", "Prevented", timeout=60)
     assert done["exposedVersion"] == "2" and len(done["denylist"]) == 1
     assert done["blastRadius"]["keys"] == ["key-v2"]
+    assert [(c["kind"], c["name"]) for c in done["blastRadius"]["consumers"]] == [("Deployment", "signer")]
+    identified = next(e["message"] for e in done["timeline"] if e["action"] == "Identified")
+    assert "exported to Secret orders (exposed material in key-v2): 1 consumer(s): Deployment/signer" in identified
+    exports = [r for r in done["auditReads"] if r["operation"] == "export"]  # the test's own, as Vault's root
+    assert exports and all(r["path"].startswith(f"{MOUNT}/export/signing-key/{key}") for r in exports)
     wait_for(lambda: delivered(core, namespace).get("key-vlatest") == "3", 30, what="version 3 delivered")
     assert delivered(core, namespace) == {"transitKey": key, "key-v3": exported(vault, key, 3), "key-vlatest": "3"}
     config = vault.secrets.transit.read_key(key, mount_point=MOUNT)["data"]

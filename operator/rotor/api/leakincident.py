@@ -176,18 +176,20 @@ class TimelineEntry(Model):
 
 
 class AuditRead(Model):
-    """One read of the exposed path from the backend's audit device during the exposure window."""
+    """One request on the exposed secret in the backend's audit device during the exposure window."""
 
     model_config = Model.model_config | {"extra": "ignore"}
 
     time: str = Field(json_schema_extra=_TIME, description="When.")
-    operation: str = Field(description="The backend operation, e.g. read.")
+    operation: str = Field(description="What it did: read (KV); issue, sign, cert (PKI); encrypt, decrypt, "
+                           "rewrap, sign, verify, hmac, datakey, export, backup (Transit).")
     path: str = Field(description="The backend path.")
     service_account: str | None = Field(default=None, description="namespace/name of the Kubernetes identity.")
     role: str | None = Field(default=None, description="The backend role it logged in with.")
     display_name: str | None = Field(default=None, description="The requesting entity as the backend names it.")
     remote_address: str | None = Field(default=None, description="The client's address.")
     denied: bool = Field(default=False, description="The backend refused the request.")
+    key_version: int | None = Field(default=None, description="The Transit key version used, where the log says.")
 
 
 class RotationRef(Model):
@@ -236,7 +238,9 @@ class LeakIncidentStatus(Model):
     timeline: list[TimelineEntry] = Field(default_factory=list, max_length=200, description="What happened, "
                                           "oldest first (the last 200 entries).")
     audit_reads: list[AuditRead] = Field(default_factory=list, max_length=200,
-                                         description="Reads of the exposed path during the exposure window.")
+                                         description="Reads of the exposed path during the exposure window "
+                                         "(certificates: issuances from the PKI role and fetches by serial; Transit "
+                                         "keys: uses, exports and backups of the key).")
     audit_reads_total: int | None = Field(default=None, ge=0, description="Reads found (the list is capped).")
     audit_note: str | None = Field(default=None, description="Where the reads came from, or why there are none.")
     guardrails: list[str] = Field(default_factory=list, description="What Rotor put in place against a repeat.")

@@ -20,6 +20,7 @@ from rotor.api import keys
 from rotor.api.capabilities import Capability
 from rotor.api.secretsource import SecretSourceSpec
 from rotor.planning.sync import Fetched
+from rotor.planning.vault_audit import Requests
 
 
 class BackendError(Exception):
@@ -237,6 +238,17 @@ class AuditTrail(SecretHandle, Protocol):
                           limit: int = 100) -> AuditReads | None:
         """The reads in [START, END] (by anyone, denied ones included), the first LIMIT listed and all
         counted; None when no audit trail is configured. Needs no permission of the acting identity."""
+        ...
+
+
+@runtime_checkable
+class AuditRequests(AuditTrail, Protocol):
+    """Capability.AUDIT_TRAIL of a backend whose trail holds every request of the server, so it can say
+    who issued from a PKI role or used a Transit key, not only who read the bound secret (Vault)."""
+
+    async def audit_requests(self, requests: Requests, start: datetime.datetime, end: datetime.datetime | None,
+                             limit: int = 100) -> AuditReads | None:
+        """The REQUESTS in [START, END] (by anyone, denied ones included), as audit_reads."""
         ...
 
 

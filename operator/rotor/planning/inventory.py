@@ -306,6 +306,14 @@ def _span(delta: timedelta) -> str:
     return f"{sign}{seconds}s"
 
 
+def until(when: str | None, now: datetime, *, past: str = "{} ago") -> str:
+    """How far WHEN is: "in 29d", or PAST with the span ("3h ago"); "-" when unknown."""
+    moment = times.parse_optional(when)
+    if moment is None:
+        return "-"
+    return f"in {_span(moment - now)}" if moment >= now else past.format(_span(now - moment))
+
+
 def _overdue(row: ManagedRow, now: datetime) -> str:
     if row.overdue is None:
         return "-" if row.rotation_policy is None else "unknown"
@@ -332,10 +340,11 @@ def table_cells(rows: Sequence[Row], now: datetime, *, unmanaged: bool = False) 
                   str(r.open_incidents)] for r in rows if isinstance(r, UnmanagedRow)]
         return header, cells
     header = ["NAMESPACE", "SOURCE", "OWNER", "BACKEND", "TARGET", "CONSUMERS", "READY", "LAST SYNC",
-              "LAST ROTATION", "OVERDUE", "INCIDENTS"]
+              "LAST ROTATION", "EXPIRES", "OVERDUE", "INCIDENTS"]
     cells = [[r.namespace, r.secret_source, r.owner, r.backend, r.target, _consumers_cell(r.consumers),
               r.ready or "-", age(r.last_sync, now), age(r.last_rotation, now) if r.rotation_policy else "-",
-              _overdue(r, now), str(r.open_incidents)] for r in rows if isinstance(r, ManagedRow)]
+              until(r.not_after, now, past="expired {} ago"), _overdue(r, now), str(r.open_incidents)]
+             for r in rows if isinstance(r, ManagedRow)]
     return header, cells
 
 

@@ -1,5 +1,6 @@
 """Inventory rows for signing and encryption keys (RotationPolicies of strategy transit): which key,
-its latest version, the minimum versions, and the age of the latest version. Pure: read from the
+its latest version, the minimum versions, the age of the latest version and when it is replaced (a
+Transit key version has no expiry of its own: it is retired by the next rotation). Pure: read from the
 policies' status (numbers and names only; `rotor inventory --keys`).
 """
 
@@ -28,6 +29,7 @@ class KeyRow:
     delivered_versions: str | None  # exported into the Secret (spec.transit.export), e.g. "2,3"
     last_rotation: str | None
     phase: str | None
+    next_rotation: str | None = None  # when the latest version is replaced (the policy's schedule)
 
 
 def _number(text: Any) -> int | None:
@@ -52,7 +54,8 @@ def key_rows(policies: Iterable[Mapping[str, Any]]) -> list[KeyRow]:
             min_decryption_version=_number(active.get("minDecryptionVersion")),
             min_encryption_version=_number(active.get("minEncryptionVersion")),
             latest_created=active.get("keyVersionCreated"), delivered_versions=active.get("deliveredVersions"),
-            last_rotation=status.get("lastRotationTime"), phase=status.get("phase")))
+            last_rotation=status.get("lastRotationTime"), phase=status.get("phase"),
+            next_rotation=status.get("nextRotationTime")))
     return sorted(rows, key=lambda r: (r.namespace, r.rotation_policy))
 
 
@@ -61,10 +64,12 @@ def _cell(value: int | str | None) -> str:
 
 
 def render_table(rows: Sequence[KeyRow], now: datetime) -> str:
-    header = ["NAMESPACE", "POLICY", "KEY", "LATEST", "MIN DECRYPT", "MIN ENCRYPT", "AGE", "DELIVERED", "PHASE"]
+    header = ["NAMESPACE", "POLICY", "KEY", "LATEST", "MIN DECRYPT", "MIN ENCRYPT", "AGE", "NEXT ROTATION",
+              "DELIVERED", "PHASE"]
     cells = [[r.namespace, r.rotation_policy, r.key, _cell(r.latest_version), _cell(r.min_decryption_version),
-              _cell(r.min_encryption_version), inventory.age(r.latest_created, now), _cell(r.delivered_versions),
-              _cell(r.phase)] for r in rows]
+              _cell(r.min_encryption_version), inventory.age(r.latest_created, now),
+              inventory.until(r.next_rotation, now, past="overdue {}"), _cell(r.delivered_versions), _cell(r.phase)]
+             for r in rows]
     widths = [max(len(line[i]) for line in [header, *cells]) for i in range(len(header))]
     return "\n".join("   ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
                      for line in [header, *cells]) + "\n"

@@ -180,9 +180,10 @@ def test_table_shows_ages_and_overdue_and_json_csv_carry_the_same_rows() -> None
     rows = managed(cluster, NOW)
     table = render_table(rows, NOW).splitlines()
     assert table[0].split() == ["NAMESPACE", "SOURCE", "OWNER", "BACKEND", "TARGET", "CONSUMERS", "READY", "LAST",
-                                "SYNC", "LAST", "ROTATION", "OVERDUE", "INCIDENTS"]
+                                "SYNC", "LAST", "ROTATION", "EXPIRES", "OVERDUE", "INCIDENTS"]
     assert table[1].split() == ["team-a", "db", "unowned", "vault:default/secret/team-a/db", "db-credentials",
-                                "Deployment/w0,Deployment/w1,Deployment/w2,+2", "-", "2m", "31d", "yes", "(24h)", "0"]
+                                "Deployment/w0,Deployment/w1,Deployment/w2,+2", "-", "2m", "31d", "-", "yes", "(24h)",
+                                "0"]
     [record] = json.loads(render_json(rows))
     assert record["secretSource"] == "db" and record["overdue"] is True and len(record["consumers"]) == 5
     [line] = list(csv.DictReader(io.StringIO(render_csv(rows))))

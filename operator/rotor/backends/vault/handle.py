@@ -25,7 +25,7 @@ from rotor.backends.protocols import (
 from rotor.backends.vault.keys import TransitKeys
 from rotor.backends.vault.pki import VaultPki
 from rotor.planning import times
-from rotor.planning.vault_audit import audit_paths, audit_reads
+from rotor.planning.vault_audit import Requests, audit_paths, audit_requests, reads_of
 
 if TYPE_CHECKING:
     from rotor.backends.vault.backend import Identity, VaultBackend
@@ -216,17 +216,21 @@ class VaultSecret(TransitKeys, VaultPki):
 
     async def audit_reads(self, start: datetime.datetime, end: datetime.datetime | None,
                           limit: int = 100) -> AuditReads | None:
-        """Reads of this secret in the file audit log configured for the connection (values in it are
-        HMACed by Vault, and none is copied anyway). Read by the operator, not asked of Vault: it
-        works whoever the identity is, and while Vault is down."""
+        """Reads of this secret in the file audit log configured for the connection."""
+        return await self.audit_requests(reads_of(audit_paths(self.mount, self.path)), start, end, limit)
+
+    async def audit_requests(self, requests: Requests, start: datetime.datetime, end: datetime.datetime | None,
+                             limit: int = 100) -> AuditReads | None:
+        """REQUESTS (any path of this connection's Vault) in the file audit log configured for the
+        connection (values in it are HMACed by Vault, and none is copied anyway). Read by the operator,
+        not asked of Vault: it works whoever the identity is, and while Vault is down."""
         if self._audit_log is None:
             return None
         log = self._audit_log
-        paths = audit_paths(self.mount, self.path)
 
         def scan() -> tuple[list[dict[str, Any]], int]:
             with log.open(encoding="utf-8", errors="replace") as handle:
-                return audit_reads(handle, paths=paths, start=start, end=end, limit=limit)
+                return audit_requests(handle, requests=requests, start=start, end=end, limit=limit)
 
         try:
             reads, total = await asyncio.to_thread(scan)

@@ -69,3 +69,41 @@ def test_a_leaked_certificate_is_reissued_once_and_its_serial_revoked() -> None:
         assert (await world.until("prevented"))["phase"] == "Prevented"  # the rest of the runbook runs too
 
     asyncio.run(main())
+
+
+def _timeline(world: World, action: str) -> str:
+    return next(str(e["message"]) for e in world.stored().get("timeline") or () if e["action"] == action)
+
+
+def test_identify_names_the_workloads_mounting_the_tls_secret_and_audit_who_issued_from_the_role() -> None:
+    async def main() -> None:
+        world, _ = certificate_world()
+        now = world.clock()
+        world.backend.audit += [  # as Vault logs them (response entries): issuances and a fetch by serial
+            {"time": now, "path": "pki/issue/web", "operation": "update", "serviceAccount": f"{NS}/app",
+             "role": "app", "denied": False},
+            {"time": now, "path": "pki/issue/web", "operation": "update", "serviceAccount": f"{NS}/intruder",
+             "role": "app", "denied": False},
+            {"time": now, "path": "pki/cert/s1", "operation": "read", "serviceAccount": None, "role": None,
+             "displayName": "root", "denied": False},
+            {"time": now, "path": "pki/issue/other", "operation": "update", "serviceAccount": f"{NS}/app",
+             "role": "app", "denied": False},  # another role: not this certificate's
+            {"time": now, "path": f"secret/data/{NS}/db", "serviceAccount": f"{NS}/app", "role": "app",
+             "denied": False}]  # a KV read: not what a certificate leak is about
+        world.incident({})
+        status = await world.until("identified")
+        identified = _timeline(world, "Identified")
+        assert "certificate s1 (PKI role pki/web)" in identified
+        assert "1 workload(s) mount its Secret db-creds: Deployment/web" in identified
+        assert status["blastRadius"]["serviceAccounts"] == [f"{NS}/app", f"{NS}/default"]
+        status = await world.until("audited")
+        assert [(r["operation"], r["path"]) for r in status["auditReads"]] == [
+            ("issue", "pki/issue/web"), ("issue", "pki/issue/web"), ("cert", "pki/cert/s1")]
+        assert status["auditReadsTotal"] == 3
+        assert status["auditNote"].startswith("3 request(s): issuances from pki/issue/web (and sign) and fetches "
+                                              "of pki/cert/s1, between ")
+        audited = _timeline(world, "Audited")
+        assert f"by {NS}/app (issue 1), {NS}/intruder (issue 1), root (cert 1)" in audited
+        assert "PRIVATE KEY" not in str(world.stored())
+
+    asyncio.run(main())

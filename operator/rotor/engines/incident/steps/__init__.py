@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from rotor.engines.incident.context import Context, Outcome
 from rotor.engines.incident.steps.audit import audit
 from rotor.engines.incident.steps.certificate import (
+    audit_certificate,
     contain_certificate,
     identify_certificate,
     on_certificate,
@@ -20,7 +21,14 @@ from rotor.engines.incident.steps.identify import identify
 from rotor.engines.incident.steps.prevent import prevent
 from rotor.engines.incident.steps.revoke import revoke
 from rotor.engines.incident.steps.rotate import rotate
-from rotor.engines.incident.steps.transit import contain_key, key_policy, revoke_key, rotate_key
+from rotor.engines.incident.steps.transit import (
+    audit_key,
+    contain_key,
+    identify_key,
+    key_policy,
+    revoke_key,
+    rotate_key,
+)
 from rotor.engines.ports import PolicyView
 from rotor.planning.incident import Step
 
@@ -37,7 +45,8 @@ def on_key(step: StepFn, key_step: Callable[[Context, PolicyView], Awaitable[Out
 
 RUNBOOK: dict[Step, StepFn] = {
     "contain": on_certificate(on_key(contain, contain_key), contain_certificate),
-    "identify": on_certificate(identify, identify_certificate),
+    "identify": on_certificate(on_key(identify, identify_key), identify_certificate),
     "rotate": on_certificate(on_key(rotate, rotate_key), rotate_certificate),
-    "revoke": on_certificate(on_key(revoke, revoke_key), revoke_certificate), "audit": audit, "prevent": prevent,
+    "revoke": on_certificate(on_key(revoke, revoke_key), revoke_certificate),
+    "audit": on_certificate(on_key(audit, audit_key), audit_certificate), "prevent": prevent,
 }

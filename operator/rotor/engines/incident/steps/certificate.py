@@ -1,13 +1,14 @@
 """The runbook on a certificate: a LeakIncident whose SecretSource issues certificates (spec.vault.pki) is
-a leak of the private key of the certificate in its Secret. There is no overlap: the source is asked
-for a new certificate at once, and the exposed serial is revoked (it goes on the CRL).
+a leak of the private key of the certificate in its Secret. There is no overlap: the source is asked for
+a new certificate at once, and the exposed serial is revoked (it goes on the CRL).
 
 Contain records the exposed serial (the one the source's status says the Secret holds); nothing is
 denylisted, since no certificate is ever delivered twice (each has a new key). Identify lists the
-readers. Rotate asks the SecretSource engine for a new certificate (CertificateRequests) until the
-source holds a serial other than the exposed one; revoke revokes the exposed serial (CertificateIssuer,
-as the incident's acting identity). Both are safe to repeat: a source already past the exposed serial
-is not asked again, and revoking a revoked serial is a no-op for Vault.
+workloads mounting its kubernetes.io/tls Secret; audit lists who issued from its PKI role and who
+fetched it by serial (Vault's audit log). Rotate asks the SecretSource engine for a new certificate
+(CertificateRequests) until the source holds a serial other than the exposed one; revoke revokes the
+exposed serial (CertificateIssuer, as the incident's acting identity). Both are safe to repeat: a source
+already past the exposed serial is not asked again, and revoking a revoked serial is a no-op for Vault.
 """
 
 from __future__ import annotations
@@ -19,13 +20,16 @@ from rotor.api.capabilities import Capability
 from rotor.api.kinds import LEAK_INCIDENT
 from rotor.backends.protocols import CertificateIssuer
 from rotor.engines.incident.context import Context, Outcome, StepPending
+from rotor.engines.incident.steps.audit import audit_requests
 from rotor.engines.incident.steps.identify import consumers
 from rotor.engines.ports import CertificateRequests
 from rotor.planning import incident as plan
+from rotor.planning import incident_keys as keyed
 from rotor.planning import incident_radius as radius
 from rotor.planning import times
 from rotor.planning.capabilities import missing
 from rotor.planning.certificates import LEAK_REQUEST
+from rotor.planning.vault_audit import certificate_requests
 
 Step = Callable[[Context], Awaitable[Outcome]]
 
@@ -42,10 +46,16 @@ def _serial(ctx: Context) -> str:
     return str((ctx.source.status.get("certificate") or {}).get("serial") or "")
 
 
-def _where(ctx: Context) -> str:
+def _pki(ctx: Context) -> tuple[str, str]:
+    """(mount, role) of the source's PKI role."""
     pki = ctx.source_spec.vault.pki if ctx.source_spec.vault is not None else None
     assert pki is not None  # on_certificate checked
-    return f"vault:{ctx.source_spec.vault.connection if ctx.source_spec.vault else ''}/{pki.mount}/issue/{pki.role}"
+    return pki.mount, pki.role
+
+
+def _where(ctx: Context) -> str:
+    mount, role = _pki(ctx)
+    return f"vault:{ctx.source_spec.vault.connection if ctx.source_spec.vault else ''}/{mount}/issue/{role}"
 
 
 async def contain_certificate(ctx: Context) -> Outcome:
@@ -71,9 +81,18 @@ async def identify_certificate(ctx: Context) -> Outcome:
         status.get("blastRadius") or {}, found=found, namespaces=namespaces, accounts=accounts, leases=[],
         static_role=None, identity=radius.source_identity(namespace, account, role), policy=None,
         window_start=(ctx.source.status.get("lastChangeTime") or status["timestamps"]["detected"]))
-    names = ", ".join(f"{c['kind']}/{c['name']}" for c in found) or "none"
-    return Outcome(f"{len(found)} consumer(s) of Secret {ctx.target}: {names}; order {order} ({why})",
-                   {"blastRadius": blast, "order": order})
+    mount, pki_role = _pki(ctx)
+    message = keyed.certificate_identified(serial=str(status.get("exposedVersion") or ""), pki=f"{mount}/{pki_role}",
+                                           target=ctx.target, found=found, order=order, why=why)
+    return Outcome(message, {"blastRadius": blast, "order": order})
+
+
+async def audit_certificate(ctx: Context) -> Outcome:
+    """Who issued from the certificate's PKI role, and who fetched it by serial, while it was exposed."""
+    mount, role = _pki(ctx)
+    serial = str(ctx.state.status.get("exposedVersion") or "")
+    return await audit_requests(ctx, certificate_requests(mount, role, serial),
+                                keyed.certificate_subject(mount=mount, role=role, serial=serial), transit=False)
 
 
 async def rotate_certificate(ctx: Context) -> Outcome:

@@ -1,12 +1,15 @@
 """The runbook on a Transit key: a LeakIncident whose SecretSource is rotated by a RotationPolicy of
-strategy transit is a leak of that key. There is no overlap: the key is rotated and its minimum
-versions raised to the new one at once, so the exposed versions stop decrypting, verifying, encrypting
-and signing; an exported key's Secret gets only the new version.
+strategy transit is a leak of that key. There is no overlap: the key is rotated and its minimum versions
+raised to the new one at once, so the exposed versions stop decrypting, verifying, encrypting and
+signing; an exported key's Secret gets only the new version.
 
 Contain records the exposed key version (spec.version, else the latest) and, for an exported key,
-denylists the delivered material of the exposed versions. Rotate and revoke (in either order) do the
-same idempotent response: a key version after the recorded exposed one is adopted, never made twice,
-and minimums only go up. Only the capability protocols are used (KeyRing, VersionStore).
+denylists the delivered material of the exposed versions. Identify lists the workloads reading the
+Secret only for an exported key (a key used in place reaches no workload); audit lists who used,
+exported or backed up the key (Vault's audit log), with the key versions used. Rotate and revoke (in
+either order) do the same idempotent response: a key version after the recorded exposed one is adopted,
+never made twice, and minimums only go up. Only the capability protocols are used (KeyRing,
+VersionStore).
 """
 
 from __future__ import annotations
@@ -17,14 +20,19 @@ from rotor.api.kinds import LEAK_INCIDENT
 from rotor.backends.protocols import Actor, KeyRing, KeyVersions, NotFound, VersionStore
 from rotor.engines.incident.context import Context, Outcome, StepPending
 from rotor.engines.incident.context import key_policy as find_key_policy
+from rotor.engines.incident.steps.audit import audit_requests
+from rotor.engines.incident.steps.identify import consumers
 from rotor.engines.ports import PolicyView
 from rotor.observability.secrecy import remember
+from rotor.planning import incident as plan
 from rotor.planning import incident_denylist as denylist
+from rotor.planning import incident_keys as keyed
 from rotor.planning import incident_radius as radius
 from rotor.planning import times
 from rotor.planning.capabilities import missing
 from rotor.planning.hashing import value_hmac
 from rotor.planning.transit import delivery_data, holds, raised, versions_in
+from rotor.planning.vault_audit import key_requests
 
 
 def key_policy(ctx: Context) -> PolicyView | None:
@@ -90,6 +98,44 @@ async def contain_key(ctx: Context, policy: PolicyView) -> Outcome:
     return Outcome(f"leak of Transit key {mount}/{key} version {exposed}: {listed}",
                    {"exposedVersion": str(exposed), "denylist": sorted(digests),
                     "denylistScope": scope.describe() if digests else None, "blastRadius": blast})
+
+
+async def identify_key(ctx: Context, policy: PolicyView) -> Outcome:
+    """The blast radius of a key: the workloads reading its Secret when it is exported (none when it is
+    used in place), the identity that acts on it, and when the exposed version came to exist."""
+    mount, key = _name(policy)
+    assert policy.spec is not None
+    status = ctx.state.status
+    exposed = int(str(status.get("exposedVersion") or "0"))
+    try:
+        versions = await _ring(ctx, policy).key_versions(mount, key)
+    except NotFound as err:
+        raise StepPending(f"RotationPolicy {policy.name}: {err.message}", 30.0, keys.NOT_FOUND) from None
+    exported = policy.spec.transit is not None and policy.spec.transit.export is not None
+    found = await consumers(ctx) if exported else []
+    order, why = plan.choose_order(ctx.spec.response.order, len(found))
+    identity = policy.spec.identity
+    account, role = ((identity.service_account_name, identity.role) if identity else
+                     (ctx.source_spec.service_account_name, ctx.source_spec.vault.role if ctx.source_spec.vault
+                      else None))
+    namespaces, accounts = radius.readers(found, (ctx.state.namespace, account))
+    blast = radius.identified(
+        status.get("blastRadius") or {}, found=found, namespaces=namespaces, accounts=accounts, leases=[],
+        static_role=None, identity=radius.source_identity(ctx.state.namespace, account, role), policy=policy.name,
+        window_start=keyed.key_window_start(exposed=exposed, latest=versions.latest,
+                                            latest_created=versions.latest_created,
+                                            detected=status["timestamps"]["detected"]))
+    message = keyed.key_identified(key=f"{mount}/{key}", version=str(exposed), exported=exported,
+                                   delivered=(status.get("blastRadius") or {}).get("keys") or [],
+                                   target=ctx.target, found=found, order=order, why=why)
+    return Outcome(message, {"blastRadius": blast, "order": order})
+
+
+async def audit_key(ctx: Context, policy: PolicyView) -> Outcome:
+    """Who used, exported or backed up the key while the exposed version was valid, and which versions."""
+    mount, key = _name(policy)
+    return await audit_requests(ctx, key_requests(mount, key), keyed.key_subject(mount=mount, key=key),
+                                transit=True)
 
 
 async def respond(ctx: Context, policy: PolicyView) -> tuple[int, KeyVersions]:
