@@ -97,5 +97,12 @@ class WatchApi(Transport):
                                     str(obj.get("message") or "the watch ended with an error"))
                 yield kind, obj
         finally:
-            response.close()
-            pool.shutdown(wait=False, cancel_futures=True)
+            # Stopped mid-read (the operator shutting down), the reader thread still holds the response's
+            # buffer lock, blocked on the socket: close() here would wait for it (up to the watch's
+            # timeout; SIGTERM hung). Shut the socket's read side to wake it, and close in its own thread.
+            try:
+                response.shutdown()
+            except (ValueError, RuntimeError, OSError):
+                pass  # no socket to shut (already released): close() does not block then
+            pool.submit(response.close)
+            pool.shutdown(wait=False)
