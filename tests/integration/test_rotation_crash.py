@@ -62,6 +62,18 @@ def start_operator(info: StackInfo, namespace: str, kill_at: str | None,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def stop(operator: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, and SIGKILL if it has not exited within a pod's default grace period (as the kubelet
+    would); said in the output, since it costs the suite that long."""
+    operator.terminate()
+    try:
+        operator.wait(30)
+    except subprocess.TimeoutExpired:
+        print("\n`rotor run` did not exit within 30s of SIGTERM: killed")
+        operator.kill()
+        operator.wait(10)
+
+
 def has_synced(metrics_port: int) -> bool:
     """Whether the operator serving /metrics on METRICS_PORT has synced a SecretSource (so it knows the
     test's source, and a rotation asked for now starts at once)."""
@@ -78,17 +90,23 @@ def next_second(after: float) -> None:
     time.sleep(max(0.0, math.floor(after) + 1 - time.time()))
 
 
-def revokes(info: StackInfo, since: float) -> int:
-    """Lease revocations Vault served since SINCE (its file audit device; ids are HMAC'd there)."""
+def served(info: StackInfo, path: str, since: float = 0.0) -> int:
+    """Requests to PATH Vault answered since SINCE (its file audit device keeps paths in the clear, ids
+    and values HMAC'd)."""
     count = 0
     with open(info.vault_audit_log) as log:
         for line in log:
             entry = json.loads(line)
-            if entry.get("type") == "response" and entry.get("request", {}).get("path") == "sys/leases/revoke":
+            if entry.get("type") == "response" and entry.get("request", {}).get("path") == path:
                 when = calendar.timegm(time.strptime(entry["time"][:19], "%Y-%m-%dT%H:%M:%S"))
                 if when >= int(since):
                     count += 1
     return count
+
+
+def revokes(info: StackInfo, since: float) -> int:
+    """Lease revocations Vault served since SINCE."""
+    return served(info, "sys/leases/revoke", since)
 
 
 @pytest.mark.timeout(1200)
@@ -107,8 +125,7 @@ def test_sigkill_at_every_phase_completes_each_rotation_once(
             "dynamic": {"role": role}, "overlap": {"window": "2s"}, "verify": {"timeout": "30s"}, "deadline": "5m"})
         wait_rotations(custom, env.namespace, "db", 1)  # the first lease
     finally:
-        operator.terminate()
-        operator.wait(30)
+        stop(operator)
     done = time.time()
     roles_before = dynamic_pg_roles(info) - 1
     for n, point in enumerate(KILL_POINTS, start=2):
@@ -129,8 +146,7 @@ def test_sigkill_at_every_phase_completes_each_rotation_once(
             s = wait_rotations(custom, env.namespace, "db", n, timeout=90)
             done = time.time()
         finally:
-            survivor.terminate()
-            survivor.wait(30)
+            stop(survivor)
         steps = [step["phase"] for step in s["rotation"]["steps"]]
         assert steps.count("Complete") == 1 and steps.count("Revoking") == 1, (point, steps)
         assert len(leases(vault, role)) == 1, f"orphaned or missing lease after a crash at {point}"
@@ -140,12 +156,53 @@ def test_sigkill_at_every_phase_completes_each_rotation_once(
     wait_for(lambda: status(custom, env.namespace, "db").get("rotations") == len(KILL_POINTS) + 1)
 
 
-# A certificate renewal (strategy certificate), crashed three times in one renewal, each operator
-# resuming what the last one left: just after the source was asked for the certificate; just after the
-# source issued it, before the policy recorded it; just after the old serial was revoked, before Complete
-# was recorded (the revoke is repeated: a no-op for Vault). The phases between are the shared state
-# machine, crashed above at every one.
-CERTIFICATE_KILL_POINTS = ["Publishing:requested", "Publishing:after", "Revoking:after"]
+# One rotation killed at every phase, each operator resuming what the last one left (it takes the
+# rotation over once the status stood still for the takeover time, planning.rotation.TAKEOVER): the
+# phase persisted with nothing done yet ("before"), or its action done and not yet recorded ("after"),
+# plus each strategy's moments inside an action. Pending has no action: its one point is the rotation's
+# id recorded, nothing published. Overlapping:after is the window over, Revoking not yet entered.
+PHASES = ["Pending", "Publishing", "Propagating", "Verifying", "Overlapping", "Revoking", "Complete"]
+
+
+def start_crashing(info: StackInfo, namespace: str, kill_at: str) -> tuple[subprocess.Popen[bytes], int]:
+    """An operator set to SIGKILL itself at KILL_AT, and the port of its /metrics (to know it is up)."""
+    port = free_port()
+    return start_operator(info, namespace, kill_at, metrics_port=port), port
+
+
+def crash_through(custom: Any, info: StackInfo, namespace: str, name: str, points: list[str],
+                  first: subprocess.Popen[bytes], started: float) -> None:
+    """Policy NAME's rotation in progress, the operator killed at each of POINTS in turn: FIRST is up, set
+    to crash at POINTS[0] and asked to rotate; each later one starts set to crash at the next point. The
+    phase each kill left recorded must be the point's (so no point was passed over)."""
+    for n, point in enumerate(points):
+        crashing = first if n == 0 else start_operator(info, namespace, point)
+        try:
+            assert crashing.wait(60) == -9, f"the operator was not killed at {point}"
+        finally:
+            if crashing.poll() is None:
+                crashing.kill()
+        phase = status(custom, namespace, name).get("phase")
+        print(f"\nkilled at {point}: phase {phase} ({time.monotonic() - started:.0f}s)")
+        assert phase == point.split(":")[0], f"killed at {point} with phase {phase} recorded"
+
+
+def finish(custom: Any, info: StackInfo, namespace: str, name: str) -> dict[str, Any]:
+    """The status once an operator that crashes nowhere completed the rotation."""
+    survivor = start_operator(info, namespace, None)
+    try:
+        return wait_rotations(custom, namespace, name, 1, timeout=60)
+    finally:
+        stop(survivor)
+
+
+# A certificate renewal (strategy certificate) through every phase; inside Publishing also just after
+# the source was asked for the certificate, before it issued one. Publishing:after is the certificate
+# issued and not yet recorded; Revoking:after the old serial revoked, Complete not recorded (the revoke
+# is repeated: a no-op for Vault).
+CERTIFICATE_KILL_POINTS = ["Pending:after", "Publishing:before", "Publishing:requested", "Publishing:after",
+                           "Propagating:before", "Verifying:before", "Overlapping:after", "Revoking:before",
+                           "Revoking:after"]
 
 
 def has_ready_source(metrics_port: int) -> bool:
@@ -173,7 +230,7 @@ def issued_for(vault: hvac.Client, common_name: str) -> dict[str, bool]:
 
 @pytest.mark.timeout(600)
 @pytest.mark.usefixtures("operator_aside")
-def test_sigkill_three_times_in_a_certificate_renewal_issues_and_revokes_once(
+def test_sigkill_at_every_phase_of_one_certificate_renewal_issues_and_revokes_once(
         custom: Any, core: Any, vault: hvac.Client, namespace: str, info: StackInfo) -> None:
     pki_role, login = pki_env(core, vault, namespace)
     secret_source(custom, namespace, "cert", certificate_source(namespace, login, pki_role, ttl="1h"))
@@ -182,27 +239,12 @@ def test_sigkill_three_times_in_a_certificate_renewal_issues_and_revokes_once(
     policy(custom, namespace, "cert", {"secretSourceRef": {"name": "cert"}, "strategy": "certificate",
                                        "schedule": {"interval": "720h"}, "overlap": {"window": "1s"},
                                        "verify": {"timeout": "30s"}, "deadline": "5m"})
-    for n, point in enumerate(CERTIFICATE_KILL_POINTS):  # the first operator also issues the first certificate
-        port = free_port()
-        crashing = start_operator(info, namespace, point, metrics_port=port)
-        try:
-            if n == 0:
-                wait_for(functools.partial(has_ready_source, port), 60, what=f"the operator set to crash at {point}")
-                rotate_now(custom, namespace, "cert")
-            assert crashing.wait(60) == -9, f"the operator was not killed at {point}"
-        finally:
-            if crashing.poll() is None:
-                crashing.kill()
-        print(f"\nkilled at {point}: phase {status(custom, namespace, 'cert').get('phase')}, "
-              f"{len(issued_for(vault, name))} certificates issued")
-    survivor = start_operator(info, namespace, None)
-    try:
-        s = wait_rotations(custom, namespace, "cert", 1, timeout=60)
-    finally:
-        survivor.terminate()
-        survivor.wait(30)
-    steps = [step["phase"] for step in s["rotation"]["steps"]]
-    assert steps.count("Complete") == 1 and steps.count("Publishing") == 1, steps
+    first, port = start_crashing(info, namespace, CERTIFICATE_KILL_POINTS[0])  # it also issues the first one
+    wait_for(functools.partial(has_ready_source, port), 60, what="the first operator up, its certificate issued")
+    rotate_now(custom, namespace, "cert")
+    crash_through(custom, info, namespace, "cert", CERTIFICATE_KILL_POINTS, first, started)
+    s = finish(custom, info, namespace, "cert")
+    assert [step["phase"] for step in s["rotation"]["steps"]] == PHASES, s["rotation"]["steps"]
     issued = issued_for(vault, name)
     assert len(issued) == 2, f"{len(issued)} certificates issued for the first one and one renewal"
     active = s["active"]["serial"]
