@@ -27,6 +27,16 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
+def fed_cluster() -> Cluster:
+    """One source "db" on the fakes, its Secret events carried by a SecretFeed (not the harness) from now on."""
+    cluster = Cluster()
+    cluster.backend.put("secret", "app/db", {"password": "pw-1"})
+    cluster.add_source("db")
+    cluster.live = False
+    cluster.start()
+    return cluster
+
+
 def feed_for(cluster: Cluster, drifted: list[tuple[str, str]], relists: list[int],
              reload_view: ReloadView | None = None) -> SecretFeed:
     def changed(event_type: str | None, body: Any, whole: bool) -> None:
@@ -40,11 +50,7 @@ def feed_for(cluster: Cluster, drifted: list[tuple[str, str]], relists: list[int
 
 
 def test_forged_labels_cost_metadata_and_no_read_while_a_tenants_edit_of_a_managed_secret_is_read_once() -> None:
-    cluster = Cluster()
-    cluster.backend.put("secret", "app/db", {"password": "pw-1"})
-    cluster.add_source("db")
-    cluster.live = False  # the feed, not the harness, carries Secret events from here on
-    cluster.start()
+    cluster = fed_cluster()
     cluster.sync_now()
     assert cluster.data() is not None
     for n in range(50):
@@ -79,11 +85,7 @@ def test_forged_labels_cost_metadata_and_no_read_while_a_tenants_edit_of_a_manag
 
 
 def test_the_echo_of_rotors_own_write_costs_no_read() -> None:
-    cluster = Cluster()
-    cluster.backend.put("secret", "app/db", {"password": "pw-1"})
-    cluster.add_source("db")
-    cluster.live = False
-    cluster.start()
+    cluster = fed_cluster()
     drifted: list[tuple[str, str]] = []
 
     async def scenario() -> None:
@@ -122,11 +124,7 @@ def test_an_expired_watch_lists_again_and_tells_the_relister() -> None:
 
 
 def test_a_paused_replica_reads_nothing_and_its_next_sync_reads_the_secret_first() -> None:
-    cluster = Cluster()
-    cluster.backend.put("secret", "app/db", {"password": "pw-1"})
-    cluster.add_source("db")
-    cluster.live = False
-    cluster.start()
+    cluster = fed_cluster()
     cluster.sync_now()
     gate = asyncio.Event()  # clear: another replica is active (peering)
 
