@@ -90,13 +90,6 @@ def key_subject(*, mount: str, key: str) -> str:
     return f"uses, exports and backups of Transit key {mount}/{key}"
 
 
-def requests_note(*, total: int, listed: int, subject: str, start: datetime.datetime, end: datetime.datetime,
-                  found_in: str) -> str:
-    """Where the requests came from, and how many there were (auditNote)."""
-    return (f"{total} request(s): {subject}, between {times.iso(start, millis=True)} and "
-            f"{times.iso(end, millis=True)} in {found_in}{' (first 100 listed)' if total > listed else ''}")
-
-
 def audited(note: str, rows: Sequence[Mapping[str, Any]], *, transit: bool) -> str:
     """The timeline's Audited message: the note, who did what how often, and (a key) which versions."""
     parts = [note, f"by {listing(by_requester(rows))}"]

@@ -95,9 +95,9 @@ def no_audit_note(where: str, connection: str | None) -> str:
 
 
 def audit_note(*, total: int, listed: int, subject: str, start: datetime.datetime, end: datetime.datetime,
-               found_in: str) -> str:
-    """Where the reads came from, and how many there were."""
-    return (f"{total} read(s) of {subject} between {times.iso(start, millis=True)} and "
+               found_in: str, counted: str = "read(s) of") -> str:
+    """Where the reads (COUNTED: "request(s):" for a certificate or a key) came from, and how many."""
+    return (f"{total} {counted} {subject} between {times.iso(start, millis=True)} and "
             f"{times.iso(end, millis=True)} in {found_in}{' (first 100 listed)' if total > listed else ''}")
 
 

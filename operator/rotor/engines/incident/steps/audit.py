@@ -49,7 +49,7 @@ async def audit_requests(ctx: Context, requests: Requests, subject: str, *, tran
         raise StepPending(err.message, 30.0, keys.AUDIT_LOG_UNREADABLE) from None
     if found is None:
         return _no_trail(ctx)
-    note = keyed.requests_note(total=found.total, listed=len(found.reads), subject=subject, start=start, end=end,
-                               found_in=found.source)
+    note = radius.audit_note(total=found.total, listed=len(found.reads), subject=f"{subject},", start=start,
+                             end=end, found_in=found.source, counted="request(s):")
     return Outcome(keyed.audited(note, found.reads, transit=transit),
                    {"auditReads": found.reads, "auditReadsTotal": found.total, "auditNote": note})
