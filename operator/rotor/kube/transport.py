@@ -54,10 +54,14 @@ class Transport:
         self.api.close()
 
     async def _call(self, verb: str, resource: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await self._call_in(self._pool, verb, resource, lambda: fn(*args, **kwargs))
+
+    async def _call_in(self, pool: ThreadPoolExecutor, verb: str, resource: str, fn: Callable[[], T]) -> T:
+        """FN in a thread of POOL, counted, its failures as KubeError."""
         KUBE_REQUESTS.labels(verb, resource).inc()
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+            return await loop.run_in_executor(pool, fn)
         except ApiException as exc:
             raise kube_error(exc) from None
         except urllib3.exceptions.HTTPError as exc:

@@ -18,12 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import urllib3
-from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
-from rotor.kube.errors import KubeError, kube_error
+from rotor.kube.errors import KubeError
 from rotor.kube.transport import Transport, api_path
-from rotor.observability.metrics import KUBE_REQUESTS
 
 _META_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 _META = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
@@ -64,7 +62,6 @@ class WatchApi(Transport):
                                                               else [])
         path = api_path(group, version, plural, namespace)
         loop = asyncio.get_running_loop()
-        KUBE_REQUESTS.labels("watch", plural).inc()
 
         def connect() -> Any:
             return self.api.call_api(path, "GET", query_params=query, header_params={"Accept": _META},
@@ -72,13 +69,10 @@ class WatchApi(Transport):
                                      _return_http_data_only=True, _request_timeout=(10, timeout_seconds + 30))
 
         try:
-            response = await loop.run_in_executor(pool, connect)
-        except ApiException as exc:
+            response = await self._call_in(pool, "watch", plural, connect)
+        except BaseException:
             pool.shutdown(wait=False)
-            raise kube_error(exc) from None
-        except urllib3.exceptions.HTTPError as exc:
-            pool.shutdown(wait=False)
-            raise KubeError(503, "ServiceUnavailable", f"the watch could not connect ({type(exc).__name__})") from None
+            raise
         lines = iter_resp_lines(response)
         try:
             while True:
