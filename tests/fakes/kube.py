@@ -267,11 +267,29 @@ class FakeKube:
                  if matches(label_selector, obj["metadata"].get("labels") or {})]
         return items, str(self.resource_version)
 
-    async def watch_metadata(self, group: str, version: str, plural: str, namespace: str | None,
-                             resource_version: str, *, label_selector: str = "",
-                             timeout_seconds: int = 300) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    async def list_bodies(self, group: str, version: str, plural: str, namespace: str | None = None, *,
+                          label_selector: str = "", page: int = 500) -> tuple[list[dict[str, Any]], str]:
+        assert plural != "secrets", "list Secrets with list_metadata"
+        self._request("list", plural)
+        items = [copy.deepcopy(obj) for obj in self._listed(plural, namespace)
+                 if matches(label_selector, obj["metadata"].get("labels") or {})]
+        return items, str(self.resource_version)
+
+    def watch_metadata(self, group: str, version: str, plural: str, namespace: str | None,
+                       resource_version: str, *, label_selector: str = "",
+                       timeout_seconds: int = 300) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         """Changes from now on (metadata only) until TIMEOUT_SECONDS of quiet; `expire_watches()` ends
         every open watch with 410 Gone, as the API server does when a version is compacted away."""
+        return self._watch(False, plural, namespace, label_selector=label_selector, timeout_seconds=timeout_seconds)
+
+    def watch_bodies(self, group: str, version: str, plural: str, namespace: str | None,
+                     resource_version: str, *, label_selector: str = "",
+                     timeout_seconds: int = 300) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        assert plural != "secrets", "watch Secrets with watch_metadata"
+        return self._watch(True, plural, namespace, label_selector=label_selector, timeout_seconds=timeout_seconds)
+
+    async def _watch(self, whole: bool, plural: str, namespace: str | None, *, label_selector: str,
+                     timeout_seconds: int) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         self._request("watch", plural)
         queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue()
 
@@ -279,7 +297,7 @@ class FakeKube:
             meta = body["metadata"]
             if kind == plural and (namespace is None or meta.get("namespace") == namespace) and \
                     matches(label_selector, meta.get("labels") or {}):
-                queue.put_nowait((event_type, {"metadata": meta}))
+                queue.put_nowait((event_type, copy.deepcopy(body) if whole else {"metadata": meta}))
 
         self.watchers.append(watcher)
         self._watch_queues.append(queue)

@@ -49,11 +49,38 @@ class WatchApi(Transport):
             version_seen = (body.get("metadata") or {}).get("resourceVersion") or version_seen
         return items, version_seen
 
-    async def watch_metadata(self, group: str, version: str, plural: str, namespace: str | None,
-                             resource_version: str, *, label_selector: str = "",
-                             timeout_seconds: int = 300) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    async def list_bodies(self, group: str, version: str, plural: str, namespace: str | None = None, *,
+                          label_selector: str = "", page: int = 500) -> tuple[list[dict[str, Any]], str]:
+        """Every object whole, paged, and the list's resourceVersion (a watch from it misses nothing).
+        Never Secrets: their values stay on the API server unless read by name."""
+        assert plural != "secrets", "list Secrets with list_metadata"
+        items: list[dict[str, Any]] = []
+        version_seen = ""
+        query = [("labelSelector", label_selector)] if label_selector else []
+        async for body in self._pages(plural, api_path(group, version, plural, namespace), page, query=query):
+            items.extend(body.get("items") or ())
+            version_seen = (body.get("metadata") or {}).get("resourceVersion") or version_seen
+        return items, version_seen
+
+    def watch_metadata(self, group: str, version: str, plural: str, namespace: str | None,
+                       resource_version: str, *, label_selector: str = "",
+                       timeout_seconds: int = 300) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         """(type, object) for each change after RESOURCE_VERSION until the server ends the watch; bookmarks
         come as ("BOOKMARK", {metadata: {resourceVersion}}). A KubeError 410 (Gone) means: list again."""
+        return self._watch(_META, group, version, plural, namespace, resource_version, label_selector=label_selector,
+                           timeout_seconds=timeout_seconds)
+
+    def watch_bodies(self, group: str, version: str, plural: str, namespace: str | None,
+                     resource_version: str, *, label_selector: str = "",
+                     timeout_seconds: int = 300) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """watch_metadata with whole objects. Never Secrets."""
+        assert plural != "secrets", "watch Secrets with watch_metadata"
+        return self._watch("application/json", group, version, plural, namespace, resource_version,
+                           label_selector=label_selector, timeout_seconds=timeout_seconds)
+
+    async def _watch(self, accept: str, group: str, version: str, plural: str, namespace: str | None,
+                     resource_version: str, *, label_selector: str,
+                     timeout_seconds: int) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         # A thread of its own for as long as the watch lasts (one per watched namespace; not from a
         # bounded pool, where the watches of many namespaces would wait for each other).
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rotor-watch")
@@ -64,7 +91,7 @@ class WatchApi(Transport):
         loop = asyncio.get_running_loop()
 
         def connect() -> Any:
-            return self.api.call_api(path, "GET", query_params=query, header_params={"Accept": _META},
+            return self.api.call_api(path, "GET", query_params=query, header_params={"Accept": accept},
                                      auth_settings=["BearerToken"], _preload_content=False,
                                      _return_http_data_only=True, _request_timeout=(10, timeout_seconds + 30))
 
