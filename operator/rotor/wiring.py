@@ -127,7 +127,7 @@ class Runtime:
         await self.sync.close()  # its template renderer's child processes
         for backend in self.backends.values():
             await backend.close()
-        self.kube.close()
+        await self.kube.close()
 
 
 class HmacKeyLost(RuntimeError):

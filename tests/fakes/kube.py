@@ -183,7 +183,7 @@ class FakeKube:
 
     # -- rotor.kube.Kube --------------------------------------------------------------------------------
 
-    def close(self) -> None:
+    async def close(self) -> None:
         return None
 
     def context_namespace(self) -> str:

@@ -216,6 +216,9 @@ def operator_logs() -> Iterator[OperatorLogs]:
     root.addHandler(handler)
     previous = root.level
     root.setLevel(logging.DEBUG)
+    # The operator runs in this process beside the tests' own kubernetes client, which logs whole response
+    # bodies (the tests' Secrets) at DEBUG. Rotor does not use that client; its records are not Rotor's.
+    logging.getLogger("kubernetes.client.rest").setLevel(logging.INFO)
     yield handler
     root.removeHandler(handler)
     root.setLevel(previous)

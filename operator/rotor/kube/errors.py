@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-from kubernetes.client.exceptions import ApiException
-
 
 class KubeError(Exception):
     def __init__(self, status: int, reason: str, message: str) -> None:
@@ -23,14 +21,15 @@ class KubeError(Exception):
         return self.status == 409
 
 
-def kube_error(exc: ApiException) -> KubeError:
-    """The Status reason and message only: an ApiException's text holds the response body, which for
-    a Secret could hold data."""
-    reason, message = str(exc.reason or ""), ""
+def status_error(status: int, phrase: str, body: bytes) -> KubeError:
+    """The Status reason and message only: an error body that is not a Status (a proxy's page) could
+    echo what was sent, which for a Secret holds data."""
+    reason, message = phrase, ""
     try:
-        status = json.loads(exc.body or "{}")
-        reason = status.get("reason", reason)
-        message = status.get("message", "")
+        found = json.loads(body or b"{}")
+        if isinstance(found, dict) and found.get("kind") == "Status":
+            reason = str(found.get("reason") or reason)
+            message = str(found.get("message") or "")
     except ValueError:
         pass
-    return KubeError(int(exc.status or 0), reason, message)
+    return KubeError(status, reason, message)

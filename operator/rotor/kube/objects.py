@@ -57,8 +57,7 @@ class ObjectsApi(Transport):
 
     async def get_object(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            obj = await self._call("get", plural, self.custom.get_namespaced_custom_object,
-                                   GROUP, VERSION, namespace, plural, name)
+            obj = await self._json("get", plural, "GET", f"{api_path(GROUP, VERSION, plural, namespace)}/{name}")
         except KubeError as err:
             if err.not_found:
                 return None
@@ -76,8 +75,7 @@ class ObjectsApi(Transport):
 
     async def annotate(self, plural: str, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
         """Merge annotations into a Rotor object (e.g. rotor.dev/rotate-now)."""
-        await self._call("patch", plural, self.custom.patch_namespaced_custom_object, GROUP, VERSION, namespace,
-                         plural, name, {"metadata": {"annotations": dict(annotations)}})
+        await self.patch_object(plural, namespace, name, {"metadata": {"annotations": dict(annotations)}})
 
     async def list_objects(self, group: str, version: str, plural: str, namespace: str | None = None, *,
                            page: int = 500) -> list[dict[str, Any]]:
@@ -91,19 +89,19 @@ class ObjectsApi(Transport):
     async def create_object(self, plural: str, namespace: str, body: Mapping[str, Any], *,
                             field_manager: str = "rotor") -> dict[str, Any]:
         """Create a Rotor object (a LeakIncident from `rotor leak report`, an emergency RotationPolicy)."""
-        result = await self._call("create", plural, self.custom.create_namespaced_custom_object, GROUP, VERSION,
-                                  namespace, plural, dict(body), field_manager=field_manager)
+        result = await self._json("create", plural, "POST", api_path(GROUP, VERSION, plural, namespace), dict(body),
+                                  query=[("fieldManager", field_manager)])
         return dict(result)
 
     async def patch_object(self, plural: str, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
         """Merge-patch a Rotor object's metadata or spec (rotate-now annotation, tightened schedule)."""
-        await self._call("patch", plural, self.custom.patch_namespaced_custom_object, GROUP, VERSION, namespace,
-                         plural, name, dict(patch))
+        await self._json("patch", plural, "PATCH", f"{api_path(GROUP, VERSION, plural, namespace)}/{name}",
+                         dict(patch), content_type=_MERGE, parse=False)
 
     async def delete_object(self, plural: str, namespace: str, name: str) -> bool:
         try:
-            await self._call("delete", plural, self.custom.delete_namespaced_custom_object, GROUP, VERSION,
-                             namespace, plural, name)
+            await self._json("delete", plural, "DELETE", f"{api_path(GROUP, VERSION, plural, namespace)}/{name}",
+                             parse=False)
         except KubeError as err:
             if err.not_found:
                 return False

@@ -5,20 +5,17 @@ can be forged (hack/bench_memory.py: 500 forged 1 MiB Secrets took a 512 MiB pod
 Rotor's own watch of Secrets asks the API server for metadata only (what controller-runtime's metadata
 informers ask for) and reads a Secret by name when it needs the data.
 
-The client is synchronous: a watch is a stream read line by line in a thread of its own (one per watch,
-so a long-poll never holds a slot of the request pool).
+A watch is one long request on the event loop (aiohttp), read line by line; it holds a connection of
+the transport's pool while it lasts.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import urllib3
-from kubernetes.watch.watch import iter_resp_lines
+import aiohttp
 
 from rotor.kube.errors import KubeError
 from rotor.kube.transport import Transport, api_path
@@ -81,36 +78,13 @@ class WatchApi(Transport):
     async def _watch(self, accept: str, group: str, version: str, plural: str, namespace: str | None,
                      resource_version: str, *, label_selector: str,
                      timeout_seconds: int) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-        # A thread of its own for as long as the watch lasts (one per watched namespace; not from a
-        # bounded pool, where the watches of many namespaces would wait for each other).
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rotor-watch")
         query = [("watch", "true"), ("allowWatchBookmarks", "true"), ("resourceVersion", resource_version),
                  ("timeoutSeconds", str(timeout_seconds))] + ([("labelSelector", label_selector)] if label_selector
                                                               else [])
-        path = api_path(group, version, plural, namespace)
-        loop = asyncio.get_running_loop()
-
-        def connect() -> Any:
-            return self.api.call_api(path, "GET", query_params=query, header_params={"Accept": accept},
-                                     auth_settings=["BearerToken"], _preload_content=False,
-                                     _return_http_data_only=True, _request_timeout=(10, timeout_seconds + 30))
-
+        response = await self._open("watch", plural, "GET", api_path(group, version, plural, namespace),
+                                    query=query, accept=accept, read_timeout=timeout_seconds + 30)
         try:
-            response = await self._call_in(pool, "watch", plural, connect)
-        except BaseException:
-            pool.shutdown(wait=False)
-            raise
-        lines = iter_resp_lines(response)
-        try:
-            while True:
-                try:
-                    line = await loop.run_in_executor(pool, next, lines, None)
-                except (urllib3.exceptions.HTTPError, OSError) as exc:
-                    raise KubeError(503, "ServiceUnavailable", f"the watch broke ({type(exc).__name__})") from None
-                if line is None:
-                    return
-                if not line:
-                    continue
+            async for line in _lines(response):
                 event = json.loads(line)
                 kind, obj = event.get("type") or "", event.get("object") or {}
                 if kind == "ERROR":
@@ -118,12 +92,22 @@ class WatchApi(Transport):
                                     str(obj.get("message") or "the watch ended with an error"))
                 yield kind, obj
         finally:
-            # Stopped mid-read (the operator shutting down), the reader thread still holds the response's
-            # buffer lock, blocked on the socket: close() here would wait for it (up to the watch's
-            # timeout; SIGTERM hung). Shut the socket's read side to wake it, and close in its own thread.
-            try:
-                response.shutdown()
-            except (ValueError, RuntimeError, OSError):
-                pass  # no socket to shut (already released): close() does not block then
-            pool.submit(response.close)
-            pool.shutdown(wait=False)
+            response.close()  # cancelled mid-read (shutting down) too: the connection is dropped, not pooled
+
+
+async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """The stream's lines, however long: aiohttp's readline stops at 128 KiB, and one large object (a
+    tenant's) must not break the watch every other tenant's events come by."""
+    pending = bytearray()
+    try:
+        async for chunk in response.content.iter_any():
+            pending += chunk
+            while (end := pending.find(b"\n")) >= 0:
+                line = bytes(pending[:end])
+                del pending[:end + 1]
+                if line.strip():
+                    yield line
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        raise KubeError(503, "ServiceUnavailable", f"the watch broke ({type(exc).__name__})") from None
+    if pending.strip():
+        yield bytes(pending)

@@ -123,8 +123,7 @@ def _every_handler() -> list[logging.Handler]:
 
 def install_masking(registry: Registry = REGISTRY) -> None:
     """Mask every record the process logs: at creation (a record factory, for every logger and any
-    handler added later) and on every handler present now (once each), Kopf's event poster included.
-    Keep the Kubernetes client from logging response bodies, which hold Secret data, at DEBUG."""
+    handler added later) and on every handler present now (once each), Kopf's event poster included."""
     factory: Any = logging.getLogRecordFactory()
     while isinstance(factory, _MaskingRecordFactory) and factory.registry is not registry:
         factory = factory.previous
@@ -133,7 +132,6 @@ def install_masking(registry: Registry = REGISTRY) -> None:
     for handler in _every_handler():
         if not any(isinstance(f, MaskingFilter) for f in handler.filters):
             handler.addFilter(MaskingFilter(registry))
-    logging.getLogger("kubernetes.client.rest").setLevel(logging.INFO)
 
 
 def configure_logging(fmt: str = "text", level: str = "info") -> None:

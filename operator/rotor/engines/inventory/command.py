@@ -35,15 +35,18 @@ def render(read: Read, *, output: str, unmanaged: bool, include_system: bool, no
 def main(*, namespaces: Sequence[str] | None, all_namespaces: bool, output: str, unmanaged: bool,
          include_system: bool, kubeconfig: str | None = None, out: TextIO = sys.stdout,
          err: TextIO = sys.stderr, keys: bool = False) -> int:
-    kube = Kube(load_config(kubeconfig))
+    async def run(kube: Kube) -> Read:
+        try:
+            scope = None if all_namespaces else (list(namespaces or ()) or [kube.context_namespace()])
+            return await collect(kube, scope)
+        finally:
+            await kube.close()
+
     try:
-        scope = None if all_namespaces else (list(namespaces or ()) or [kube.context_namespace()])
-        read = asyncio.run(collect(kube, scope))
+        read = asyncio.run(run(Kube(load_config(kubeconfig))))
     except KubeError as error:
         print(f"rotor inventory: {error}", file=err)
         return 1
-    finally:
-        kube.close()
     for warning in read.warnings:
         print(f"warning: {warning}", file=err)
     out.write(render(read, output=output, unmanaged=unmanaged, include_system=include_system, now=times.now(),
