@@ -87,3 +87,22 @@ def test_no_kubeconfig_names_the_fix(tmp_path: Path) -> None:
         load_config(str(tmp_path / "nowhere"))
     assert "set KUBECONFIG or --kubeconfig" in failed.value.message
     assert json.dumps(failed.value.reason) == '"InvalidKubeconfig"'
+
+
+def test_in_a_pod_the_mounted_service_account_token_is_read_again_as_it_rotates(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rotor.kube import config as kubeconfig
+
+    (tmp_path / "token").write_text("first\n")
+    (tmp_path / "namespace").write_text("rotor-system")
+    monkeypatch.setattr(kubeconfig, "SERVICE_ACCOUNT", tmp_path)
+    monkeypatch.setattr(kubeconfig, "TOKEN_FILE_REREAD_SECONDS", 0.0)
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "fd00::1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    config = load_config()
+    assert config.server == "https://[fd00::1]:443" and config.namespace == "rotor-system"
+    assert config.ca_file == str(tmp_path / "ca.crt")
+    assert asyncio.run(config.authorization()) == "Bearer first"
+    (tmp_path / "token").write_text("second\n")  # the kubelet rotated it
+    assert asyncio.run(config.authorization()) == "Bearer second"
