@@ -33,6 +33,7 @@ from rotor.engines.secretfeed import SecretFeed
 from rotor.engines.secretsource.port import SourcesPort
 from rotor.engines.secretsource.sandbox import ProcessRenderer
 from rotor.engines.secretsource.worker import SecretSync
+from rotor.engines.sourcefeed import SourceFeed
 from rotor.kube import Kube, KubeError
 from rotor.observability import metrics
 from rotor.planning import times
@@ -89,6 +90,8 @@ class Runtime:
     relist: Relister = field(default_factory=lambda: Relister((), interval=0))
     # Managed Secrets' metadata-only watch (not Kopf's: see rotor.engines.secretfeed); built by build().
     secret_feed: SecretFeed | None = None
+    # SecretSources' watch (not Kopf's: see rotor.engines.sourcefeed); built by build().
+    source_feed: SourceFeed | None = None
 
     @property
     def schedulers(self) -> tuple[RefreshScheduler, ...]:
@@ -107,12 +110,16 @@ class Runtime:
         self.relist.start()
         if self.secret_feed is not None:
             self.secret_feed.start()
+        if self.source_feed is not None:
+            self.source_feed.start()
         if self.feeds is not None:
             self.feeds.start()
         if self.config.metrics_port:
             metrics.serve(self.config.metrics_port)
 
     async def stop(self) -> None:
+        if self.source_feed is not None:
+            await self.source_feed.stop()
         if self.secret_feed is not None:
             await self.secret_feed.stop()
         await self.relist.stop()
@@ -152,8 +159,13 @@ async def hmac_key(kube: Kube, config: Settings) -> bytes:
     return await kube.get_or_create_key(namespace, name, KEY_FIELD)
 
 
-async def build(config: Settings, *, gate: asyncio.Event | None) -> Runtime:
-    """The runtime for CONFIG; GATE (when peering) pauses every scheduler while it is clear."""
+# The handler of a SecretSource's events (rotor.handlers.secretsource: handlers are above this module).
+SourceHandler = Callable[[Runtime, str | None, Mapping[str, Any]], Awaitable[None]]
+
+
+async def build(config: Settings, *, gate: asyncio.Event | None, on_source: SourceHandler | None = None) -> Runtime:
+    """The runtime for CONFIG; GATE (when peering) pauses every scheduler while it is clear; ON_SOURCE
+    gets every SecretSource event (None: SecretSources are not watched)."""
     kube = Kube()
     await kube.ensure_namespace(config.operator_namespace)
     key = await hmac_key(kube, config)
@@ -206,6 +218,9 @@ async def build(config: Settings, *, gate: asyncio.Event | None) -> Runtime:
                                      wants_data=sync.wants_data,
                                      observers=(secret_changed, reloader.view.observe_secret),
                                      relisted=lambda: runtime.relist.relisted(), gate=gate)
+    if on_source is not None:
+        runtime.source_feed = SourceFeed(kube, config.namespaces, handle=lambda t, body: on_source(runtime, t, body),
+                                         relisted=lambda: runtime.relist.relisted())
     return runtime
 
 

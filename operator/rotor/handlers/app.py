@@ -7,32 +7,17 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, cast
+from typing import Any
 
 import kopf
 
 from rotor import GROUP
 from rotor.api import keys
-from rotor.api.kinds import SECRET_SOURCE
 from rotor.config import Settings
 from rotor.handlers.memo import runtime_of
 from rotor.observability.logs import configure_logging, install_masking
 
 log = logging.getLogger("rotor")
-
-# Kinds Rotor watches with Kopf event handlers only (no create/update/resume): Kopf never uses their diff base.
-_EVENTS_ONLY = frozenset({SECRET_SOURCE.kind, "Secret"})
-
-
-class _DiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
-    """Kopf builds a diff base (a deep copy of the object) on every event of every kind it watches; only
-    kinds with change handlers use it. SecretSources and managed Secrets (event handlers only, thousands of
-    events at start-up) get an empty one: a deep copy per event was a tenth of Kopf's CPU per event."""
-
-    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
-        if body.get("kind") in _EVENTS_ONLY:
-            return cast(kopf.BodyEssence, {})
-        return super().build(body=body, extra_fields=extra_fields)
 
 
 @kopf.on.login()
@@ -47,12 +32,12 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     from rotor import wiring
-    from rotor.handlers import delivery, peering
+    from rotor.handlers import delivery, peering, secretsource
 
     config: Settings = memo.config
-    # Peering: Kopf pauses its watches on a standby replica; Rotor's own schedulers (they work on
-    # objects loaded earlier) must pause with them, or a paused replica keeps syncing and rotating.
-    # Standalone: no gate, the schedulers always work.
+    # Peering: Kopf pauses its watches on a standby replica; Rotor's own schedulers must pause with them,
+    # or a paused replica keeps syncing and rotating. Rotor's own watches (SecretSources, managed
+    # Secrets) go on: the views stay current, what they schedule waits. Standalone: no gate.
     gate: asyncio.Event | None = None
     paused: peering.PauseState | None = None
     if not config.standalone:
@@ -66,15 +51,16 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 30
-    # Watches start with a list; paged, 10,000 SecretSources are not one answer that a 30 s request timeout
-    # cuts short and retries. (Secrets are not watched through Kopf at all: rotor.engines.secretfeed.)
+    # Watches start with a list; paged, 10,000 objects are not one answer that a 30 s request timeout cuts
+    # short and retries. (SecretSources and Secrets are not watched through Kopf at all:
+    # rotor.engines.sourcefeed, rotor.engines.secretfeed.)
     settings.watching.chunk_size = 50
     # Routine success is not worth a Kubernetes Event per object; Rotor posts its own on change.
     settings.posting.level = logging.WARNING
     # Progress and diff-base in annotations under our prefix; status stays schema-exact.
     settings.persistence.finalizer = keys.FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = _DiffBaseStorage(
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration")
     settings.execution.max_workers = 8
     # Kopf runs a worker per object with events; on start-up every object has one, at once. Bound
@@ -84,7 +70,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.queueing.idle_timeout = 1.0
 
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(32, thread_name_prefix="rotor-io"))
-    runtime = await wiring.build(config, gate=gate)
+    runtime = await wiring.build(config, gate=gate, on_source=secretsource.source_event)
     memo.runtime = runtime
     await runtime.load()
     if gate is not None and paused is not None:  # after all that may fail: a retried start-up makes one
@@ -115,7 +101,6 @@ def run(config: Settings, *, stop_flag: threading.Event | None = None,
         delivery,  # noqa: F401 - registers the webhook and the reload watches
         incident,  # noqa: F401 - registers the LeakIncident handlers
         rotation,  # noqa: F401 - registers the RotationPolicy handlers
-        secretsource,  # noqa: F401 - registers the handlers
     )
 
     if configure_logs:

@@ -1,9 +1,10 @@
 """Is this replica the active one? Rotor's own schedulers work only while Kopf's watches do.
 
 Kopf peering pauses the watches of a standby replica (a higher-priority peer is alive, or two peers
-share a priority), but the refresh, rotation and incident schedulers run on objects loaded earlier,
-outside Kopf. `follow_pause` mirrors Kopf's pause into an asyncio.Event that those schedulers take as
-their gate: set while Kopf processes events, clear while it is paused.
+share a priority), but the refresh, rotation and incident schedulers run outside Kopf, and so do
+Rotor's own watches of SecretSources and managed Secrets, which schedule work on every replica.
+`follow_pause` mirrors Kopf's pause into an asyncio.Event that the schedulers take as their gate: set
+while Kopf processes events, clear while it is paused and until Kopf's peering has first decided.
 """
 
 from __future__ import annotations
@@ -56,9 +57,15 @@ async def follow_pause(paused: PauseState, active: asyncio.Event,
     a pause (the views missed what changed meanwhile: Kopf re-lists, and a re-list brings no DELETED
     events, so rotor.engines.relist reconciles them).
 
-    Before Kopf's peering has decided (at start-up) the switch is off, as Kopf sees it too: nothing
-    is scheduled yet then, since only Kopf's handlers schedule work.
+    Until Kopf's peering has decided, ACTIVE stays clear. At start-up the switch is off only because
+    Kopf's peering has not begun (its root tasks start after the startup handlers), while Rotor's own
+    SecretSource watch already lists and schedules every source: a standby must not sync them in
+    that gap. Kopf (1.38-1.45) turns the switch on first when a peering name is given (its peering
+    toggle starts on, or the peering CRD is not seen yet) and off once no higher-priority peer is
+    alive; a Kopf that stopped doing so would leave the replica paused (tests/integration/test_ha.py).
     """
+    if not paused.is_on():
+        await paused.wait_for(True)  # undecided: Kopf's peering has not started yet
     first = True
     was_paused = False
     while True:
