@@ -170,7 +170,9 @@ class Stack:
             f"--token-auth-file={tokens}", "--authorization-mode=RBAC",
             f"--service-account-issuer={ISSUER}", f"--service-account-key-file={sa_pub}",
             f"--service-account-signing-key-file={sa_key}", "--service-cluster-ip-range=10.0.0.0/24",
-            "--allow-privileged=true", "--endpoint-reconciler-type=none", "--profiling=false",
+            "--allow-privileged=true", "--endpoint-reconciler-type=none",
+            # ROTOR_STACK_PROFILING=1: /debug/pprof on (where the API server's CPU goes, docs/benchmarks.md).
+            f"--profiling={'true' if os.environ.get('ROTOR_STACK_PROFILING') == '1' else 'false'}",
             "--enable-priority-and-fairness=false", "--v=0",
             f"--audit-policy-file={audit_policy}", f"--audit-log-path={self.dir / 'logs' / 'kube-audit.log'}",
         ])
