@@ -267,13 +267,22 @@ class FakeKube:
                  if matches(label_selector, obj["metadata"].get("labels") or {})]
         return items, str(self.resource_version)
 
-    async def list_bodies(self, group: str, version: str, plural: str, namespace: str | None = None, *,
-                          label_selector: str = "", page: int = 500) -> tuple[list[dict[str, Any]], str]:
-        assert plural != "secrets", "list Secrets with list_metadata"
-        self._request("list", plural)
+    async def body_pages(self, group: str, version: str, plural: str, namespace: str | None = None, *,
+                         label_selector: str = "", page: int = 500) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
+        assert plural != "secrets", "list Secrets with metadata_pages"
         items = [copy.deepcopy(obj) for obj in self._listed(plural, namespace)
                  if matches(label_selector, obj["metadata"].get("labels") or {})]
-        return items, str(self.resource_version)
+        version = str(self.resource_version)
+        for at in range(0, max(len(items), 1), page):
+            self._request("list", plural)
+            yield items[at:at + page], version
+
+    async def metadata_pages(self, group: str, version: str, plural: str, namespace: str | None = None, *,
+                             label_selector: str = "", page: int = 500
+                             ) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
+        items, listed = await self.list_metadata(group, version, plural, namespace, label_selector=label_selector)
+        for at in range(0, max(len(items), 1), page):
+            yield items[at:at + page], listed
 
     def watch_metadata(self, group: str, version: str, plural: str, namespace: str | None,
                        resource_version: str, *, label_selector: str = "",

@@ -35,8 +35,8 @@ class ListWatch(ABC):
         self._tasks: list[asyncio.Task[None]] = []
 
     @abstractmethod
-    async def list_scope(self, scope: str | None) -> tuple[list[dict[str, Any]], str]:
-        """Every object of SCOPE and the list's resourceVersion."""
+    def list_scope(self, scope: str | None) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
+        """Every object of SCOPE a page at a time, with the list's resourceVersion."""
 
     @abstractmethod
     def watch_scope(self, scope: str | None, version: str) -> AsyncIterator[tuple[str, dict[str, Any]]]:
@@ -85,10 +85,12 @@ class ListWatch(ABC):
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
 
     async def _list(self, scope: str | None) -> str:
-        items, version = await self.list_scope(scope)
-        for item in items:
-            await self.deliver(None, item)
-        return version
+        listed = ""
+        async for items, version in self.list_scope(scope):  # delivered as they come: work starts at once
+            listed = version
+            for item in items:
+                await self.deliver(None, item)
+        return listed
 
     async def _watch(self, scope: str | None, version: str) -> str:
         async for event_type, obj in self.watch_scope(scope, version):

@@ -28,8 +28,9 @@ Observer = Callable[[str | None, Body, bool], None]
 
 
 class MetadataWatch(Protocol):
-    async def list_metadata(self, group: str, version: str, plural: str, namespace: str | None = None, *,
-                            label_selector: str = "", page: int = 500) -> tuple[list[dict[str, Any]], str]: ...
+    def metadata_pages(self, group: str, version: str, plural: str, namespace: str | None = None, *,
+                       label_selector: str = "", page: int = 500
+                       ) -> AsyncIterator[tuple[list[dict[str, Any]], str]]: ...
 
     def watch_metadata(self, group: str, version: str, plural: str, namespace: str | None,
                        resource_version: str, *, label_selector: str = "",
@@ -53,8 +54,8 @@ class SecretFeed(ListWatch):
         self.wants_data, self.observers, self.gate = wants_data, tuple(observers), gate
         self.reads = 0  # Secrets read whole (tests, benchmarks)
 
-    async def list_scope(self, scope: str | None) -> tuple[list[dict[str, Any]], str]:
-        return await self.kube.list_metadata("", "v1", "secrets", scope, label_selector=self.selector)
+    def list_scope(self, scope: str | None) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
+        return self.kube.metadata_pages("", "v1", "secrets", scope, label_selector=self.selector)
 
     def watch_scope(self, scope: str | None, version: str) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         return self.kube.watch_metadata("", "v1", "secrets", scope, version, label_selector=self.selector,

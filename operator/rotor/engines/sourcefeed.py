@@ -28,8 +28,8 @@ Handler = Callable[[str | None, dict[str, Any]], Awaitable[None]]
 
 
 class BodyWatch(Protocol):
-    async def list_bodies(self, group: str, version: str, plural: str, namespace: str | None = None, *,
-                          label_selector: str = "", page: int = 500) -> tuple[list[dict[str, Any]], str]: ...
+    def body_pages(self, group: str, version: str, plural: str, namespace: str | None = None, *,
+                   label_selector: str = "", page: int = 500) -> AsyncIterator[tuple[list[dict[str, Any]], str]]: ...
 
     def watch_bodies(self, group: str, version: str, plural: str, namespace: str | None,
                      resource_version: str, *, label_selector: str = "",
@@ -44,8 +44,8 @@ class SourceFeed(ListWatch):
         super().__init__(scopes, relisted=relisted, timeout_seconds=timeout_seconds)
         self.kube, self.handle = kube, handle
 
-    async def list_scope(self, scope: str | None) -> tuple[list[dict[str, Any]], str]:
-        return await self.kube.list_bodies(GROUP, VERSION, SECRET_SOURCE.plural, scope)
+    def list_scope(self, scope: str | None) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
+        return self.kube.body_pages(GROUP, VERSION, SECRET_SOURCE.plural, scope)
 
     def watch_scope(self, scope: str | None, version: str) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         return self.kube.watch_bodies(GROUP, VERSION, SECRET_SOURCE.plural, scope, version,

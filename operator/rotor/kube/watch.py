@@ -26,12 +26,11 @@ _TABLE = "application/json;as=Table;g=meta.k8s.io;v=v1"
 
 
 class WatchApi(Transport):
-    async def list_metadata(self, group: str, version: str, plural: str, namespace: str | None = None, *,
-                            label_selector: str = "", page: int = 500) -> tuple[list[dict[str, Any]], str]:
-        """Every object's metadata (PartialObjectMetadata items: apiVersion, kind, metadata), paged, and the
-        list's resourceVersion (a watch from it misses nothing)."""
-        items: list[dict[str, Any]] = []
-        version_seen = ""
+    async def metadata_pages(self, group: str, version: str, plural: str, namespace: str | None = None, *,
+                             label_selector: str = "", page: int = 500
+                             ) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
+        """Every object's metadata (PartialObjectMetadata items: apiVersion, kind, metadata) a page at a time,
+        with the list's resourceVersion (the same on every page: a watch from it misses nothing)."""
         query = [("labelSelector", label_selector)] if label_selector else []
         # Secrets as a Table of metadata rows (includeObject=Metadata): the same answer, and a list an
         # API server's audit log shows to hold no data (the Accept header is not audited).
@@ -39,24 +38,29 @@ class WatchApi(Transport):
         accept = _TABLE if table else _META_LIST
         async for body in self._pages(plural, api_path(group, version, plural, namespace), page, accept=accept,
                                       query=[("includeObject", "Metadata"), *query] if table else query):
-            if table:
-                items.extend(row.get("object") or {} for row in body.get("rows") or ())
-            else:
-                items.extend(body.get("items") or ())
-            version_seen = (body.get("metadata") or {}).get("resourceVersion") or version_seen
-        return items, version_seen
+            items = ([row.get("object") or {} for row in body.get("rows") or ()] if table
+                     else list(body.get("items") or ()))
+            yield items, (body.get("metadata") or {}).get("resourceVersion") or ""
 
-    async def list_bodies(self, group: str, version: str, plural: str, namespace: str | None = None, *,
-                          label_selector: str = "", page: int = 500) -> tuple[list[dict[str, Any]], str]:
-        """Every object whole, paged, and the list's resourceVersion (a watch from it misses nothing).
-        Never Secrets: their values stay on the API server unless read by name."""
-        assert plural != "secrets", "list Secrets with list_metadata"
-        items: list[dict[str, Any]] = []
-        version_seen = ""
+    async def body_pages(self, group: str, version: str, plural: str, namespace: str | None = None, *,
+                         label_selector: str = "", page: int = 500) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
+        """Every object whole, a page at a time, with the list's resourceVersion. Never Secrets: their values
+        stay on the API server unless read by name. A page at a time: 10,000 objects are never all in
+        memory at once (the peak stays, as freed arenas are rarely returned)."""
+        assert plural != "secrets", "list Secrets with metadata_pages"
         query = [("labelSelector", label_selector)] if label_selector else []
         async for body in self._pages(plural, api_path(group, version, plural, namespace), page, query=query):
-            items.extend(body.get("items") or ())
-            version_seen = (body.get("metadata") or {}).get("resourceVersion") or version_seen
+            yield list(body.get("items") or ()), (body.get("metadata") or {}).get("resourceVersion") or ""
+
+    async def list_metadata(self, group: str, version: str, plural: str, namespace: str | None = None, *,
+                            label_selector: str = "", page: int = 500) -> tuple[list[dict[str, Any]], str]:
+        """metadata_pages at once: every item, and the list's resourceVersion."""
+        items: list[dict[str, Any]] = []
+        version_seen = ""
+        async for found, listed in self.metadata_pages(group, version, plural, namespace,
+                                                       label_selector=label_selector, page=page):
+            items.extend(found)
+            version_seen = listed
         return items, version_seen
 
     def watch_metadata(self, group: str, version: str, plural: str, namespace: str | None,
