@@ -90,8 +90,8 @@ def main() -> int:
             env["ROTOR_VAULT_CONNECTIONS"] = feed.configure(env["ROTOR_VAULT_CONNECTIONS"])
         # The rest of the stack's CPU (each process's own accounting) over the cold start: at 10,000 sources
         # the machine's two cores are the limit, and most of them go to the API server, etcd and Vault.
-        stack_pids = {name: proc.popen.pid for name, proc in stack.procs.items()
-                      if name in STACK_PROCESSES and proc.popen is not None}
+        stack_pids = {name: proc.popen.pid for name in STACK_PROCESSES
+                      if (proc := stack.procs.get(name)) is not None and proc.popen is not None}
         stack_cpu0 = {name: cpu_seconds(pid) for name, pid in stack_pids.items()}
         started = time.monotonic()
         # ROTOR_BENCH_OPERATOR: another command line for the operator (a profiler wrapping `rotor run`).
