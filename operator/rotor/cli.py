@@ -43,7 +43,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # Kopf imports the kubernetes client and pykube whenever they are installed, only to recognise their
     # objects, which Rotor never hands it; Rotor uses neither (rotor.kube speaks plain JSON). They are test
     # dependencies (the tests' client; pytest-kind's), so a development environment has them and the image
-    # does not: 60 MiB of RSS the image does not carry, so the benchmarks measure what it runs.
+    # does not: about 30 MiB of RSS the image does not carry, so the benchmarks measure what it runs.
     for unused in ("kubernetes", "pykube"):
         sys.modules.setdefault(unused, None)  # type: ignore[arg-type]
     from rotor.handlers.app import run
