@@ -39,8 +39,8 @@ Grant = tuple[str, str, str]  # (apiGroup, resource[/subresource], verb)
 # The reviewed allow-list: every permission Rotor holds, and why. The chart must grant exactly these
 # (cluster mode: one ClusterRole), and the audited run must use them (see NOT_EXERCISED).
 ALLOWED: dict[Grant, str] = {
-    ("rotor.dev", "secretsources", "list"): "Kopf lists SecretSources when its watch starts",
-    ("rotor.dev", "secretsources", "watch"): "Kopf watches SecretSources",
+    ("rotor.dev", "secretsources", "list"): "Rotor's SecretSource feed lists them when its watch starts",
+    ("rotor.dev", "secretsources", "watch"): "Rotor's SecretSource feed watches them",
     ("rotor.dev", "secretsources", "patch"): "Rotor adds/removes its cleanup finalizer",
     ("rotor.dev", "secretsources/status", "patch"): "Rotor writes conditions and the synced version",
     ("", "secrets", "get"): "read the target Secret before writing; read the HMAC key; kubernetes backend",
