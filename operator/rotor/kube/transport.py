@@ -65,7 +65,8 @@ class Transport:
                                               sock_read=REQUEST_TIMEOUT_SECONDS),
                 # No gzip: on a local network compressing every list costs the API server CPU for nothing.
                 headers={"User-Agent": _USER_AGENT, "Accept-Encoding": "identity"},
-                trust_env=False, auto_decompress=False)
+                trust_env=False, auto_decompress=False,
+                cookie_jar=aiohttp.DummyCookieJar())  # the API server sets none: a jar costs a filter per request
             self._slots = asyncio.Semaphore(self._connections)
             self._loop = loop
         return self._session

@@ -48,7 +48,8 @@ class KvReader:
             tls = ssl.create_default_context(cafile=self._ca) if self.base.startswith("https:") else False
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._limit, ssl=tls), timeout=self._timeout,
-                trust_env=False, auto_decompress=True)
+                trust_env=False, auto_decompress=True,
+                cookie_jar=aiohttp.DummyCookieJar())  # Vault sets none: a jar only costs a filter per read
             self._loop = loop
         return self._session
 
