@@ -46,7 +46,7 @@ class KubeConfig:
     ca_data: str | None = None  # PEM
     cert_file: str | None = None
     key_file: str | None = None
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)  # a credential: never in a repr, a log line or a traceback
     token_file: str | None = None
     insecure: bool = False
     proxy: str | None = None

@@ -106,3 +106,8 @@ def test_in_a_pod_the_mounted_service_account_token_is_read_again_as_it_rotates(
     assert asyncio.run(config.authorization()) == "Bearer first"
     (tmp_path / "token").write_text("second\n")  # the kubelet rotated it
     assert asyncio.run(config.authorization()) == "Bearer second"
+
+
+def test_the_token_never_shows_in_the_config_s_repr(tmp_path: Path) -> None:
+    config = load_config(str(write(tmp_path / "config", {"token": "t0k-secret-canary"})))
+    assert "t0k-secret-canary" not in repr(config) and "t0k-secret-canary" not in str(config)
