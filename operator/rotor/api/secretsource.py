@@ -174,7 +174,9 @@ class Refresh(Model):
     """When Rotor reads the backend again: a backend change reaches the Secret at the next read."""
 
     interval: Duration = Field(default="1h", description="How often the backend is read again.")
-    jitter: float = Field(default=0.1, ge=0, le=0.5, description="Fraction of the interval to randomise by.")
+    jitter: float = Field(default=0.1, ge=0, le=0.5, description=(
+        "Fraction of the interval to spread refreshes over, only ever earlier: each refresh comes between "
+        "interval*(1-jitter) and interval after the last, so the interval bounds how stale a value can be."))
 
 
 class SecretSourceSpec(Model):

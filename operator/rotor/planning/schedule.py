@@ -4,8 +4,9 @@ from __future__ import annotations
 
 
 def refresh_delay(interval: float, jitter: float, u: float) -> float:
-    """Seconds until the next refresh; u in [0, 1) spreads sources over +/- jitter of the interval."""
-    return float(max(1.0, interval * (1.0 + jitter * (2.0 * u - 1.0))))
+    """Seconds until the next refresh; u in [0, 1) spreads sources over the last JITTER fraction of the
+    interval. Jitter only ever makes a refresh earlier, so the interval bounds how stale a value can be."""
+    return float(max(1.0, interval * (1.0 - jitter * u)))
 
 
 def backoff_delay(attempt: int, u: float, *, base: float = 2.0, cap: float = 300.0) -> float:

@@ -2,10 +2,11 @@ from rotor.planning.conditions import set_condition
 from rotor.planning.schedule import backoff_delay, refresh_delay
 
 
-def test_refresh_spreads_within_jitter() -> None:
-    assert refresh_delay(3600, 0.1, 0.0) == 3240
-    assert refresh_delay(3600, 0.1, 0.5) == 3600
-    assert 3600 < refresh_delay(3600, 0.1, 0.99) <= 3960
+def test_refresh_spreads_within_jitter_and_never_past_the_interval() -> None:
+    assert refresh_delay(3600, 0.1, 0.0) == 3600
+    assert refresh_delay(3600, 0.1, 0.5) == 3420
+    assert 3240 < refresh_delay(3600, 0.1, 0.99) < 3250
+    assert max(refresh_delay(60, 0.5, i / 100) for i in range(100)) == 60  # the interval bounds staleness
 
 
 def test_backoff_grows_then_caps() -> None:

@@ -89,7 +89,7 @@ def test_a_failure_is_reported_once_and_keeps_the_last_good_digest() -> None:
 
 def test_results_and_delays() -> None:
     assert [result_label(p) for p in (CREATED, UNCHANGED, DOWN)] == ["changed", "unchanged", keys.BACKEND_UNAVAILABLE]
-    assert next_delay(UNCHANGED, 0, 0.5, interval=3600, jitter=0.1) == 3600
+    assert next_delay(UNCHANGED, 0, 0.5, interval=3600, jitter=0.1) == 3420
     assert next_delay(DOWN, 1, 0.0, interval=3600, jitter=0.1) < 5
     assert next_delay(DOWN, 30, 0.99, interval=10, jitter=0.1) <= RETRY_CAP
 
@@ -126,7 +126,7 @@ def test_a_failure_keeps_the_secret_rotor_last_wrote_as_target() -> None:
 
 def test_the_minimum_interval_and_its_notice() -> None:
     assert next_delay(UNCHANGED, 0, 0.0, interval=1.0, jitter=0.5, minimum=10.0) == 10.0
-    assert next_delay(UNCHANGED, 0, 0.5, interval=3600.0, jitter=0.1, minimum=10.0) == 3600.0
+    assert next_delay(UNCHANGED, 0, 0.0, interval=3600.0, jitter=0.1, minimum=10.0) == 3600.0
     assert effective_interval(1e15, 10.0) == MAX_INTERVAL
     assert interval_notice(5.0, 10.0).startswith("spec.refresh.interval is below") and interval_notice(10, 10) == ""
     planned = sync_status({}, CREATED, generation=1, now=T0, delay=10, notice=interval_notice(5.0, 10.0)).patch
