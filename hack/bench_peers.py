@@ -12,8 +12,13 @@ stack's kubeconfig, and is measured from the outside only, the same way for all:
   counted over 1.15 refresh intervals and scaled to one interval; CPU over the same window;
 - RSS of the operator (VmRSS when idle, VmHWM peak), CPU seconds of the operator, kube-apiserver, etcd
   and Vault (/proc/<pid>/stat: each process's own accounting);
-- propagation: PROBES Vault writes spread over one refresh interval, time until each target Secret holds
-  the new value.
+- propagation: PROBES Vault writes spread over one refresh interval (at moments shuffled among the
+  probed secrets), time until each target Secret holds the new value; and the mean time between two
+  reads of one secret (the interval times N over the idle cycle's Vault reads), because a poller that
+  reads more often than its interval says propagates sooner for that many more reads.
+
+"Rotor, change feed" is Rotor with the opt-in change feed (Vault's socket audit device streaming to it,
+polling as its backstop); the peers have no equivalent on Vault Community Edition.
 
 Prints one table (Rotor's ratio to each peer after its figure: below 1x means Rotor needs less) and
 writes bench-results/peers-N.json. Figures, not pass/fail: this is a benchmark.
@@ -25,6 +30,7 @@ import argparse
 import base64
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -40,6 +46,7 @@ from typing import Any
 import kubernetes
 import yaml
 from bench_backends import VaultBench
+from bench_feed import Feed
 from bench_peers_table import table
 from peers_contenders import ESO_VERSION, VSO_NAMESPACE, VSO_VERSION, Contender, contenders
 
@@ -59,7 +66,8 @@ def main() -> int:
     parser.add_argument("--sources", type=int, default=1000)
     parser.add_argument("--interval", default=None, help="refresh interval (default: 60s per 1,000 secrets)")
     parser.add_argument("--probes", type=int, default=50, help="secrets whose Vault value changes")
-    parser.add_argument("--only", default="", help="comma-separated contenders (rotor,eso,eso-tuned,vso,vso-tuned)")
+    parser.add_argument("--only", default="",
+                        help="comma-separated contenders (rotor,rotor-feed,eso,eso-tuned,vso,vso-tuned)")
     parser.add_argument("--cold-timeout", type=float, default=None, help="give up on a cold start after this long")
     parser.add_argument("--out", default=str(REPO / "bench-results"), help="directory for peers-N.json")
     parser.add_argument("--merge", action="store_true",
@@ -86,7 +94,7 @@ def main() -> int:
         ran = {key.split("-")[0] for key in results["contenders"]}
         results["missing"] = [m for m in results["missing"] if not (
             ("eso" in ran and m.startswith("External")) or ("vso" in ran and m.startswith("Vault")))]
-        order = ["rotor", "eso", "eso-tuned", "vso", "vso-tuned"]
+        order = ["rotor", "rotor-feed", "eso", "eso-tuned", "vso", "vso-tuned"]
         results["contenders"] = dict(sorted(results["contenders"].items(), key=lambda kv: order.index(kv[0])))
     out.write_text(json.dumps(results, indent=2))
     print(table(results))
@@ -116,12 +124,18 @@ def run_one(contender: Contender, n: int, interval: str, probes: int, cold_timeo
         setup(api, vault, contender, namespaces, n, interval, info.vault_addr)
         watcher = SecretWatcher(client(info.kubeconfig), {(namespaces[i // PER_NAMESPACE], f"s{i}"): f"v0-{i}"
                                                           for i in range(n)})
-        argv, env = contender.command(vault.env(), (free_port(), free_port()))
+        vault_env = vault.env()
+        feed = Feed(stack, state) if contender.feed else None
+        if feed is not None:
+            vault_env["ROTOR_VAULT_CONNECTIONS"] = feed.configure(vault_env["ROTOR_VAULT_CONNECTIONS"])
+        argv, env = contender.command(vault_env, (free_port(), free_port()))
         pids = {name: pid_of(stack.procs[name]) for name in STACK}
         cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
         operator = Process(contender.key, argv, state / "devenv" / "logs", env={"KUBECONFIG": info.kubeconfig, **env})
         started = time.monotonic()
         operator.start()
+        if feed is not None:  # as soon as Rotor listens, as hack/bench.py --feed on does
+            threading.Thread(target=feed.enable, daemon=True).start()
         pids["operator"] = pid_of(operator)
         cpu0["operator"] = 0.0
         deadline = cold_timeout or max(300.0, n * 0.6)
@@ -136,6 +150,10 @@ def run_one(contender: Contender, n: int, interval: str, probes: int, cold_timeo
 
         time.sleep(5)
         result.update(idle_cycle(stack, pids, seconds(interval)))
+        reads = result["cycle_vault_reads"]
+        result["read_interval_s"] = round(seconds(interval) * n / reads, 1) if reads else None
+        if feed is not None:
+            result["feed_enabled_after_s"] = feed.enabled_after
         result["rss_mib_peak"] = round(rss_mib(pids["operator"], "VmHWM"), 1)
         delays = propagation(vault, watcher, namespaces, n, min(probes, n), seconds(interval))
         result["propagation_p50_s"] = round(statistics.median(delays), 2) if delays else None
@@ -356,6 +374,9 @@ def propagation(vault: VaultBench, watcher: SecretWatcher, namespaces: list[str]
     writes (one operator's p50 moved between 29 and 41 s from run to run), not what a write at any moment
     waits for."""
     chosen = list(range(0, n, max(1, n // probes)))[:probes]
+    # Moments shuffled among the probed secrets (seeded: every contender gets the same order): in creation
+    # order they would follow each poller's own refresh order after its cold start.
+    random.Random(n).shuffle(chosen)
     written: dict[tuple[str, str], float] = {}
     start = time.monotonic()
     for k, i in enumerate(chosen):

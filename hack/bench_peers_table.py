@@ -25,6 +25,7 @@ ROWS: list[Row] = [
      lambda r: [r["cycle_cpu_s"]["operator"], _stack(r["cycle_cpu_s"])], "{:.1f}"),
     ("propagation of a Vault write: p50 / p99 (s)",
      lambda r: [r.get("propagation_p50_s"), r.get("propagation_p99_s")], "{:.1f}"),
+    ("mean time between two Vault reads of one secret, idle (s)", lambda r: [r.get("read_interval_s")], "{:.1f}"),
     ("whole run: operator CPU / kube-apiserver + etcd + Vault CPU (s)",
      lambda r: [r["total_cpu_s"]["operator"], _stack(r["total_cpu_s"])], "{:.1f}"),
 ]
@@ -60,7 +61,7 @@ def table(results: dict[str, Any]) -> str:
     ]
     for title, get, fmt in ROWS:
         ours = get(rotor) if rotor is not None else None
-        cells = [_cell(get(runs[k]), fmt, None if k == "rotor" else ours) for k in keys]
+        cells = [_cell(get(runs[k]), fmt, None if k.startswith("rotor") else ours) for k in keys]
         lines.append(f"| {title.format(n=n_text)} | " + " | ".join(cells) + " |")
     secrets_read = ", ".join(f"{runs[k]['label']} {runs[k]['cycle_secrets_read']:,}" for k in keys)
     tuned = "; ".join(f"{runs[k]['label']} `{' '.join(runs[k]['flags'])}`" for k in keys if runs[k]["flags"])

@@ -26,11 +26,12 @@ VSO_NAMESPACE = "vso-system"  # where VSO keeps its own objects (HMAC key); OPER
 
 @dataclass
 class Contender:
-    key: str  # results key: rotor, eso, eso-tuned, vso, vso-tuned
+    key: str  # results key: rotor, rotor-feed, eso, eso-tuned, vso, vso-tuned
     label: str  # table column
     kind: str  # rotor | eso | vso
     home: Path | None  # the peer's cache dir (binary + crds/), None for Rotor
     flags: list[str] = field(default_factory=list)
+    feed: bool = False  # Rotor as the sink of Vault's socket audit device (the opt-in change feed)
 
     @property
     def crds(self) -> list[Path]:
@@ -107,8 +108,10 @@ def built(name: str, version: str) -> Path | None:
 
 
 def contenders(only: list[str] | None = None) -> tuple[list[Contender], list[str]]:
-    """Rotor always, then each peer that is built at defaults and tuned; and why any peer is missing."""
-    found = [Contender("rotor", "Rotor", "rotor", None)]
+    """Rotor always (polling, and with the change feed, which neither peer has on Vault Community Edition),
+    then each peer that is built at defaults and tuned; and why any peer is missing."""
+    found = [Contender("rotor", "Rotor", "rotor", None), Contender("rotor-feed", "Rotor, change feed", "rotor", None,
+                                                                   feed=True)]
     missing: list[str] = []
     eso, vso = built("eso", ESO_VERSION), built("vso", VSO_VERSION)
     if eso:

@@ -31,7 +31,7 @@ def bench(only: str, out: Path) -> tuple[dict[str, Any], str]:
     return json.loads((out / f"peers-{N}.json").read_text()), proc.stdout
 
 
-def check(result: dict[str, Any], label: str, table: str) -> None:
+def check(result: dict[str, Any], label: str, table: str) -> None:  # a polling contender
     # Every target Secret was right from a cold start, every Vault change reached its Secret, and the
     # table shows this contender's column.
     assert result["cold_start_s"] > 0
@@ -47,6 +47,18 @@ def test_rotor_row(tmp_path: Path) -> None:
     results, table = bench("rotor", tmp_path)
     check(results["contenders"]["rotor"], "Rotor", table)
     assert "all 20 target Secrets right, from a cold start" in table
+
+
+def test_rotor_with_the_change_feed_row(tmp_path: Path) -> None:
+    results, table = bench("rotor-feed", tmp_path)
+    result = results["contenders"]["rotor-feed"]
+    assert result["cold_start_s"] > 0 and result["feed_enabled_after_s"] is not None
+    assert result["propagated"] == f"{N}/{N}"
+    # Polling every 5 s would take 2.5 s at the median and about 5 s at p99, and read each secret once a
+    # cycle; the feed delivers each write at once and its healthy refreshes wait.
+    assert result["propagation_p99_s"] < 2.5, result
+    assert result["cycle_vault_reads"] < N, result
+    assert "Rotor, change feed" in table.splitlines()[2]
 
 
 @pytest.mark.parametrize("peer", ["eso", "vso"])
