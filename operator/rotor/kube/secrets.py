@@ -14,7 +14,6 @@ from rotor.planning.kube_bodies import encode, released_secret, secret_body
 from rotor.planning.sync import DesiredSecret, ObservedSecret, Owner
 
 # A Table of PartialObjectMetadata rows (what `kubectl get secrets` shows): no value leaves the server.
-_TABLE = "application/json;as=Table;g=meta.k8s.io;v=v1"
 
 
 def _secret_path(namespace: str, name: str | None = None) -> str:
@@ -101,22 +100,4 @@ class SecretsApi(Transport):
                                       query=[("labelSelector", label_selector)] if label_selector else None):
             found.extend((item["metadata"]["namespace"], ObservedSecret.from_json(item))
                          for item in body.get("items") or ())
-        return found
-
-    async def list_secret_metadata(self, namespace: str | None = None, *, page: int = 500,
-                                   label_selector: str = "") -> list[dict[str, Any]]:
-        """Every Secret's metadata and type (those LABEL_SELECTOR matches), never its data: the API server
-        answers with a Table of PartialObjectMetadata rows (what `kubectl get secrets` shows), so no
-        value leaves it."""
-        found: list[dict[str, Any]] = []
-        columns: list[str] = []
-        query = [("includeObject", "Metadata")] + ([("labelSelector", label_selector)] if label_selector else [])
-        async for body in self._pages("secrets", api_path("", "v1", "secrets", namespace), page, accept=_TABLE,
-                                      query=query):
-            columns = [c["name"] for c in body.get("columnDefinitions") or ()] or columns
-            at = columns.index("Type") if "Type" in columns else None
-            for row in body.get("rows") or ():
-                cells = row.get("cells") or ()
-                found.append({"metadata": (row.get("object") or {}).get("metadata") or {},
-                              "type": cells[at] if at is not None and at < len(cells) else "Opaque"})
         return found

@@ -36,11 +36,22 @@ class WatchApi(Transport):
         # API server's audit log shows to hold no data (the Accept header is not audited).
         table = plural == "secrets"
         accept = _TABLE if table else _META_LIST
+        columns: list[str] = []  # a Table's columns, kept should a later page leave them out
         async for body in self._pages(plural, api_path(group, version, plural, namespace), page, accept=accept,
                                       query=[("includeObject", "Metadata"), *query] if table else query):
-            items = ([row.get("object") or {} for row in body.get("rows") or ()] if table
-                     else list(body.get("items") or ()))
-            yield items, (body.get("metadata") or {}).get("resourceVersion") or ""
+            if table:
+                columns = [c.get("name", "") for c in body.get("columnDefinitions") or ()] or columns
+            yield (_table_items(body, columns) if table else list(body.get("items") or ()),
+                   (body.get("metadata") or {}).get("resourceVersion") or "")
+
+    async def list_secret_metadata(self, namespace: str | None = None, *, page: int = 500,
+                                   label_selector: str = "") -> list[dict[str, Any]]:
+        """Every Secret's metadata and type (those LABEL_SELECTOR matches), never its data."""
+        found: list[dict[str, Any]] = []
+        async for items, _ in self.metadata_pages("", "v1", "secrets", namespace, label_selector=label_selector,
+                                                  page=page):
+            found.extend({"metadata": o.get("metadata") or {}, "type": o.get("type") or "Opaque"} for o in items)
+        return found
 
     async def body_pages(self, group: str, version: str, plural: str, namespace: str | None = None, *,
                          label_selector: str = "", page: int = 500) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
@@ -115,3 +126,17 @@ async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
         raise KubeError(503, "ServiceUnavailable", f"the watch broke ({type(exc).__name__})") from None
     if pending.strip():
         yield bytes(pending)
+
+
+def _table_items(body: dict[str, Any], columns: list[str]) -> list[dict[str, Any]]:
+    """A Table page's PartialObjectMetadata rows, each with its Type column (what `kubectl get secrets`
+    shows) as "type", which the metadata alone lacks."""
+    at = columns.index("Type") if "Type" in columns else None
+    items = []
+    for row in body.get("rows") or ():
+        cells = row.get("cells") or ()
+        item = dict(row.get("object") or {})
+        if at is not None and at < len(cells):
+            item["type"] = cells[at]
+        items.append(item)
+    return items

@@ -67,3 +67,44 @@ def test_events_arrive_whole_however_long_and_an_error_event_is_a_kube_error() -
     [request] = seen
     assert request.query["watch"] == "true" and request.query["resourceVersion"] == "4"
     assert request.query["timeoutSeconds"] == "60" and request.headers["Authorization"] == "Bearer t0k"
+
+
+def test_secrets_are_listed_as_table_rows_with_their_type_on_every_page_and_never_their_data() -> None:
+    columns = [{"name": "Name"}, {"name": "Type"}, {"name": "Data"}, {"name": "Age"}]
+
+    def row(name: str, kind: str) -> dict[str, Any]:
+        return {"cells": [name, kind, 1, "1m"], "object": {"kind": "PartialObjectMetadata",
+                                                         "metadata": {"name": name, "namespace": "team-a"}}}
+
+    pages = {"": {"kind": "Table", "columnDefinitions": columns, "rows": [row("tls", "kubernetes.io/tls")],
+                  "metadata": {"resourceVersion": "11", "continue": "p2"}},
+             # a later page may leave the columns out: the first page's still say where Type is
+             "p2": {"kind": "Table", "rows": [row("pull", "kubernetes.io/dockerconfigjson")],
+                    "metadata": {"resourceVersion": "11"}}}
+    seen: list[web.Request] = []
+
+    async def secrets(request: web.Request) -> web.Response:
+        seen.append(request)
+        return web.json_response(pages[request.query.get("continue", "")])
+
+    async def run() -> list[dict[str, Any]]:
+        app = web.Application()
+        app.router.add_get("/api/v1/namespaces/team-a/secrets", secrets)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        kube = Kube(KubeConfig(server=f"http://127.0.0.1:{port(runner)}", token="t0k"))
+        try:
+            return await kube.list_secret_metadata("team-a", label_selector="app=web")
+        finally:
+            await kube.close()
+            await runner.cleanup()
+
+    found = asyncio.run(run())
+    assert [(s["metadata"]["name"], s["type"]) for s in found] == [("tls", "kubernetes.io/tls"),
+                                                                    ("pull", "kubernetes.io/dockerconfigjson")]
+    assert all(set(s) == {"metadata", "type"} for s in found)
+    for request in seen:
+        assert request.query["includeObject"] == "Metadata" and request.query["labelSelector"] == "app=web"
+        assert "as=Table" in request.headers["Accept"]
+    assert [r.query.get("continue") for r in seen] == [None, "p2"]
