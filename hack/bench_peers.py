@@ -13,9 +13,9 @@ stack's kubeconfig, and is measured from the outside only, the same way for all:
 - RSS of the operator (VmRSS when idle, VmHWM peak), CPU seconds of the operator, kube-apiserver, etcd
   and Vault (/proc/<pid>/stat: each process's own accounting);
 - propagation: PROBES Vault writes spread over one refresh interval (at moments shuffled among the
-  probed secrets), time until each target Secret holds the new value; and the mean time between two
-  reads of one secret (the interval times N over the idle cycle's Vault reads), because a poller that
-  reads more often than its interval says propagates sooner for that many more reads.
+  probed secrets), time until each target Secret holds the new value; and the median time between two
+  Vault reads of one secret (from Vault's audit log over the idle cycle and the probes), because a
+  poller that reads more often than its interval says propagates sooner for that many more reads.
 
 "Rotor, change feed" is Rotor with the opt-in change feed (Vault's socket audit device streaming to it,
 polling as its backstop); the peers have no equivalent on Vault Community Edition.
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import datetime
 import json
 import os
 import random
@@ -149,9 +150,9 @@ def run_one(contender: Contender, n: int, interval: str, probes: int, cold_timeo
         log(f"all {n} Secrets right {result['cold_start_s']}s after the operator started")
 
         time.sleep(5)
+        vault_log = Path(stack.info.vault_audit_log)
+        reads_from = vault_log.stat().st_size
         result.update(idle_cycle(stack, pids, seconds(interval)))
-        reads = result["cycle_vault_reads"]
-        result["read_interval_s"] = round(seconds(interval) * n / reads, 1) if reads else None
         if feed is not None:
             result["feed_enabled_after_s"] = feed.enabled_after
         result["rss_mib_peak"] = round(rss_mib(pids["operator"], "VmHWM"), 1)
@@ -159,6 +160,7 @@ def run_one(contender: Contender, n: int, interval: str, probes: int, cold_timeo
         result["propagation_p50_s"] = round(statistics.median(delays), 2) if delays else None
         result["propagation_p99_s"] = round(percentile(delays, 99), 2) if delays else None
         result["propagated"] = f"{len(delays)}/{min(probes, n)}"
+        result["read_gap_p50_s"], result["read_gaps"] = read_gap(vault_log, reads_from, seconds(interval))
         cpu2 = {name: cpu_seconds(pid) for name, pid in pids.items()}
         result["total_cpu_s"] = {k: round(cpu2[k] - cpu0[k], 1) for k in cpu2}
         if not operator.alive():
@@ -396,6 +398,38 @@ def propagation(vault: VaultBench, watcher: SecretWatcher, namespaces: list[str]
     if len(delays) < len(written):
         log(f"only {len(delays)} of {len(written)} changes propagated within {interval * 3:.0f}s")
     return delays
+
+
+def read_gap(path: Path, offset: int, interval: float) -> tuple[float | None, int]:
+    """The median time between two Vault reads of one secret, and how many gaps it is taken from, over the
+    idle cycle and the propagation probes (about three intervals): how often each secret is really read,
+    whatever the refresh interval says. Only a secret's first read in the window's head (all but its last
+    1.5 intervals) counts, with the read after it: every gap up to 1.5 intervals is then seen, so the
+    median is not biased towards short gaps. None when no secret is read twice (the change feed)."""
+    reads: dict[str, list[float]] = {}
+    for e in audit_lines(path, offset):
+        request = e.get("request") or {}
+        if e.get("type") != "response" or (e.get("auth") or {}).get("display_name") == "root":
+            continue
+        if request.get("path", "").startswith("secret/data/bench/") and e.get("time"):
+            reads.setdefault(request["path"], []).append(audit_time(e["time"]))
+    if not reads:
+        return None, 0
+    end = max(t for times in reads.values() for t in times)
+    gaps = []
+    for times in reads.values():
+        times.sort()
+        if times[0] < end - 1.5 * interval:
+            gaps.append(times[1] - times[0] if len(times) > 1 else float("inf"))
+    median = statistics.median(gaps) if gaps else float("inf")
+    return (round(median, 1) if median != float("inf") else None), len(gaps)
+
+
+def audit_time(stamp: str) -> float:
+    """Seconds since the epoch of an audit entry's RFC 3339 time (Vault's carry nanoseconds)."""
+    head, _, rest = stamp.rstrip("Z").partition(".")
+    fraction = float(f"0.{rest}") if rest else 0.0
+    return datetime.datetime.fromisoformat(head).replace(tzinfo=datetime.UTC).timestamp() + fraction
 
 
 def pid_of(proc: Process) -> int:

@@ -38,6 +38,7 @@ def check(result: dict[str, Any], label: str, table: str) -> None:  # a polling 
     assert result["propagated"] == f"{N}/{N}"
     assert result["propagation_p99_s"] is not None
     assert result["cycle_vault_reads"] > 0, "no refresh read Vault in the idle cycle"
+    assert result["read_gap_p50_s"] is not None and result["read_gaps"] > 0
     assert result["rss_mib_peak"] > 0 and result["cold_cpu_s"]["operator"] > 0
     header = table.splitlines()[2]
     assert label in [cell.strip() for cell in header.strip("|").split("|")]
@@ -46,6 +47,9 @@ def check(result: dict[str, Any], label: str, table: str) -> None:  # a polling 
 def test_rotor_row(tmp_path: Path) -> None:
     results, table = bench("rotor", tmp_path)
     check(results["contenders"]["rotor"], "Rotor", table)
+    # Asked for every 5 s, read every 10 s (the operator's minimum), never later: jitter only makes a
+    # refresh earlier.
+    assert 8.5 <= results["contenders"]["rotor"]["read_gap_p50_s"] <= 10.5
     assert "all 20 target Secrets right, from a cold start" in table
 
 
