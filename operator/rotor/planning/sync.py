@@ -15,6 +15,7 @@ from typing import Any, Literal
 from rotor.api import keys
 from rotor.api.secretsource import SecretSourceSpec
 from rotor.planning import sync_claims, template
+from rotor.planning.compact import compact
 from rotor.planning.hashing import data_hmac, value_hmac
 
 # "read": the view's summary of the Secret cannot decide (metadata only, or a Merge that must write
@@ -43,7 +44,7 @@ class Fetched:
         return f"Fetched(keys={sorted(self.values)}, version={self.version!r})"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # the view keeps one per managed Secret
 class ObservedSecret:
     """The target Secret as the cluster has it: whole (read by name), or as the sync engine's view keeps
     it, without values: a summary (DIGESTS, one keyed digest per key) or metadata only (listed at
@@ -89,9 +90,9 @@ class ObservedSecret:
     def from_metadata(cls, item: Mapping[str, Any]) -> ObservedSecret:
         """From a metadata-only listing (Kube.list_secret_metadata): no values ever left the API server."""
         meta = item["metadata"]
-        return cls(name=meta["name"], type=item.get("type") or "Opaque", data={},
-                   labels=dict(meta.get("labels") or {}), annotations=dict(meta.get("annotations") or {}),
-                   owner_refs=tuple(dict(r) for r in meta.get("ownerReferences") or ()),
+        return cls(name=meta["name"], type=compact(item.get("type") or "Opaque"), data={},
+                   labels=compact(meta.get("labels") or {}), annotations=compact(meta.get("annotations") or {}),
+                   owner_refs=tuple(compact(r) for r in meta.get("ownerReferences") or ()),
                    resource_version=meta.get("resourceVersion"), metadata_only=True)
 
     @classmethod
@@ -99,10 +100,10 @@ class ObservedSecret:
         """From the Secret as the API server sends it (a watch event or a response body)."""
         meta = body["metadata"]
         return cls(
-            name=meta["name"], type=body.get("type") or "Opaque",
+            name=meta["name"], type=compact(body.get("type") or "Opaque"),
             data={k: base64.b64decode(v) for k, v in (body.get("data") or {}).items()},
-            labels=dict(meta.get("labels") or {}), annotations=dict(meta.get("annotations") or {}),
-            owner_refs=tuple(dict(r) for r in meta.get("ownerReferences") or ()),
+            labels=compact(meta.get("labels") or {}), annotations=compact(meta.get("annotations") or {}),
+            owner_refs=tuple(compact(r) for r in meta.get("ownerReferences") or ()),
             resource_version=meta.get("resourceVersion"),
         )
 

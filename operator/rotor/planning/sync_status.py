@@ -126,7 +126,7 @@ def interval_notice(interval: float, minimum: float) -> str:
             f"{minimum:g}s")
 
 
-@dataclass
+@dataclass(slots=True)  # one per SecretSource
 class Bucket:
     """Syncs a source may have before it is due (refresh-now, drift restores): BURST at once, then one
     per RATE seconds. Rotor's own requests (a rotation propagating) do not draw from it."""

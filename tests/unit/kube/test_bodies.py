@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime
 
 from rotor.api import keys
@@ -28,7 +29,7 @@ def test_a_replace_keeps_what_others_put_there() -> None:
     meta = secret_body("ns", DESIRED, OWNER, existing)["metadata"]
     assert meta["labels"] == {"team": "a", **OURS} and meta["annotations"]["note"] == "x"
     assert [r["uid"] for r in meta["ownerReferences"]] == ["uid-x", "uid-src"] and meta["resourceVersion"] == "7"
-    again = ObservedSecret(**{**existing.__dict__, "owner_refs": (THEIR_REF, {"uid": "uid-src"})})
+    again = dataclasses.replace(existing, owner_refs=(THEIR_REF, {"uid": "uid-src"}))
     assert len(secret_body("ns", DESIRED, OWNER, again)["metadata"]["ownerReferences"]) == 2
 
 

@@ -57,7 +57,7 @@ def test_a_new_backend_value_updates() -> None:
 def test_an_edited_secret_is_restored_even_if_the_annotation_was_kept() -> None:
     first = plan(spec(), {"password": b"good"})
     tampered = as_existing(first)
-    tampered = ObservedSecret(**{**tampered.__dict__, "data": {"password": b"evil"}})
+    tampered = dataclasses.replace(tampered, data={"password": b"evil"})
     p = plan(spec(), {"password": b"good"}, tampered)
     assert p.action == "update" and p.secret is not None and p.secret.data["password"] == b"good"
 
@@ -65,7 +65,7 @@ def test_an_edited_secret_is_restored_even_if_the_annotation_was_kept() -> None:
 def test_an_extra_key_added_by_hand_is_removed() -> None:
     first = plan(spec(), {"password": b"good"})
     edited = as_existing(first)
-    edited = ObservedSecret(**{**edited.__dict__, "data": {**edited.data, "extra": b"x"}})
+    edited = dataclasses.replace(edited, data={**edited.data, "extra": b"x"})
     assert plan(spec(), {"password": b"good"}, edited).action == "update"
 
 

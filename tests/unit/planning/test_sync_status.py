@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 
 from rotor.api import keys
@@ -106,8 +107,8 @@ def test_drift_is_a_change_to_rotors_keys_or_digest() -> None:
     ours = ObservedSecret("db", "Opaque", {"password": b"pw", "theirs": b"x"},
                           annotations={keys.MANAGED_KEYS: "password", keys.DATA_HMAC: expected})
     assert not drifted(ours, expected, KEY, "Opaque")
-    assert drifted(ObservedSecret(**{**ours.__dict__, "data": {"password": b"evil"}}), expected, KEY, "Opaque")
-    assert drifted(ObservedSecret(**{**ours.__dict__, "annotations": {keys.MANAGED_KEYS: "password"}}),
+    assert drifted(dataclasses.replace(ours, data={"password": b"evil"}), expected, KEY, "Opaque")
+    assert drifted(dataclasses.replace(ours, annotations={keys.MANAGED_KEYS: "password"}),
                    expected, KEY, "Opaque")
     assert drifted(None, expected, KEY, "Opaque")  # deleted
     assert not drifted(ours, None, KEY, "Opaque")  # never synced: nothing to compare with

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from rotor.api import keys
 from rotor.api.secretsource import SecretSourceSpec
 from rotor.observability.metrics import SOURCES
+from rotor.planning.compact import compact
 from rotor.planning.conditions import get_condition
 from rotor.planning.incident_denylist import EVERYWHERE, Scope, applicable
 from rotor.planning.injection import SourceView as InjectionView
@@ -26,7 +27,7 @@ PLURAL = "secretsources"
 Key = tuple[str, str]  # (namespace, name)
 
 
-@dataclass
+@dataclass(slots=True)  # one per SecretSource: no per-instance __dict__
 class SourceState:
     namespace: str
     name: str
@@ -103,7 +104,7 @@ class SyncView:
             state = self.sources[key]
             action: str | None = "sync"
         else:
-            state.status = dict(body.get("status") or {})
+            state.status = compact(body.get("status") or {})
             action = None
         requested = (meta.get("annotations") or {}).get(keys.REFRESH_NOW)
         if requested != state.refresh_now:
@@ -130,7 +131,7 @@ class SyncView:
         spec, error = parse_spec(body.get("spec") or {})
         previous = self.sources.get(key)
         state = SourceState(meta["namespace"], meta["name"], meta["uid"], int(meta.get("generation") or 0),
-                            spec, error, dict(body.get("status") or {}),
+                            spec, error, compact(body.get("status") or {}),
                             finalizers=tuple(meta.get("finalizers") or ()),
                             resource_version=meta.get("resourceVersion"),
                             refresh_now=(meta.get("annotations") or {}).get(keys.REFRESH_NOW))
