@@ -6,6 +6,7 @@ one backend read and no Kubernetes request at all, and what the webhook and othe
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,13 +56,37 @@ class SourceState:
 def parse_spec(raw: Mapping[str, Any]) -> tuple[SecretSourceSpec | None, str | None]:
     """The spec, or a message naming each bad field (the CRD catches most; this is the backstop)."""
     try:
-        return SecretSourceSpec.model_validate(dict(raw)), None
+        return _shared_parts(SecretSourceSpec.model_validate(dict(raw))), None
     except ValidationError as exc:
         problems = "; ".join(
             f"spec.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors(include_input=False))
         return None, problems
     except ArithmeticError as exc:  # a validator overflowing (an interval of 1000000000d), never a value
         return None, f"spec: a number or duration is out of range ({type(exc).__name__})"
+
+
+# Parts of a spec most sources leave alike (the target's options, the refresh), one object for all alike:
+# a model is about 570 bytes, and the specs are frozen, so sharing is safe. Bounded: a tenant with
+# thousands of distinct targets only misses the cache.
+_SHARED: OrderedDict[str, Any] = OrderedDict()
+_SHARED_MAX = 1024
+
+
+def _shared_parts(spec: SecretSourceSpec) -> SecretSourceSpec:
+    parts = {"target": spec.target, "refresh": spec.refresh}
+    update: dict[str, Any] = {}
+    for field_name, part in parts.items():
+        key = f"{field_name}:{part.model_dump_json()}"
+        known = _SHARED.get(key)
+        if known is None:
+            _SHARED[key] = part
+            if len(_SHARED) > _SHARED_MAX:
+                _SHARED.popitem(last=False)
+        else:
+            _SHARED.move_to_end(key)
+            if known is not part:
+                update[field_name] = known
+    return spec.model_copy(update=update) if update else spec
 
 
 class SyncView:

@@ -74,3 +74,19 @@ def test_the_webhook_still_sees_the_keys() -> None:
     cluster.start()
     cluster.sync_now()
     assert cluster.sync.source_view(NS, "db").keys == ("password", "user")
+
+
+def test_sources_alike_share_their_target_and_refresh_and_still_read_as_their_own() -> None:
+    from rotor.engines.secretsource.view import parse_spec
+
+    def spec(path: str, **extra: object) -> dict[str, object]:
+        return {"provider": "vault", "serviceAccountName": "app", "vault": {"path": path, "role": "r"},
+                "refresh": {"interval": "60s"}, **extra}
+
+    a, b = parse_spec(spec("app/a"))[0], parse_spec(spec("app/b"))[0]
+    other = parse_spec(spec("app/c", target={"name": "c-secret"}, refresh={"interval": "5m"}))[0]
+    assert a is not None and b is not None and other is not None
+    assert a.target is b.target and a.refresh is b.refresh  # one object for 10,000 sources alike
+    assert a.vault is not None and b.vault is not None and (a.vault.path, b.vault.path) == ("app/a", "app/b")
+    assert other.target.name == "c-secret" and other.refresh.interval == "5m" and other.target is not a.target
+    assert a == parse_spec(spec("app/a"))[0] and a.model_dump() == parse_spec(spec("app/a"))[0].model_dump()
