@@ -118,7 +118,7 @@ class SyncView:
         "sync" (new, spec changed, or being deleted: the worker applies deletionPolicy), "forget"
         (gone, or going with nothing left for Rotor to do), or None (only status or metadata moved)."""
         meta = body["metadata"]
-        key: Key = (meta["namespace"], meta["name"])
+        key: Key = (compact(meta["namespace"]), meta["name"])
         if event_type == "DELETED":
             self.forget_source(key)
             return key, "forget"
@@ -136,7 +136,7 @@ class SyncView:
             # A new rotor.dev/refresh-now value (`rotor refresh`): do not wait for the interval.
             state.refresh_now = requested
             action = "sync" if requested else action
-        state.finalizers = tuple(meta.get("finalizers") or ())
+        state.finalizers = compact(tuple(meta.get("finalizers") or ()))
         state.resource_version = meta.get("resourceVersion")
         if meta.get("deletionTimestamp"):
             if keys.CLEANUP_FINALIZER not in state.finalizers:
@@ -152,12 +152,12 @@ class SyncView:
 
     def upsert_source(self, body: Mapping[str, Any]) -> Key:
         meta = body["metadata"]
-        key = (meta["namespace"], meta["name"])
+        key = (compact(meta["namespace"]), meta["name"])
         spec, error = parse_spec(body.get("spec") or {})
         previous = self.sources.get(key)
-        state = SourceState(meta["namespace"], meta["name"], meta["uid"], int(meta.get("generation") or 0),
+        state = SourceState(key[0], meta["name"], meta["uid"], int(meta.get("generation") or 0),
                             spec, error, compact(body.get("status") or {}),
-                            finalizers=tuple(meta.get("finalizers") or ()),
+                            finalizers=compact(tuple(meta.get("finalizers") or ())),
                             resource_version=meta.get("resourceVersion"),
                             refresh_now=(meta.get("annotations") or {}).get(keys.REFRESH_NOW))
         if previous is not None and previous.uid == state.uid:
@@ -196,17 +196,17 @@ class SyncView:
         """Record a managed Secret's change; returns the source to sync if the Secret drifted. WHOLE
         False: BODY is metadata only (the feed did not read it: see wants_data)."""
         meta = body["metadata"]
-        key = (meta["namespace"], meta["name"])
+        key = (compact(meta["namespace"]), meta["name"])
         source_name = (meta.get("labels") or {}).get(keys.SOURCE_LABEL)
         known = self.secrets.get(key)
         if not whole and event_type != "DELETED":
             if known is None or known.resource_version != meta.get("resourceVersion"):
                 # Changed (or new) and not read: its values are not known; a sync reads it first.
-                self.remember(meta["namespace"], meta["name"], ObservedSecret.from_metadata(
+                self.remember(*key, ObservedSecret.from_metadata(
                     {"metadata": meta, "type": known.type if known is not None else "Opaque"}))
             return None
         observed = None if event_type == "DELETED" else ObservedSecret.from_json(body)
-        self.remember(meta["namespace"], meta["name"], observed)
+        self.remember(*key, observed)
         if not source_name:
             return None
         if observed is not None and known is not None and not known.metadata_only and \
