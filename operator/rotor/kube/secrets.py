@@ -13,8 +13,6 @@ from rotor.kube.transport import Transport, api_path
 from rotor.planning.kube_bodies import encode, released_secret, secret_body
 from rotor.planning.sync import DesiredSecret, ObservedSecret, Owner
 
-# A Table of PartialObjectMetadata rows (what `kubectl get secrets` shows): no value leaves the server.
-
 
 def _secret_path(namespace: str, name: str | None = None) -> str:
     return f"/api/v1/namespaces/{namespace}/secrets" + (f"/{name}" if name else "")
