@@ -66,17 +66,20 @@ def parse_spec(raw: Mapping[str, Any]) -> tuple[SecretSourceSpec | None, str | N
 
 
 # Parts of a spec most sources leave alike (the target's options, the refresh), one object for all alike:
-# a model is about 570 bytes, and the specs are frozen, so sharing is safe. Bounded: a tenant with
-# thousands of distinct targets only misses the cache.
+# a model is about 570 bytes, and the specs are frozen, so sharing is safe. Only small parts are shared:
+# a tenant's large templates are theirs alone and would otherwise outlive their sources here. Bounded in
+# entries too: a tenant with thousands of distinct targets only misses the cache.
 _SHARED: OrderedDict[str, Any] = OrderedDict()
 _SHARED_MAX = 1024
+_SHARED_MAX_BYTES = 512  # of a part's JSON; the default target's is under 200
 
 
 def _shared_parts(spec: SecretSourceSpec) -> SecretSourceSpec:
-    parts = {"target": spec.target, "refresh": spec.refresh}
     update: dict[str, Any] = {}
-    for field_name, part in parts.items():
+    for field_name, part in (("target", spec.target), ("refresh", spec.refresh)):
         key = f"{field_name}:{part.model_dump_json()}"
+        if len(key) > _SHARED_MAX_BYTES:
+            continue
         known = _SHARED.get(key)
         if known is None:
             _SHARED[key] = part

@@ -90,3 +90,17 @@ def test_sources_alike_share_their_target_and_refresh_and_still_read_as_their_ow
     assert a.vault is not None and b.vault is not None and (a.vault.path, b.vault.path) == ("app/a", "app/b")
     assert other.target.name == "c-secret" and other.refresh.interval == "5m" and other.target is not a.target
     assert a == parse_spec(spec("app/a"))[0] and a.model_dump() == parse_spec(spec("app/a"))[0].model_dump()
+
+
+def test_a_tenants_large_targets_are_not_kept_for_sharing() -> None:
+    # A target may carry 64 templates of 16 KiB: kept for sharing, 1,024 of them would outlive their
+    # sources by gigabytes. Only small parts are shared; large ones stay their source's own.
+    from rotor.engines.secretsource import view
+
+    big = {"template": {"data": {f"k{i}": "{{ values.password }}" + "x" * 16000 for i in range(8)}}}
+    spec = {"provider": "vault", "serviceAccountName": "app", "vault": {"path": "app/a", "role": "r"},
+            "target": big}
+    first, second = view.parse_spec(spec)[0], view.parse_spec(spec)[0]
+    assert first is not None and second is not None and first == second
+    assert first.target is not second.target
+    assert all(len(key) <= view._SHARED_MAX_BYTES for key in view._SHARED)
